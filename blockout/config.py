@@ -1,0 +1,201 @@
+"""Every training option in one validated dataclass (nanoGPT's ``GPTConfig`` style).
+
+:class:`TrainConfig` is the single source of truth for ``blockout train``: the command line
+generates one flag per field (``--samples-per-class`` for ``samples_per_class``), ``--config FILE``
+supplies any field from JSON, and the resolved config is stored in ``run.json``.
+To add an option, add a field here with a ``help`` in its metadata (and ``choices`` when it is
+an enumeration) and, if needed, a check in :meth:`TrainConfig.validate`; the flag follows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from blockout.errors import UserError
+
+#: The paper's six methods (DESIGN §1), in the order of its table.
+METHODS = ("baseline", "fc", "dropout", "soft-learned", "hard-fixed", "hard-learned")
+#: Methods whose FC layers are Blockout layers.
+BLOCKOUT_METHODS = ("soft-learned", "hard-fixed", "hard-learned")
+
+
+def _opt(default: Any, help: str, choices: tuple | None = None, **extra: Any) -> Any:
+    """A dataclass field carrying its command-line help (and choices) as metadata."""
+    meta = {"help": help}
+    if choices is not None:
+        meta["choices"] = tuple(choices)
+    meta.update(extra)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class TrainConfig:
+    """All options of one training run. Invalid values raise :class:`UserError` on creation.
+
+    >>> cfg = TrainConfig(method="dropout", epochs=3)
+    >>> cfg.method, cfg.epochs, cfg.depth
+    ('dropout', 3, 2)
+    >>> TrainConfig.from_dict(cfg.to_dict()) == cfg
+    True
+    """
+
+    # --- data
+    dataset: str = _opt("synthetic", "dataset name: synthetic (built in), cifar10, cifar100, imagefolder")
+    data_dir: str | None = _opt(None, "folder holding the dataset files (cifar10/cifar100/imagefolder)")
+    hierarchy: str | None = _opt(None, "JSON class hierarchy for the synthetic dataset ({group: [classes]})")
+    samples_per_class: int | None = _opt(None, "training images per class (synthetic; default: the dataset's)")
+    test_samples_per_class: int | None = _opt(None, "test images per class (synthetic; default: the dataset's)")
+    image_size: int = _opt(32, "image side length in pixels (synthetic and imagefolder)")
+    # --- model
+    method: str = _opt("hard-learned", "the paper's method", METHODS)
+    clusters: int = _opt(6, "number of clusters k (Blockout methods)")
+    nodes: int = _opt(512, "width of each hidden FC layer")
+    depth: int = _opt(2, "number of hidden FC layers (0 = trunk straight into the classifier)")
+    trunk: str = _opt("auto", "feature extractor: conv (images), mlp, identity (vectors); auto picks by input shape",
+                      ("auto", "conv", "mlp", "identity"))
+    mask: str = _opt("count", "Blockout mask: count = C_out C_in^T (the paper's), union = min(1, C_out C_in^T)",
+                     ("count", "union"))
+    trunk_clusters: str = _opt("all", "trunk node set: all = in every cluster (shared stem), learned = own memberships",
+                               ("all", "learned"))
+    dropout: float = _opt(0.5, "dropout probability of the dropout method")
+    # --- optimisation
+    epochs: int = _opt(10, "training epochs")
+    batch_size: int = _opt(128, "batch size (per process under torchrun)")
+    optimizer: str = _opt("sgd", "optimiser", ("sgd", "adam", "adamw"))
+    lr: float = _opt(0.05, "learning rate of the weights")
+    momentum: float = _opt(0.9, "SGD momentum (sgd only)")
+    weight_decay: float = _opt(5e-4, "weight decay of weight matrices (theta, biases and norms get none)")
+    theta_lr_mult: float = _opt(10.0, "learning-rate multiplier of the cluster memberships theta")
+    lr_schedule: str = _opt("cosine", "learning-rate schedule over all steps", ("cosine", "constant"))
+    warmup_steps: int = _opt(0, "linear learning-rate warm-up steps")
+    # --- run
+    seed: int = _opt(0, "random seed (data order, initialisation, sampling)")
+    device: str = _opt("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
+    amp: str = _opt("auto", "mixed precision: auto = on for CUDA", ("auto", "on", "off"))
+    out: str | None = _opt(None, "run folder to create (default: checkpoints/<method>-s<seed>)")
+    snapshot_every: int | None = _opt(None, "steps between P snapshots (default: about 30 per run)")
+    num_workers: int = _opt(0, "data-loader worker processes")
+
+    # fields that may change when a run is resumed (everything else must match the run)
+    RESUMABLE_CHANGES: typing.ClassVar[tuple[str, ...]] = ("epochs", "device", "num_workers", "amp", "out")
+
+    def __post_init__(self) -> None:
+        self._coerce_types()
+        self.validate()
+
+    # ------------------------------------------------------------------ checks
+    def _coerce_types(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            setattr(self, f.name, _check_type(f.name, value, hints[f.name]))
+
+    def validate(self) -> None:
+        """Raise :class:`UserError` naming the first invalid option and its value."""
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            value = getattr(self, f.name)
+            if choices is not None and value not in choices:
+                raise UserError(f"{f.name}={value!r} is not one of {', '.join(choices)}")
+        for name in ("clusters", "nodes", "epochs", "batch_size", "image_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be at least 1, got {getattr(self, name)!r}")
+        for name in ("samples_per_class", "test_samples_per_class", "snapshot_every"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UserError(f"{name} must be at least 1, got {value!r}")
+        for name in ("depth", "num_workers", "warmup_steps"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{name} must be 0 or more, got {getattr(self, name)!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise UserError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        if not self.lr > 0.0 or self.lr != self.lr or self.lr == float("inf"):
+            raise UserError(f"lr must be a positive number, got {self.lr!r}")
+        if self.theta_lr_mult < 0.0:
+            raise UserError(f"theta_lr_mult must be 0 or more, got {self.theta_lr_mult!r}")
+        if self.weight_decay < 0.0:
+            raise UserError(f"weight_decay must be 0 or more, got {self.weight_decay!r}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise UserError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
+            raise UserError(f"device={self.device!r} is not one of auto, cpu, cuda, cuda:N")
+
+    # ------------------------------------------------------------------ JSON
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict of every field."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "config") -> "TrainConfig":
+        """Build from a dict; unknown keys are a :class:`UserError` naming ``source``."""
+        if not isinstance(data, Mapping):
+            raise UserError(f"{source} must hold a JSON object, got {type(data).__name__}")
+        known = set(cls.field_names())
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UserError(f"{source}: unknown option(s) {', '.join(unknown)} "
+                            f"(known: {', '.join(sorted(known))})")
+        return cls(**dict(data))
+
+    @classmethod
+    def from_json_file(cls, path: str | Path, overrides: Mapping[str, Any] | None = None) -> "TrainConfig":
+        """Read a JSON config file; ``overrides`` (explicit flags) win over the file."""
+        data = read_config_file(path)
+        data.update(overrides or {})
+        return cls.from_dict(data, source=str(path))
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        """A validated copy with ``changes`` applied."""
+        return dataclasses.replace(self, **changes)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a JSON object from ``path`` with one-line errors for every failure."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"config file {path} is not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"config file {path} must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _check_type(name: str, value: Any, hint: Any) -> Any:
+    """Check (and mildly coerce: int -> float, 3.0 -> 3) ``value`` against a type hint."""
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    base = next((a for a in args if a is not type(None)), hint) if args else hint
+    if value is None:
+        if optional:
+            return None
+        raise UserError(f"{name} must be set, got null")
+    if base is bool:
+        if isinstance(value, bool):
+            return value
+    elif base is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif base is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif base is str:
+        if isinstance(value, str):
+            return value
+    else:  # pragma: no cover - only reached when a new field uses an unsupported type
+        return value
+    raise UserError(f"{name} must be {'null or ' if optional else ''}{base.__name__}, got {value!r}")
