@@ -1,0 +1,170 @@
+"""One-screen summary of a run: what ``blockout inspect`` prints and the dashboard's overview reuses.
+
+Pure numpy over the run folder (no torch): reads ``run.json``, ``metrics.jsonl`` and one snapshot
+through :mod:`analysis.runfolder`. The keys of the returned dict are documented in the README
+("inspect --json").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from analysis import runfolder as rf
+from analysis.errors import RunFormatError, UserError
+
+LOW = 0.1
+HIGH = 0.9
+
+
+def probs_stats(P: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:
+    """Summary of one node set's membership probabilities ``P`` of shape ``(nodes, clusters)``.
+
+    >>> s = probs_stats(np.array([[0.95, 0.05], [0.6, 0.7], [0.2, 0.3]]))
+    >>> s["nodes_per_cluster"], s["dead_nodes"], s["full_nodes"], s["frac_below_0.1"]
+    ([2, 1], 1, 1, 0.16666666666666666)
+    """
+    P = np.asarray(P, dtype=np.float64)
+    if P.ndim != 2:
+        raise RunFormatError(f"probability matrix must be 2-D (nodes, clusters), got shape {P.shape}")
+    C = P >= threshold  # (n, k) memberships at the threshold
+    per_node = C.sum(axis=1)
+    return {
+        "mean": float(P.mean()) if P.size else 0.0,
+        "frac_below_0.1": float((P < LOW).mean()) if P.size else 0.0,
+        "frac_above_0.9": float((P > HIGH).mean()) if P.size else 0.0,
+        "nodes_per_cluster": [int(c) for c in C.sum(axis=0)],
+        "dead_nodes": int((per_node == 0).sum()),
+        "full_nodes": int((per_node == P.shape[1]).sum()),
+        "empty_clusters": int((C.sum(axis=0) == 0).sum()),
+    }
+
+
+def live_fraction(P_out: np.ndarray, P_in: np.ndarray, threshold: float = 0.5) -> float:
+    """Share of a layer's connections whose two nodes share a cluster at ``threshold``.
+
+    >>> live_fraction(np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([[1.0, 0.0]]))
+    0.5
+    """
+    C_out = (np.asarray(P_out) >= threshold).astype(np.float32)  # (out, k)
+    C_in = (np.asarray(P_in) >= threshold).astype(np.float32)  # (in, k)
+    if C_out.size == 0 or C_in.size == 0:
+        return 0.0
+    return float(((C_out @ C_in.T) > 0).mean())
+
+
+def _pick_entry(entries: list[dict], step: int | None, run_dir: Path) -> dict | None:
+    if not entries:
+        if step is not None:
+            raise UserError(f"{run_dir} has no snapshots, so --step {step} cannot be shown")
+        return None
+    if step is None:
+        return entries[-1]
+    for e in entries:
+        if int(e["step"]) == int(step):
+            return e
+    steps = [int(e["step"]) for e in entries]
+    near = min(steps, key=lambda s: abs(s - step))
+    raise UserError(f"no snapshot at step {step} in {run_dir} (snapshots at steps {steps[0]}..{steps[-1]}, "
+                    f"nearest {near})")
+
+
+def _acc_record(rec: Mapping[str, Any] | None) -> dict | None:
+    if rec is None:
+        return None
+    keys = ("step", "epoch", "test_acc", "test_loss", "train_acc", "train_loss")
+    return {k: rec.get(k) for k in keys}
+
+
+def summarize_run(run_dir: str | Path, step: int | None = None, threshold: float = 0.5) -> dict[str, Any]:
+    """Summarise a run folder at one snapshot (the last one by default).
+
+    Parameters
+    ----------
+    run_dir : path
+        A run folder (holds ``run.json``).
+    step : int, optional
+        Snapshot step to summarise; ``None`` is the last snapshot.
+    threshold : float
+        Membership threshold τ in (0, 1]: node i is in cluster l when ``P[i, l] >= τ``.
+
+    Returns
+    -------
+    dict
+        JSON-ready; keys documented in the README ("inspect --json").
+    """
+    run_dir = Path(run_dir)
+    try:
+        threshold = float(threshold)
+    except (TypeError, ValueError):
+        raise UserError(f"threshold must be a number in (0, 1], got {threshold!r}") from None
+    if not 0.0 < threshold <= 1.0:
+        raise UserError(f"threshold must be in (0, 1], got {threshold!r}")
+    if not run_dir.is_dir():
+        raise UserError(f"run folder not found: {run_dir}")
+    run = rf.read_json(run_dir / rf.RUN_JSON, "run.json")
+    if not isinstance(run, dict) or run.get("format") != rf.FORMAT:
+        raise RunFormatError(f"{run_dir / rf.RUN_JSON} is not a blockout run (format "
+                             f"{run.get('format') if isinstance(run, dict) else None!r})")
+    config = run.get("config") or {}
+    dataset = run.get("dataset") or {}
+    topology = run.get("topology") or {}
+    metrics = rf.read_jsonl(run_dir / rf.METRICS)
+    entries = list(rf.iter_snapshot_entries(run_dir))
+    entry = _pick_entry(entries, step, run_dir)
+
+    probs: dict[str, np.ndarray] = {}
+    if entry is not None:
+        probs = rf.split_snapshot(rf.load_npz(run_dir / rf.SNAPSHOT_DIR / entry["file"]))["probs"]
+
+    node_sets = []
+    for ns in topology.get("node_sets", []):
+        name = ns["name"]
+        item = {k: ns.get(k) for k in ("name", "role", "size", "clusters", "trainable", "membership")}
+        if name in probs:
+            P = probs[name]
+            if P.shape != (ns.get("size"), ns.get("clusters")):
+                raise RunFormatError(f"snapshot {entry['file']}: probs of {name!r} have shape {P.shape}, "
+                                     f"run.json says ({ns.get('size')}, {ns.get('clusters')})")
+            item.update(probs_stats(P, threshold))
+        node_sets.append(item)
+
+    layers = []
+    for layer in topology.get("layers", []):
+        item = {k: layer.get(k) for k in ("name", "role", "in_set", "out_set", "in_features",
+                                          "out_features", "mode", "mask")}
+        a, b = layer.get("out_set"), layer.get("in_set")
+        item["live_fraction"] = live_fraction(probs[a], probs[b], threshold) if a in probs and b in probs else None
+        layers.append(item)
+
+    best = max(metrics, key=lambda r: (r.get("test_acc", float("-inf")), -r.get("step", 0)), default=None)
+    final = metrics[-1] if metrics else None
+    return {
+        "run": run.get("name", run_dir.name),
+        "path": str(run_dir),
+        "created": run.get("created"),
+        "method": config.get("method"),
+        "config": config,
+        "dataset": {
+            "name": config.get("dataset"),
+            "num_classes": len(dataset.get("class_names") or []),
+            "train_size": dataset.get("train_size"),
+            "test_size": dataset.get("test_size"),
+            "input_shape": dataset.get("input_shape"),
+        },
+        "progress": {
+            "epochs_done": int(final["epoch"]) if final else 0,
+            "epochs": config.get("epochs"),
+            "steps_done": int(final["step"]) if final else 0,
+            "evaluations": len(metrics),
+            "seconds": final.get("seconds") if final else None,
+        },
+        "accuracy": {"best": _acc_record(best), "final": _acc_record(final)},
+        "threshold": threshold,
+        "snapshot": None if entry is None else {k: entry.get(k) for k in ("step", "epoch", "file", "has_weights", "tags")},
+        "snapshot_steps": [int(e["step"]) for e in entries],
+        "node_sets": node_sets,
+        "layers": layers,
+    }

@@ -1,0 +1,170 @@
+"""Writing a run folder (the contract lives in :mod:`analysis.runfolder`).
+
+:class:`RunWriter` owns ``run.json``, ``metrics.jsonl`` and ``snapshots/`` of one run. Every
+write goes through the atomic helpers of :mod:`analysis.runfolder`. Snapshots always hold every
+node set's P; weights and biases are kept only in the snapshots tagged ``best`` or ``last`` (they
+are stripped from a snapshot when it loses its last such tag), so a run folder stays small.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import platform
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from analysis import runfolder as rf
+
+#: Tags that keep a snapshot's weights.
+WEIGHT_TAGS = ("best", "last")
+
+
+def versions() -> dict[str, str]:
+    """Versions of the software that wrote a run."""
+    import torch
+
+    import blockout
+
+    return {
+        "blockout": blockout.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "platform": sys.platform,
+    }
+
+
+class RunWriter:
+    """Writes one run folder. ``enabled=False`` (ranks other than 0) makes every method a no-op.
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder (created when missing).
+    enabled : bool
+        Whether this process writes (rank 0 under torchrun).
+    """
+
+    def __init__(self, run_dir: str | Path, enabled: bool = True) -> None:
+        self.run_dir = Path(run_dir)
+        self.enabled = enabled
+        self._entries: list[dict] = []
+        if enabled and (self.run_dir / rf.SNAPSHOT_DIR / rf.SNAPSHOT_INDEX).is_file():
+            self._entries = [dict(e) for e in rf.iter_snapshot_entries(self.run_dir)]
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def snapshot_dir(self) -> Path:
+        return self.run_dir / rf.SNAPSHOT_DIR
+
+    @property
+    def train_state_path(self) -> Path:
+        return self.run_dir / rf.TRAIN_STATE
+
+    # ------------------------------------------------------------------ run.json / metrics
+    def write_run_json(self, config: Mapping[str, Any], dataset: Mapping[str, Any],
+                       topology: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> None:
+        """Write ``run.json`` (resolved config, dataset description, topology, versions, time)."""
+        if not self.enabled:
+            return
+        obj = {
+            "format": rf.FORMAT,
+            "format_version": rf.FORMAT_VERSION,
+            "name": self.run_dir.name,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "versions": versions(),
+            "config": dict(config),
+            "dataset": dict(dataset),
+            "topology": dict(topology),
+        }
+        obj.update(extra or {})
+        rf.atomic_write_json(self.run_dir / rf.RUN_JSON, obj)
+
+    def log_metrics(self, record: Mapping[str, Any]) -> None:
+        """Append one evaluation record to ``metrics.jsonl``."""
+        if self.enabled:
+            rf.append_jsonl(self.run_dir / rf.METRICS, record)
+
+    # ------------------------------------------------------------------ snapshots
+    @property
+    def entries(self) -> list[dict]:
+        """The snapshot index entries, sorted by step (a copy)."""
+        return [dict(e) for e in self._entries]
+
+    def _entry(self, step: int) -> dict | None:
+        return next((e for e in self._entries if int(e["step"]) == int(step)), None)
+
+    def _write_index(self) -> None:
+        self._entries.sort(key=lambda e: int(e["step"]))
+        rf.atomic_write_json(self.snapshot_dir / rf.SNAPSHOT_INDEX, {"snapshots": self._entries})
+
+    def snapshot(self, step: int, epoch: int, probs: Mapping[str, np.ndarray],
+                 weights: Mapping[str, np.ndarray] | None = None,
+                 biases: Mapping[str, np.ndarray] | None = None,
+                 multipliers: Mapping[str, np.ndarray] | None = None,
+                 tags: Iterable[str] = ()) -> None:
+        """Save the snapshot of ``step`` (merged into an existing one at the same step).
+
+        Tags move: giving ``best`` here removes it from every other snapshot; a snapshot left
+        without a weight tag loses its weights.
+        """
+        if not self.enabled:
+            return
+        tags = list(tags)
+        old = self._entry(step)
+        arrays = {}
+        if old is not None and old.get("has_weights") and not weights:
+            # keep weights already saved at this step
+            arrays = rf.load_npz(self.snapshot_dir / old["file"])
+        arrays.update(rf.snapshot_arrays(probs, weights, biases, multipliers))
+        fname = rf.snapshot_filename(step)
+        rf.save_npz(self.snapshot_dir / fname, arrays)
+        has_weights = any(k.startswith(rf.WEIGHT_PREFIX) for k in arrays)
+        entry = {"step": int(step), "epoch": int(epoch), "file": fname, "has_weights": has_weights,
+                 "tags": sorted(set(tags) | set(old["tags"] if old else []))}
+        if old is not None:
+            self._entries.remove(old)
+        self._entries.append(entry)
+        for tag in tags:
+            for other in self._entries:
+                if other is not entry and tag in other["tags"]:
+                    other["tags"] = [t for t in other["tags"] if t != tag]
+        self._write_index()
+        self._strip_untagged_weights()
+
+    def _strip_untagged_weights(self) -> None:
+        """Drop weights from snapshots that no longer carry a weight tag (index first, then file)."""
+        stale = [e for e in self._entries
+                 if e.get("has_weights") and not set(e["tags"]) & set(WEIGHT_TAGS)]
+        if not stale:
+            return
+        for e in stale:
+            e["has_weights"] = False
+        self._write_index()
+        for e in stale:
+            path = self.snapshot_dir / e["file"]
+            arrays = rf.load_npz(path)
+            rf.save_npz(path, {k: v for k, v in arrays.items()
+                               if not k.startswith((rf.WEIGHT_PREFIX, rf.BIAS_PREFIX))})
+
+    def truncate_after(self, step: int) -> None:
+        """Forget metrics and snapshots written after ``step`` (resuming from an earlier checkpoint)."""
+        if not self.enabled:
+            return
+        metrics_path = self.run_dir / rf.METRICS
+        records = rf.read_jsonl(metrics_path)
+        kept = [r for r in records if int(r.get("step", 0)) <= step]
+        if len(kept) != len(records):
+            import json
+
+            rf.atomic_write_text(metrics_path, "".join(
+                json.dumps(r, allow_nan=False, ensure_ascii=False) + "\n" for r in kept))
+        late = [e for e in self._entries if int(e["step"]) > step]
+        if late:
+            self._entries = [e for e in self._entries if int(e["step"]) <= step]
+            self._write_index()
+            for e in late:
+                (self.snapshot_dir / e["file"]).unlink(missing_ok=True)
