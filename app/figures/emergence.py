@@ -1,0 +1,119 @@
+"""How the memberships evolve: P histograms, nodes per cluster over time, drift to 1, multipliers."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from app.figures.common import color, empty_figure
+
+
+def prob_histograms(probs: Mapping[str, np.ndarray], *, bins: int = 20, height_per: int = 150) -> go.Figure:
+    """One histogram of the entries of P per node set (share of entries per bin).
+
+    The histogram is computed here (``np.histogram``) and drawn as bars, so the figure stays small
+    even for 4096 × 15 matrices.
+    """
+    names = [n for n, p in probs.items() if np.asarray(p).size]
+    if not names:
+        return empty_figure("this run has no cluster probabilities (not a Blockout run)")
+    fig = make_subplots(rows=len(names), cols=1, shared_xaxes=True, subplot_titles=names,
+                        vertical_spacing=min(0.08, 0.3 / len(names)))
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    centers = (edges[:-1] + edges[1:]) / 2
+    for i, name in enumerate(names, 1):
+        values = np.clip(np.asarray(probs[name], dtype=float).ravel(), 0.0, 1.0)
+        counts, _ = np.histogram(values, bins=edges)
+        share = counts / max(values.size, 1)
+        fig.add_trace(go.Bar(x=centers, y=share, width=1.0 / bins, name=name, marker_color=color(i - 1),
+                             hovertemplate="P in [%{customdata[0]:.2f}, %{customdata[1]:.2f}): "
+                                           "%{y:.1%} of entries<extra>" + name + "</extra>",
+                             customdata=np.stack([edges[:-1], edges[1:]], axis=1), showlegend=False),
+                      row=i, col=1)
+        fig.update_yaxes(tickformat=".0%", row=i, col=1)
+    fig.update_xaxes(range=[0, 1], title_text="P", row=len(names), col=1)
+    fig.update_layout(height=60 + height_per * len(names), margin=dict(l=10, r=10, t=30, b=10),
+                      bargap=0.05)
+    return fig
+
+
+def cluster_sizes_over_time(steps: Sequence[int], counts: np.ndarray, *, title: str = "",
+                            height: int = 280) -> go.Figure:
+    """Nodes per cluster (at the threshold) at each snapshot step, one line per cluster.
+
+    Parameters
+    ----------
+    steps : sequence of int, length S
+    counts : array, shape (S, k)
+    """
+    counts = np.asarray(counts)
+    if counts.ndim != 2 or counts.shape[0] != len(steps) or counts.size == 0:
+        return empty_figure("no snapshots to show")
+    fig = go.Figure()
+    for c in range(counts.shape[1]):
+        fig.add_trace(go.Scatter(x=list(steps), y=counts[:, c], mode="lines", name=f"cluster {c}",
+                                 line=dict(color=color(c)),
+                                 hovertemplate=f"cluster {c}: " + "%{y} nodes at step %{x}<extra></extra>"))
+    fig.update_layout(title=title or None, height=height, xaxis_title="step", yaxis_title="nodes",
+                      margin=dict(l=10, r=10, t=40 if title else 20, b=10))
+    return fig
+
+
+def drift_figure(steps: Sequence[int], series: Mapping[str, Mapping[str, np.ndarray]], *,
+                 height: int = 300) -> go.Figure:
+    """The drift-to-1 failure mode: mean P and the share of P ≥ 0.9 per node set over training.
+
+    Parameters
+    ----------
+    steps : sequence of int, length S
+    series : mapping node set -> dict with ``mean`` and ``share_high`` arrays of length S
+        (see :func:`analysis.dynamics.drift_series`).
+    """
+    if not series:
+        return empty_figure("no trainable cluster probabilities in this run")
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("mean P", "share of P ≥ 0.9"))
+    for i, (name, s) in enumerate(series.items()):
+        fig.add_trace(go.Scatter(x=list(steps), y=s["mean"], name=name, mode="lines",
+                                 line=dict(color=color(i)), legendgroup=name), row=1, col=1)
+        fig.add_trace(go.Scatter(x=list(steps), y=s["share_high"], name=name, mode="lines",
+                                 line=dict(color=color(i)), legendgroup=name, showlegend=False),
+                      row=1, col=2)
+    fig.update_yaxes(range=[0, 1.02])
+    fig.update_yaxes(tickformat=".0%", row=1, col=2)
+    fig.update_xaxes(title_text="step")
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=40, b=10),
+                      legend=dict(orientation="h", y=-0.3))
+    return fig
+
+
+def multipliers_figure(steps: Sequence[int], multipliers: Mapping[str, np.ndarray], *,
+                       height: int = 300) -> go.Figure:
+    """Budget multipliers over training: per layer the mean (line) and min–max range (band).
+
+    Parameters
+    ----------
+    steps : sequence of int, length S
+    multipliers : mapping layer -> array (S, m) (NaN where a snapshot has none)
+    """
+    if not multipliers:
+        return empty_figure("this run has no budget multipliers")
+    fig = go.Figure()
+    x = list(steps)
+    for i, (name, arr) in enumerate(multipliers.items()):
+        arr = np.asarray(arr, dtype=float).reshape(len(x), -1)
+        with warnings.catch_warnings():  # all-NaN rows (no multiplier at that step) stay NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            lo, hi, mean = np.nanmin(arr, axis=1), np.nanmax(arr, axis=1), np.nanmean(arr, axis=1)
+        c = color(i)
+        fig.add_trace(go.Scatter(x=x + x[::-1], y=np.concatenate([hi, lo[::-1]]), fill="toself",
+                                 fillcolor=c, opacity=0.2, line=dict(width=0), hoverinfo="skip",
+                                 showlegend=False, legendgroup=name))
+        fig.add_trace(go.Scatter(x=x, y=mean, mode="lines", name=f"{name} (mean, band = min–max)",
+                                 line=dict(color=c), legendgroup=name))
+    fig.update_layout(height=height, xaxis_title="step", yaxis_title="multiplier",
+                      margin=dict(l=10, r=10, t=20, b=10), legend=dict(orientation="h", y=-0.3))
+    return fig

@@ -1,0 +1,297 @@
+"""Tree drawings over networkx graphs: a cladogram, a sunburst, an icicle, a Sankey, a tanglegram.
+
+The builders read two optional node attributes, ``label`` (short text drawn on the figure) and
+``hover`` (HTML hover text); pages set them from the analysis results (sizes, classes, WordNet
+labels). Any other attributes are ignored, so the builders work on any ``networkx.DiGraph``.
+"""
+
+from __future__ import annotations
+
+from typing import Hashable, Mapping, Sequence
+
+import networkx as nx
+import numpy as np
+import plotly.graph_objects as go
+
+from app.figures.common import color, empty_figure
+
+
+def tree_root(tree: nx.DiGraph) -> Hashable:
+    """The unique vertex without a parent; raises ``ValueError`` when there is not exactly one.
+
+    >>> tree_root(nx.DiGraph([("r", "a"), ("r", "b")]))
+    'r'
+    """
+    roots = [n for n in tree.nodes if tree.in_degree(n) == 0]
+    if len(roots) != 1:
+        raise ValueError(f"a tree needs exactly one root; found {len(roots)}")
+    return roots[0]
+
+
+def _children(tree: nx.DiGraph, node, order: Mapping | None) -> list:
+    kids = list(tree.successors(node))
+    if order is not None:
+        kids.sort(key=lambda k: order.get(k, 0.0))
+    return kids
+
+
+def tree_layout(tree: nx.DiGraph, root=None, order: Mapping | None = None) -> dict:
+    """Cladogram positions: leaves at consecutive ``y`` in depth-first order, parents at the mean
+    ``y`` of their children, ``x`` = depth.
+
+    Parameters
+    ----------
+    order : mapping vertex -> sort key, optional
+        Orders children (used by the tanglegram to untangle lines).
+
+    Returns
+    -------
+    dict vertex -> (x, y)
+
+    >>> pos = tree_layout(nx.DiGraph([("r", "a"), ("r", "b")]))
+    >>> pos["r"], pos["a"], pos["b"]
+    ((0, 0.5), (1, 0.0), (1, 1.0))
+    """
+    root = tree_root(tree) if root is None else root
+    pos: dict = {}
+    next_leaf = [0.0]
+    # Iterative post-order (trees of 1000+ leaves exceed no recursion limit this way).
+    stack = [(root, 0, False)]
+    while stack:
+        node, depth, done = stack.pop()
+        kids = _children(tree, node, order)
+        if not kids:
+            pos[node] = (depth, next_leaf[0])
+            next_leaf[0] += 1.0
+        elif done:
+            pos[node] = (depth, float(np.mean([pos[k][1] for k in kids])))
+        else:
+            stack.append((node, depth, True))
+            for k in reversed(kids):
+                stack.append((k, depth + 1, False))
+    return pos
+
+
+def _edge_xy(tree: nx.DiGraph, pos: Mapping):
+    """Elbow edges as one x/y list with ``None`` breaks (one trace however many edges)."""
+    xs, ys = [], []
+    for u, v in tree.edges:
+        (xu, yu), (xv, yv) = pos[u], pos[v]
+        xs += [xu, xu, xv, None]
+        ys += [yu, yv, yv, None]
+    return xs, ys
+
+
+def tree_figure(tree: nx.DiGraph, *, root=None, height: int | None = None,
+                title: str = "") -> go.Figure:
+    """A left-to-right cladogram of ``tree`` (root on the left, leaves on the right)."""
+    if tree.number_of_nodes() == 0:
+        return empty_figure("empty tree")
+    root = tree_root(tree) if root is None else root
+    pos = tree_layout(tree, root)
+    xs, ys = _edge_xy(tree, pos)
+    leaves = [n for n in tree.nodes if tree.out_degree(n) == 0]
+    inner = [n for n in tree.nodes if tree.out_degree(n) > 0]
+    fig = go.Figure(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color="#999", width=1),
+                               hoverinfo="skip", showlegend=False))
+    for group, size, textpos, name in ((inner, 10, "top center", "branches"),
+                                       (leaves, 6, "middle right", "classes")):
+        if not group:
+            continue
+        fig.add_trace(go.Scatter(
+            x=[pos[n][0] for n in group], y=[pos[n][1] for n in group], mode="markers+text",
+            text=[str(tree.nodes[n].get("label", n)) for n in group], textposition=textpos,
+            textfont=dict(size=9 if name == "classes" else 10),
+            hovertext=[str(tree.nodes[n].get("hover", tree.nodes[n].get("label", n))) for n in group],
+            hoverinfo="text", marker=dict(size=size, color=color(0 if name == "branches" else 2)),
+            name=name, showlegend=False))
+    n_leaves = max(len(leaves), 1)
+    depth = max(p[0] for p in pos.values())
+    fig.update_xaxes(visible=False, range=[-0.3, depth + 1.2])
+    fig.update_yaxes(visible=False, autorange="reversed")
+    fig.update_layout(title=title or None, height=height or int(min(2400, max(320, 14 * n_leaves))),
+                      margin=dict(l=10, r=10, t=40 if title else 10, b=10))
+    return fig
+
+
+def _hierarchy_lists(tree: nx.DiGraph, root) -> tuple[list, list, list, list, list]:
+    """ids, labels, parents, values (leaf counts), hover for sunburst/icicle."""
+    order = list(nx.dfs_preorder_nodes(tree, root))
+    leaves_under: dict = {}
+    for node in reversed(order):
+        kids = list(tree.successors(node))
+        leaves_under[node] = 1 if not kids else sum(leaves_under[k] for k in kids)
+    ids = [str(n) for n in order]
+    if len(set(ids)) != len(ids):  # str() collided: fall back to positional ids
+        ids = [f"v{i}" for i in range(len(order))]
+    index = dict(zip(order, ids))
+    labels = [str(tree.nodes[n].get("label", n)) for n in order]
+    parents = [index[next(iter(tree.predecessors(n)))] if tree.in_degree(n) else "" for n in order]
+    values = [leaves_under[n] for n in order]
+    hover = [str(tree.nodes[n].get("hover", tree.nodes[n].get("label", n))) for n in order]
+    return ids, labels, parents, values, hover
+
+
+def sunburst_figure(tree: nx.DiGraph, *, root=None, height: int = 560, icicle: bool = False) -> go.Figure:
+    """Sunburst (or icicle with ``icicle=True``) of ``tree``; sector sizes are leaf counts."""
+    if tree.number_of_nodes() == 0:
+        return empty_figure("empty tree")
+    root = tree_root(tree) if root is None else root
+    ids, labels, parents, values, hover = _hierarchy_lists(tree, root)
+    trace = go.Icicle if icicle else go.Sunburst
+    fig = go.Figure(trace(ids=ids, labels=labels, parents=parents, values=values,
+                          branchvalues="total", hovertext=hover, hoverinfo="text",
+                          maxdepth=-1))
+    fig.update_layout(height=height, margin=dict(l=5, r=5, t=5, b=5))
+    return fig
+
+
+def sankey_figure(graph: nx.DiGraph, *, weight: str = "weight", column: str = "layer",
+                  height: int = 480) -> go.Figure:
+    """Sankey diagram of a layered DiGraph (vertices = groups, edge width = ``weight``).
+
+    Vertices are placed in columns by their ``column`` attribute (layer / node-set index or name,
+    in first-seen order along a topological sort) so every layer lines up vertically.
+    """
+    if graph.number_of_edges() == 0:
+        return empty_figure("no live connections at this threshold")
+    nodes = list(nx.topological_sort(graph)) if nx.is_directed_acyclic_graph(graph) else list(graph.nodes)
+    index = {n: i for i, n in enumerate(nodes)}
+    cols: dict = {}
+    for n in nodes:
+        cols.setdefault(graph.nodes[n].get(column, 0), len(cols))
+    ncol = max(len(cols) - 1, 1)
+    x = [0.01 + 0.98 * cols[graph.nodes[n].get(column, 0)] / ncol for n in nodes]
+    # Spread vertices of one column evenly in y (plotly needs both x and y to honour either).
+    per_col: dict = {}
+    for n in nodes:
+        per_col.setdefault(cols[graph.nodes[n].get(column, 0)], []).append(n)
+    y_of = {}
+    for members in per_col.values():
+        for j, n in enumerate(members):
+            y_of[n] = 0.01 + 0.98 * (j + 0.5) / len(members)
+    src, dst, val, hov = [], [], [], []
+    for u, v, data in graph.edges(data=True):
+        w = float(data.get(weight, 1.0))
+        if not np.isfinite(w) or w <= 0:
+            continue
+        src.append(index[u]); dst.append(index[v]); val.append(w)
+        hov.append(str(data.get("hover", f"{w:g}")))
+    if not val:
+        return empty_figure("no live connections at this threshold")
+    fig = go.Figure(go.Sankey(
+        arrangement="snap",
+        node=dict(label=[str(graph.nodes[n].get("label", n)) for n in nodes],
+                  customdata=[str(graph.nodes[n].get("hover", graph.nodes[n].get("label", n)))
+                              for n in nodes],
+                  hovertemplate="%{customdata}<extra></extra>",
+                  x=x, y=[y_of[n] for n in nodes], pad=6, thickness=14,
+                  color=[color(cols[graph.nodes[n].get(column, 0)]) for n in nodes]),
+        link=dict(source=src, target=dst, value=val, customdata=hov,
+                  hovertemplate="%{customdata}<extra></extra>"),
+    ))
+    fig.update_layout(height=height, margin=dict(l=5, r=5, t=10, b=10))
+    return fig
+
+
+def linkage_tree(Z: np.ndarray, labels: Sequence[str]) -> nx.DiGraph:
+    """A scipy linkage matrix as a DiGraph: leaves are the ``labels``, inner vertices ``("m", i)``.
+
+    >>> from scipy.cluster.hierarchy import linkage
+    >>> t = linkage_tree(linkage([[0.0], [0.1], [5.0]], "average"), ["a", "b", "c"])
+    >>> sorted(t.successors(("m", 1)), key=str)
+    [('m', 0), 'c']
+    """
+    Z = np.asarray(Z)
+    n = len(labels)
+    if Z.shape != (n - 1, 4):
+        raise ValueError(f"linkage of shape {Z.shape} does not fit {n} labels")
+    tree = nx.DiGraph()
+    name = lambda i: labels[int(i)] if i < n else ("m", int(i) - n)  # noqa: E731
+    for lab in labels:
+        tree.add_node(lab, label=str(lab))
+    for i, (a, b, h, _) in enumerate(Z):
+        node = ("m", i)
+        tree.add_node(node, label="", height=float(h))
+        tree.add_edge(node, name(a))
+        tree.add_edge(node, name(b))
+    return tree
+
+
+def tanglegram(left: nx.DiGraph, right: nx.DiGraph, *, left_title: str = "network",
+               right_title: str = "WordNet", height: int | None = None) -> go.Figure:
+    """Two trees facing each other with lines joining the leaves that share a label.
+
+    Leaves are matched by their ``label`` attribute (or the vertex itself). The right tree's
+    children are ordered by the mean position of their leaves on the left (a one-sided crossing
+    heuristic), so agreeing hierarchies give mostly horizontal lines.
+
+    Layout along x: left root 0, left leaves 1, labels, connectors 1.4–1.6, labels, right
+    leaves 2, right root 3.
+    """
+    if left.number_of_nodes() == 0 or right.number_of_nodes() == 0:
+        return empty_figure("nothing to compare")
+    lroot, rroot = tree_root(left), tree_root(right)
+    lpos = tree_layout(left, lroot)
+    leaf_label = lambda t, n: str(t.nodes[n].get("label", n))  # noqa: E731
+    left_leaves = [n for n in left.nodes if left.out_degree(n) == 0]
+    left_y = {leaf_label(left, n): lpos[n][1] for n in left_leaves}
+    key: dict = {}  # mean left-y of the leaves under each right vertex
+    for node in reversed(list(nx.dfs_preorder_nodes(right, rroot))):
+        kids = list(right.successors(node))
+        if not kids:
+            key[node] = left_y.get(leaf_label(right, node), float(len(left_y)))
+        else:
+            key[node] = float(np.mean([key[k] for k in kids]))
+    rpos = tree_layout(right, rroot, order=key)
+    right_leaves = [n for n in right.nodes if right.out_degree(n) == 0]
+    # Same vertical extent on both sides even when the leaf counts differ.
+    rscale = (len(left_leaves) - 1) / max(len(right_leaves) - 1, 1)
+    ldepth = max(p[0] for p in lpos.values()) or 1
+    rdepth = max(p[0] for p in rpos.values()) or 1
+    lxy = {n: (min(x / ldepth, 1.0) if left.out_degree(n) else 1.0, y) for n, (x, y) in lpos.items()}
+    rxy = {n: (3.0 - (min(x / rdepth, 1.0) if right.out_degree(n) else 1.0), y * rscale)
+           for n, (x, y) in rpos.items()}
+    fig = go.Figure()
+    for tree, xy in ((left, lxy), (right, rxy)):
+        xs, ys = [], []
+        for u, v in tree.edges:
+            (xu, yu), (xv, yv) = xy[u], xy[v]
+            xs += [xu, xu, xv, None]
+            ys += [yu, yv, yv, None]
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color="#555", width=1),
+                                 hoverinfo="skip", showlegend=False))
+    right_by_label = {leaf_label(right, n): n for n in right_leaves}
+    cx, cy = [], []
+    for lab, ly in left_y.items():
+        rn = right_by_label.get(lab)
+        if rn is not None:
+            cx += [1.4, 1.6, None]
+            cy += [ly, rxy[rn][1], None]
+    fig.add_trace(go.Scatter(x=cx, y=cy, mode="lines", line=dict(color="rgba(31,119,180,0.5)", width=1),
+                             hoverinfo="skip", showlegend=False))
+    fig.add_trace(go.Scatter(x=[1.0] * len(left_leaves), y=[lxy[n][1] for n in left_leaves],
+                             mode="text", text=[leaf_label(left, n) for n in left_leaves],
+                             textposition="middle right", textfont=dict(size=8),
+                             hoverinfo="skip", showlegend=False))
+    fig.add_trace(go.Scatter(x=[2.0] * len(right_leaves), y=[rxy[n][1] for n in right_leaves],
+                             mode="text", text=[leaf_label(right, n) for n in right_leaves],
+                             textposition="middle left", textfont=dict(size=8),
+                             hoverinfo="skip", showlegend=False))
+    for tree, xy in ((left, lxy), (right, rxy)):
+        inner = [n for n in tree.nodes if tree.out_degree(n) > 0]
+        fig.add_trace(go.Scatter(
+            x=[xy[n][0] for n in inner], y=[xy[n][1] for n in inner], mode="markers",
+            marker=dict(size=4, color="#555"),
+            hovertext=[str(tree.nodes[n].get("hover", tree.nodes[n].get("label", ""))) or "(branch)"
+                       for n in inner],
+            hoverinfo="text", showlegend=False))
+    fig.update_xaxes(visible=False, range=[-0.05, 3.05])
+    fig.update_yaxes(visible=False, autorange="reversed")
+    fig.add_annotation(text=f"<b>{left_title}</b>", x=0.0, y=1.02, xref="x", yref="paper",
+                       showarrow=False, xanchor="left")
+    fig.add_annotation(text=f"<b>{right_title}</b>", x=3.0, y=1.02, xref="x", yref="paper",
+                       showarrow=False, xanchor="right")
+    fig.update_layout(height=height or int(min(2400, max(400, 12 * len(left_leaves)))),
+                      margin=dict(l=5, r=5, t=30, b=5))
+    return fig
