@@ -1,0 +1,116 @@
+"""Similarity on a WordNet snapshot, with nltk's exact semantics (WordNet 3.0 nouns).
+
+nltk conventions reproduced here (``nltk/corpus/reader/wordnet.py``, ``Synset``):
+
+* depth counts edges from the root ``entity.n.01`` (depth 0); ``min_depth``/``max_depth`` are
+  the shortest/longest root path; hypernyms and instance hypernyms both count as parents;
+* ``lowest_common_hypernyms``: among the common hypernyms (each synset counts as its own
+  hypernym), those of greatest ``max_depth`` (or ``min_depth`` with ``use_min_depth``), sorted
+  by name;
+* ``shortest_path_distance(a, b)``: min over common ancestors c of up(a, c) + up(b, c);
+* ``wup_similarity(a, b)``: subsumer = ``a`` if ``a`` is among the lowest common hypernyms by
+  *min* depth, else the first of them by name; ``depth = max_depth(subsumer) + 1``;
+  ``2 depth / (d(a, subsumer) + d(b, subsumer) + 2 depth)``. It is not always symmetric
+  (the subsumer choice depends on argument order); matrices use ``wup(a, b)`` for a before b.
+
+No simulated root is needed: all WordNet 3.0 nouns share ``entity.n.01``.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from analysis.wordnet.snapshot import Snapshot
+
+
+def common_hypernyms(snap: Snapshot, a: str, b: str) -> set[str]:
+    """Synsets that are hypernyms (or the synsets themselves) of both ``a`` and ``b``."""
+    return set(snap.up_distances(a)) & set(snap.up_distances(b))
+
+
+def lowest_common_hypernyms(snap: Snapshot, a: str, b: str, use_min_depth: bool = False) -> list[str]:
+    """nltk's ``Synset.lowest_common_hypernyms`` (sorted names)."""
+    common = common_hypernyms(snap, a, b)
+    if not common:
+        return []
+    key = (lambda s: snap[s].min_depth) if use_min_depth else (lambda s: snap[s].max_depth)
+    best = max(key(s) for s in common)
+    return sorted(s for s in common if key(s) == best)
+
+
+def lowest_common_hypernym(snap: Snapshot, names: Iterable[str]) -> str | None:
+    """The deepest synset (greatest max depth, then name) that subsumes every synset in ``names``.
+
+    Generalises nltk's ``lowest_common_hypernyms`` to a set; used to label inner tree vertices.
+    """
+    names = list(dict.fromkeys(names))
+    if not names:
+        return None
+    common = set(snap.up_distances(names[0]))
+    for n in names[1:]:
+        common &= set(snap.up_distances(n))
+    if not common:
+        return None
+    return min(common, key=lambda s: (-snap[s].max_depth, s))
+
+
+def shortest_path_distance(snap: Snapshot, a: str, b: str) -> int | None:
+    """nltk's ``Synset.shortest_path_distance`` (edges through a common ancestor)."""
+    if a == b:
+        return 0
+    da, db = snap.up_distances(a), snap.up_distances(b)
+    dists = [da[c] + db[c] for c in da.keys() & db.keys()]
+    return min(dists) if dists else None
+
+
+def wup_similarity(snap: Snapshot, a: str, b: str) -> float | None:
+    """nltk's ``Synset.wup_similarity(a, b)`` for WordNet 3.0 nouns."""
+    subsumers = lowest_common_hypernyms(snap, a, b, use_min_depth=True)
+    if not subsumers:
+        return None
+    subsumer = a if a in subsumers else subsumers[0]
+    depth = snap[subsumer].max_depth + 1
+    len1 = shortest_path_distance(snap, a, subsumer)
+    len2 = shortest_path_distance(snap, b, subsumer)
+    if len1 is None or len2 is None:
+        return None
+    return (2.0 * depth) / (len1 + len2 + 2 * depth)
+
+
+def path_similarity(snap: Snapshot, a: str, b: str) -> float | None:
+    """nltk's ``Synset.path_similarity``: 1 / (shortest path + 1)."""
+    d = shortest_path_distance(snap, a, b)
+    return None if d is None else 1.0 / (d + 1)
+
+
+def wup_matrix(snap: Snapshot, names: Sequence[str]) -> np.ndarray:
+    """Square Wu-Palmer similarity matrix, entry (i, j) = (j, i) = ``wup(names[i], names[j])`` for i < j.
+
+    Repeated synsets get similarity 1. Pairs are computed once per distinct synset pair.
+    """
+    n = len(names)
+    out = np.ones((n, n))
+    cache: dict[tuple[str, str], float] = {}
+    for i in range(n):
+        for j in range(i + 1, n):
+            key = (names[i], names[j])
+            if key not in cache:
+                w = wup_similarity(snap, *key)
+                cache[key] = np.nan if w is None else w
+            out[i, j] = out[j, i] = cache[key]
+    return out
+
+
+def wordnet_distance_matrix(snap: Snapshot, names: Sequence[str]) -> np.ndarray:
+    """Square distance matrix ``1 - Wu-Palmer`` between the synsets ``names`` (zero diagonal).
+
+    >>> from analysis.wordnet.snapshot import bundled_snapshot
+    >>> d = wordnet_distance_matrix(bundled_snapshot(), ["tiger.n.02", "lion.n.01", "table.n.02"])
+    >>> bool(d[0, 1] < d[0, 2]), float(d[0, 0])
+    (True, 0.0)
+    """
+    d = 1.0 - wup_matrix(snap, names)
+    np.fill_diagonal(d, 0.0)
+    return d
