@@ -52,6 +52,7 @@ class TrainConfig:
     samples_per_class: int | None = _opt(None, "training images per class (synthetic; default: the dataset's)")
     test_samples_per_class: int | None = _opt(None, "test images per class (synthetic; default: the dataset's)")
     image_size: int = _opt(32, "image side length in pixels (synthetic and imagefolder)")
+    data_seed: int = _opt(0, "seed of the synthetic data (kept apart from --seed so seeds share one dataset)")
     # --- model
     method: str = _opt("hard-learned", "the paper's method", METHODS)
     clusters: int = _opt(6, "number of clusters k (Blockout methods)")

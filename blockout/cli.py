@@ -1,0 +1,337 @@
+"""The ``blockout`` command line: ``train``, ``inspect``, ``demo``, ``reproduce`` (and more, added the same way).
+
+Each subcommand is one ``add_<name>(subparsers)`` function that builds its parser and sets
+``handler``; register it in :data:`COMMANDS`. A :class:`UserError` anywhere becomes one line
+``blockout: error: <message>`` on stderr and exit code 2; an interrupted training exits 130.
+
+``python -m blockout.cli ...`` and the ``blockout`` console script are the same program, and the
+same command works under ``torchrun`` (DistributedDataParallel).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import typing
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from blockout.config import METHODS, TrainConfig, read_config_file
+from blockout.errors import UserError
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``blockout train: error: ...``) and exit code 2."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+# ------------------------------------------------------------------------------------------
+# training flags, generated from TrainConfig
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_config_flags(parser: argparse.ArgumentParser, skip: Sequence[str] = ()) -> None:
+    """One flag per :class:`TrainConfig` field; absent flags stay absent (explicit flags win over --config)."""
+    import dataclasses
+
+    hints = typing.get_type_hints(TrainConfig)
+    defaults = TrainConfig()
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in skip:
+            continue
+        hint = hints[f.name]
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        base = args[0] if args else hint
+        kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS}
+        if base is int:
+            kw["type"], kw["metavar"] = int, "N"
+        elif base is float:
+            kw["type"], kw["metavar"] = float, "X"
+        else:
+            kw["metavar"] = "VALUE" if "choices" not in f.metadata else None
+        if "choices" in f.metadata:
+            kw["choices"] = f.metadata["choices"]
+            kw.pop("metavar", None)
+        default = getattr(defaults, f.name)
+        kw["help"] = f"{f.metadata.get('help', '')} (default: {default})"
+        parser.add_argument(_flag(f.name), **kw)
+
+
+def _explicit(args: argparse.Namespace) -> dict[str, Any]:
+    names = set(TrainConfig.field_names())
+    return {k: v for k, v in vars(args).items() if k in names}
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """``--config FILE`` (if any) overlaid with the explicit flags."""
+    overrides = _explicit(args)
+    if getattr(args, "config", None):
+        return TrainConfig.from_json_file(args.config, overrides)
+    return TrainConfig.from_dict(overrides, source="command line")
+
+
+# ------------------------------------------------------------------------------------------
+# train
+
+
+def add_train(sub) -> None:
+    p = sub.add_parser("train", help="train a network into a run folder",
+                       description="Train one of the paper's methods and write a run folder "
+                                   "(run.json, metrics.jsonl, snapshots/, train_state.pt). Works under "
+                                   "torchrun for many processes/GPUs.")
+    p.add_argument("--config", metavar="FILE", help="JSON file with any of the options below; flags win")
+    p.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN (only --epochs, --device, "
+                                                   "--num-workers, --amp may change)")
+    add_config_flags(p)
+    p.set_defaults(handler=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from blockout.train import resume_config, train
+
+    if args.resume:
+        if args.config:
+            raise UserError("--config cannot be combined with --resume (the run keeps its own config)")
+        config = resume_config(args.resume, _explicit(args))
+        result = train(config, resume=True)
+    else:
+        result = train(config_from_args(args))
+    return EXIT_INTERRUPTED if result.status in ("interrupted", "aborted") else 0
+
+
+# ------------------------------------------------------------------------------------------
+# inspect
+
+
+def add_inspect(sub) -> None:
+    p = sub.add_parser("inspect", help="summarise a run folder",
+                       description="Config, best and final accuracy, and per node set: size, k, mean P, "
+                                   "share of P < 0.1 and > 0.9, nodes per cluster and dead nodes at a threshold.")
+    p.add_argument("run", metavar="RUN", help="run folder (holds run.json)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (keys in the README)")
+    p.add_argument("--threshold", type=float, default=0.5, metavar="T",
+                   help="membership threshold: node in cluster when P >= T (default: 0.5)")
+    p.add_argument("--step", type=int, default=None, metavar="N", help="snapshot step (default: the last)")
+    p.set_defaults(handler=cmd_inspect)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from analysis.summary import summarize_run
+
+    summary = summarize_run(args.run, step=args.step, threshold=args.threshold)
+    if args.json:
+        print(json.dumps(summary, allow_nan=False))
+    else:
+        print(format_summary(summary))
+    return 0
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    """The readable table of ``blockout inspect``."""
+    cfg = s["config"]
+    acc = s["accuracy"]
+    prog = s["progress"]
+    lines = [f"run {s['run']}  ({s['path']})",
+             f"  method {s['method']}, dataset {s['dataset']['name']} ({s['dataset']['num_classes']} classes, "
+             f"{s['dataset']['train_size']} train / {s['dataset']['test_size']} test)",
+             f"  k={cfg.get('clusters')} nodes={cfg.get('nodes')} depth={cfg.get('depth')} "
+             f"epochs {prog['epochs_done']}/{prog['epochs']} steps {prog['steps_done']} "
+             f"lr={cfg.get('lr')} seed={cfg.get('seed')}"]
+    if acc["final"]:
+        b, f = acc["best"], acc["final"]
+        lines.append(f"  test accuracy: final {_pct(f['test_acc'])} (epoch {f['epoch']}), "
+                     f"best {_pct(b['test_acc'])} (epoch {b['epoch']}); train accuracy {_pct(f['train_acc'])}")
+    else:
+        lines.append("  no evaluation yet")
+    snap = s["snapshot"]
+    if not s["node_sets"]:
+        lines.append("  no node sets (a plain network: no cluster memberships)")
+        return "\n".join(lines)
+    lines.append(f"  node sets at step {snap['step'] if snap else '-'}, threshold {s['threshold']}:")
+    head = f"    {'node set':<10}{'role':<9}{'size':>6}{'k':>4}{'mean P':>8}{'P<0.1':>8}{'P>0.9':>8}{'dead':>6}  nodes per cluster"
+    lines.append(head)
+    for ns in s["node_sets"]:
+        if "mean" not in ns:
+            lines.append(f"    {ns['name']:<10}{ns['role']:<9}{ns['size']:>6}{ns['clusters']:>4}  (no snapshot)")
+            continue
+        per = ns["nodes_per_cluster"]
+        per_s = " ".join(str(c) for c in per[:16]) + (" ..." if len(per) > 16 else "")
+        lines.append(f"    {ns['name']:<10}{ns['role']:<9}{ns['size']:>6}{ns['clusters']:>4}{ns['mean']:>8.3f}"
+                     f"{ns['frac_below_0.1']:>8.3f}{ns['frac_above_0.9']:>8.3f}{ns['dead_nodes']:>6}  {per_s}")
+    live = [f"{l['name']} {l['live_fraction']:.2f}" for l in s["layers"] if l.get("live_fraction") is not None]
+    if live:
+        lines.append("  live connections: " + ", ".join(live))
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------
+# demo
+
+
+DEMO_NAME = "demo"
+
+
+def demo_config() -> dict[str, Any]:
+    """The packaged demo recipe (``blockout/configs/demo.json``)."""
+    ref = resources.files("blockout") / "configs" / "demo.json"
+    with resources.as_file(ref) as path:
+        return read_config_file(path)
+
+
+def run_is_complete(run_dir: Path) -> bool:
+    """A run whose last evaluation reached its configured epochs (no torch needed)."""
+    from analysis import runfolder as rf
+
+    if not rf.is_run_folder(run_dir):
+        return False
+    run = rf.read_json(run_dir / rf.RUN_JSON, "run.json")
+    metrics = rf.read_jsonl(run_dir / rf.METRICS)
+    epochs = (run.get("config") or {}).get("epochs")
+    return bool(metrics) and epochs is not None and int(metrics[-1].get("epoch", 0)) >= int(epochs)
+
+
+def add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="train the default synthetic demo run and show it",
+                       description="Train the demo recipe (blockout/configs/demo.json: the synthetic dataset, "
+                                   "hard-learned Blockout) into checkpoints/demo, skipping or resuming it when it "
+                                   "exists, then print its inspect summary.")
+    p.add_argument("--out", default=str(Path("checkpoints") / DEMO_NAME), metavar="DIR",
+                   help="run folder (default: checkpoints/demo)")
+    p.add_argument("--epochs", type=int, default=None, metavar="N", help="override the recipe's epochs")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: auto)")
+    p.set_defaults(handler=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from analysis.summary import summarize_run
+    from blockout.train import log, resume_config, train
+
+    out = Path(args.out)
+    overrides = {k: v for k, v in (("epochs", args.epochs), ("device", args.device)) if v is not None}
+    if out.is_dir() and any(out.iterdir()):
+        if run_is_complete(out) and args.epochs is None:
+            log(f"demo run {out} is already trained; showing it (delete the folder to retrain)")
+        elif (out / "train_state.pt").is_file():
+            result = train(resume_config(out, overrides), resume=True)
+            if result.status in ("interrupted", "aborted"):
+                return EXIT_INTERRUPTED
+        else:
+            raise UserError(f"{out} exists but is neither a finished run nor resumable; remove it or pass --out")
+    else:
+        cfg = TrainConfig.from_dict({**demo_config(), **overrides, "out": str(out)}, source="demo.json")
+        result = train(cfg)
+        if result.status in ("interrupted", "aborted"):
+            return EXIT_INTERRUPTED
+    print(format_summary(summarize_run(out)))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------
+# reproduce
+
+
+def _seed_list(text: str) -> list[int]:
+    """``3`` -> seeds 0, 1, 2; ``0,4,7`` -> those seeds."""
+    try:
+        if "," in text:
+            seeds = [int(t) for t in text.split(",") if t.strip()]
+        else:
+            n = int(text)
+            if n < 1:
+                raise ValueError
+            seeds = list(range(n))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a count (3) or a list (0,1,2), got {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"seeds must be distinct, got {text!r}")
+    return seeds
+
+
+def _method_list(text: str) -> list[str]:
+    methods = [m.strip() for m in text.split(",") if m.strip()]
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        raise argparse.ArgumentTypeError(f"unknown method(s) {', '.join(bad) or text!r}; choose from "
+                                         f"{', '.join(METHODS)}")
+    return methods
+
+
+def add_reproduce(sub) -> None:
+    p = sub.add_parser("reproduce", help="train the paper's six methods and write the methods table",
+                       description="Train baseline, fc, dropout, soft-learned, hard-fixed and hard-learned for "
+                                   "every seed (finished runs are reused, unfinished ones resumed) and write "
+                                   "methods.md and methods.json (test accuracy mean ± std next to the paper's "
+                                   "CIFAR-100 numbers) into --out.")
+    p.add_argument("--config", metavar="FILE", help="JSON file with shared training options; flags win")
+    p.add_argument("--seeds", type=_seed_list, default=[0, 1, 2], metavar="N|LIST",
+                   help="number of seeds (3 = 0,1,2) or a comma list (default: 3)")
+    p.add_argument("--methods", type=_method_list, default=list(METHODS), metavar="LIST",
+                   help=f"comma list of methods (default: all: {','.join(METHODS)})")
+    p.add_argument("--out", default=None, metavar="DIR", help="folder for the runs and the table "
+                                                              "(default: checkpoints/reproduce-<dataset>)")
+    add_config_flags(p, skip=("method", "seed", "out"))
+    p.set_defaults(handler=cmd_reproduce)
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from blockout.reproduce import reproduce, to_markdown
+
+    base = config_from_args(args)
+    root = Path(args.out) if args.out else Path("checkpoints") / f"reproduce-{base.dataset}"
+    table = reproduce(base, root, args.methods, args.seeds)
+    if table is None:
+        return EXIT_INTERRUPTED
+    print(to_markdown(table, f"Blockout methods on {base.dataset}"))
+    print(f"(written to {root / 'methods.md'} and {root / 'methods.json'})", file=sys.stderr)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------
+# entry point
+
+#: Subcommands: each adds its parser and sets ``handler``. Append new ones here.
+COMMANDS: list[Callable] = [add_train, add_inspect, add_demo, add_reproduce]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="blockout",
+                     description="Blockout (Murdock et al., CVPR 2016): train networks whose FC layers learn "
+                                 "their own block (branch) structure, and inspect the hierarchy they learn.")
+    from blockout import __version__
+
+    parser.add_argument("--version", action="version", version=f"blockout {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for add in COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except UserError as exc:
+        msg = " ".join(str(exc).split("\n"))
+        print(f"blockout: error: {msg}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,274 @@
+"""The networks of the paper's table: a trunk feeding a stack of FC layers and the class layer.
+
+Methods (DESIGN §1), by name:
+
+``baseline``      trunk -> linear classifier
+``fc``            trunk -> [Linear, ReLU] x depth -> classifier
+``dropout``       as ``fc`` with Dropout on the input of every layer after a hidden layer
+``soft-learned``  Blockout on every FC layer, classifier included; P used directly, θ trained
+``hard-fixed``    Blockout, memberships sampled every pass, θ fixed at its random start
+``hard-learned``  Blockout, memberships sampled every pass, θ trained
+
+Blockout node sets: ``trunk -> h1 -> ... -> h<depth> -> classes``; each node set is shared by the
+two layers touching it and is sampled once per forward pass (:func:`blockout.shared_sampling`).
+The trunk node set belongs to every cluster by default (the shared stem of a hierarchy).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from blockout import BlockoutLinear, NodeClusters, shared_sampling
+from blockout.config import BLOCKOUT_METHODS, METHODS
+from blockout.errors import UserError
+
+#: Trunk output sizes are fixed by the trunk; these are the defaults.
+CONV_WIDTHS = (32, 64, 128)
+CONV_POOL = 2  # adaptive average pool to 2x2 -> 128 * 4 = 512 trunk features
+MLP_WIDTH = 256
+
+
+class ConvTrunk(nn.Module):
+    """A small CIFAR-style conv net: [conv3x3, BN, ReLU, maxpool] per width, then avg-pool + flatten.
+
+    Input ``(B, C, H, W)``, output ``(B, widths[-1] * pool * pool)``.
+    """
+
+    def __init__(self, in_channels: int = 3, widths: Sequence[int] = CONV_WIDTHS, pool: int = CONV_POOL) -> None:
+        super().__init__()
+        if in_channels < 1 or not widths or any(w < 1 for w in widths) or pool < 1:
+            raise ValueError(f"bad conv trunk: in_channels={in_channels!r}, widths={widths!r}, pool={pool!r}")
+        blocks: list[nn.Module] = []
+        c = in_channels
+        for w in widths:
+            blocks += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
+                       nn.MaxPool2d(2)]
+            c = w
+        blocks += [nn.AdaptiveAvgPool2d(pool), nn.Flatten()]
+        self.net = nn.Sequential(*blocks)
+        self.widths, self.pool = tuple(widths), pool
+        self.out_features = widths[-1] * pool * pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, out_features)
+        return self.net(x)
+
+    def extra_repr(self) -> str:
+        return f"widths={self.widths}, pool={self.pool}, out_features={self.out_features}"
+
+
+class MLPTrunk(nn.Module):
+    """Flatten, then one hidden layer with ReLU: ``(B, *shape) -> (B, width)``."""
+
+    def __init__(self, in_features: int, width: int = MLP_WIDTH) -> None:
+        super().__init__()
+        if in_features < 1 or width < 1:
+            raise ValueError(f"bad MLP trunk: in_features={in_features!r}, width={width!r}")
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(in_features, width), nn.ReLU(inplace=True))
+        self.out_features = width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class IdentityTrunk(nn.Module):
+    """No feature extractor (vector data): flatten only."""
+
+    def __init__(self, in_features: int) -> None:
+        super().__init__()
+        if in_features < 1:
+            raise ValueError(f"bad identity trunk: in_features={in_features!r}")
+        self.out_features = in_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)
+
+    def extra_repr(self) -> str:
+        return f"out_features={self.out_features}"
+
+
+def resolve_trunk(kind: str, input_shape: Sequence[int]) -> str:
+    """``auto`` -> ``conv`` for ``(C, H, W)`` inputs, ``identity`` for vectors.
+
+    >>> resolve_trunk("auto", (3, 32, 32)), resolve_trunk("auto", (64,)), resolve_trunk("mlp", (64,))
+    ('conv', 'identity', 'mlp')
+    """
+    shape = tuple(int(s) for s in input_shape)
+    if kind == "auto":
+        return "conv" if len(shape) == 3 else "identity"
+    if kind == "conv" and len(shape) != 3:
+        raise UserError(f"trunk=conv needs image inputs (C, H, W), the dataset gives shape {list(shape)}")
+    if kind not in ("conv", "mlp", "identity"):
+        raise UserError(f"trunk={kind!r} is not one of auto, conv, mlp, identity")
+    return kind
+
+
+def build_trunk(kind: str, input_shape: Sequence[int]) -> nn.Module:
+    kind = resolve_trunk(kind, input_shape)
+    if kind == "conv":
+        return ConvTrunk(in_channels=int(input_shape[0]))
+    flat = int(math.prod(int(s) for s in input_shape))
+    return MLPTrunk(flat) if kind == "mlp" else IdentityTrunk(flat)
+
+
+class BlockoutNet(nn.Module):
+    """Trunk + FC stack + classifier for one of the paper's methods.
+
+    Parameters
+    ----------
+    method : str
+        One of :data:`blockout.config.METHODS`.
+    input_shape : sequence of int
+        Shape of one input, e.g. ``(3, 32, 32)``.
+    num_classes : int
+        Number of classes (the last node set).
+    nodes, depth : int
+        Width and number of hidden FC layers (``baseline`` has none).
+    clusters : int
+        k, for the Blockout methods.
+    trunk : str
+        ``auto``, ``conv``, ``mlp`` or ``identity``.
+    mask : str
+        ``count`` or ``union`` (Blockout methods).
+    trunk_clusters : str
+        ``all`` (trunk node set in every cluster, fixed) or ``learned``.
+    dropout : float
+        Dropout probability (``dropout`` method).
+    """
+
+    def __init__(self, method: str, input_shape: Sequence[int], num_classes: int, *, nodes: int = 512,
+                 depth: int = 2, clusters: int = 6, trunk: str = "auto", mask: str = "count",
+                 trunk_clusters: str = "all", dropout: float = 0.5) -> None:
+        super().__init__()
+        if method not in METHODS:
+            raise UserError(f"method={method!r} is not one of {', '.join(METHODS)}")
+        if num_classes < 2:
+            raise UserError(f"a classifier needs at least 2 classes, the dataset has {num_classes!r}")
+        if nodes < 1 or depth < 0 or clusters < 1:
+            raise UserError(f"bad FC stack: nodes={nodes!r}, depth={depth!r}, clusters={clusters!r}")
+        self.method = method
+        self.input_shape = tuple(int(s) for s in input_shape)
+        self.num_classes = int(num_classes)
+        self.trunk_kind = resolve_trunk(trunk, self.input_shape)
+        self.depth = 0 if method == "baseline" else int(depth)
+        self.nodes = int(nodes)
+        self.clusters = int(clusters)
+        self.mask = mask
+        self.trunk_clusters = trunk_clusters
+        self.dropout_p = float(dropout) if method == "dropout" else 0.0
+        self.trunk = build_trunk(self.trunk_kind, self.input_shape)
+
+        sizes = [self.trunk.out_features] + [self.nodes] * self.depth + [self.num_classes]
+        set_names = ["trunk"] + [f"h{i}" for i in range(1, self.depth + 1)] + ["classes"]
+        layer_names = [f"fc{i}" for i in range(1, self.depth + 1)] + ["classifier"]
+        self.set_names, self.layer_names, self.set_sizes = set_names, layer_names, sizes
+
+        self.is_blockout = method in BLOCKOUT_METHODS
+        self.node_sets = nn.ModuleDict()
+        self.fc = nn.ModuleDict()
+        self.drop = nn.ModuleDict()
+        if self.is_blockout:
+            mode = "soft" if method == "soft-learned" else "hard"
+            learned = method != "hard-fixed"
+            for name, size in zip(set_names, sizes):
+                self.node_sets[name] = self.make_node_set(name, size, learned)
+            for i, lname in enumerate(layer_names):
+                self.fc[lname] = BlockoutLinear(self.node_sets[set_names[i]], self.node_sets[set_names[i + 1]],
+                                                bias=True, mode=mode, mask=mask)
+        else:
+            for i, lname in enumerate(layer_names):
+                self.fc[lname] = nn.Linear(sizes[i], sizes[i + 1])
+                if self.dropout_p > 0 and i > 0:
+                    # Dropout on the inputs of every layer fed by a hidden layer (the trunk is kept,
+                    # as Blockout keeps the trunk node set in every cluster)
+                    self.drop[lname] = nn.Dropout(self.dropout_p)
+
+    def make_node_set(self, name: str, size: int, learned: bool) -> nn.Module:
+        """The membership parameters of one node set (override to change memberships)."""
+        if name == "trunk" and self.trunk_clusters == "all":
+            return NodeClusters(size, self.clusters, trainable=False, init="all", name=name)
+        return NodeClusters(size, self.clusters, trainable=learned, init="random", name=name)
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, *input_shape) -> (B, classes) logits
+        h = self.trunk(x)  # (B, trunk features)
+        ctx = shared_sampling(self) if self.is_blockout else contextlib.nullcontext()
+        with ctx:
+            last = len(self.layer_names) - 1
+            for i, lname in enumerate(self.layer_names):
+                if lname in self.drop:
+                    h = self.drop[lname](h)
+                h = self.fc[lname](h)
+                if i < last:
+                    h = torch.relu(h)
+        return h
+
+    def extra_repr(self) -> str:
+        return (f"method={self.method!r}, trunk={self.trunk_kind!r}, nodes={self.nodes}, depth={self.depth}, "
+                f"clusters={self.clusters}, classes={self.num_classes}")
+
+    # ------------------------------------------------------------------ introspection
+    def theta_parameters(self) -> list[nn.Parameter]:
+        """Every membership parameter θ (trainable or not)."""
+        return [p for ns in self.node_sets.values() for p in ns.parameters()]
+
+    def topology(self) -> dict[str, Any]:
+        """The ``topology`` object of ``run.json`` (see :mod:`analysis.runfolder`)."""
+        node_sets = []
+        if self.is_blockout:
+            roles = {"trunk": "trunk", "classes": "classes"}
+            for name, size in zip(self.set_names, self.set_sizes):
+                ns = self.node_sets[name]
+                node_sets.append({
+                    "name": name, "size": int(size), "clusters": self.clusters,
+                    "trainable": bool(any(p.requires_grad for p in ns.parameters())),
+                    "role": roles.get(name, "hidden"),
+                    "membership": getattr(ns, "membership", "bernoulli"),
+                    "init": getattr(ns, "init", None),
+                })
+        layers = []
+        last = len(self.layer_names) - 1
+        for i, lname in enumerate(self.layer_names):
+            layer = self.fc[lname]
+            item = {
+                "name": lname,
+                "in_set": self.set_names[i] if self.is_blockout else None,
+                "out_set": self.set_names[i + 1] if self.is_blockout else None,
+                "in_features": int(self.set_sizes[i]), "out_features": int(self.set_sizes[i + 1]),
+                "mask": getattr(layer, "mask", None) if self.is_blockout else None,
+                "mode": getattr(layer, "mode", None) if self.is_blockout else None,
+                "role": "classifier" if i == last else "hidden",
+            }
+            if lname in self.drop:
+                item["dropout"] = self.dropout_p
+            layers.append(item)
+        return {"trunk": {"kind": self.trunk_kind, "out_features": int(self.trunk.out_features)},
+                "node_sets": node_sets, "layers": layers}
+
+    @torch.no_grad()
+    def node_set_probs(self) -> dict[str, np.ndarray]:
+        """P of every node set as float32 numpy ``(size, clusters)``."""
+        return {name: ns.probs.detach().float().cpu().numpy() for name, ns in self.node_sets.items()}
+
+    @torch.no_grad()
+    def layer_params(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Raw weights ``(out, in)`` and biases ``(out,)`` of every FC layer, as float32 numpy."""
+        weights, biases = {}, {}
+        for lname in self.layer_names:
+            layer = self.fc[lname]
+            weights[lname] = layer.weight.detach().float().cpu().numpy()
+            if getattr(layer, "bias", None) is not None:
+                biases[lname] = layer.bias.detach().float().cpu().numpy()
+        return weights, biases
+
+
+def build_model(config: Any, input_shape: Sequence[int], num_classes: int) -> BlockoutNet:
+    """The model a :class:`~blockout.config.TrainConfig` asks for."""
+    return BlockoutNet(config.method, input_shape, num_classes, nodes=config.nodes, depth=config.depth,
+                       clusters=config.clusters, trunk=config.trunk, mask=config.mask,
+                       trunk_clusters=config.trunk_clusters, dropout=config.dropout)
