@@ -167,3 +167,44 @@ def drift_series(history, *, high: float = 0.9, low: float = 0.1) -> dict[str, n
         "share_low": (flat <= low).mean(axis=1),
         "clusters_per_node": (arr >= 0.5).sum(axis=2).mean(axis=1),
     }
+
+
+def cluster_sizes(history, tau: float = 0.5) -> np.ndarray:
+    """Nodes per cluster at threshold ``tau`` at every snapshot: ``(steps, clusters)`` ints.
+
+    >>> cluster_sizes(np.array([[[0.9, 0.1], [0.6, 0.7]], [[0.2, 0.8], [0.1, 0.9]]]), 0.5).tolist()
+    [[2, 1], [0, 2]]
+    """
+    if not 0.0 <= float(tau) <= 1.0:
+        raise UserError(f"threshold must be within [0, 1], got {tau}")
+    arr = _as_history(history)
+    return (arr >= float(tau)).sum(axis=1).astype(np.int64)
+
+
+def multiplier_history(run) -> dict[str, np.ndarray]:
+    """Budget multipliers of every layer over all snapshots of a loaded run.
+
+    Parameters
+    ----------
+    run : :class:`analysis.run.Run`
+
+    Returns
+    -------
+    dict
+        ``{layer: (steps, m)}`` float arrays, NaN at steps whose snapshot has no multiplier for
+        that layer; empty when the run never saved ``multiplier__<layer>`` arrays.
+    """
+    per_step = [run.multipliers(s) for s in run.steps]
+    names = sorted({name for m in per_step for name in m})
+    out: dict[str, np.ndarray] = {}
+    for name in names:
+        sizes = {np.asarray(m[name]).size for m in per_step if name in m}
+        if len(sizes) != 1:
+            raise UserError(f"{run.path}: multiplier__{name} changes size across snapshots ({sorted(sizes)})")
+        width = sizes.pop()
+        arr = np.full((len(per_step), width), np.nan)
+        for i, m in enumerate(per_step):
+            if name in m:
+                arr[i] = np.asarray(m[name], dtype=float).ravel()
+        out[name] = arr
+    return out

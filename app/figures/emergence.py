@@ -117,3 +117,66 @@ def multipliers_figure(steps: Sequence[int], multipliers: Mapping[str, np.ndarra
     fig.update_layout(height=height, xaxis_title="step", yaxis_title="multiplier",
                       margin=dict(l=10, r=10, t=20, b=10), legend=dict(orientation="h", y=-0.3))
     return fig
+
+
+def prob_animation(steps: Sequence[int], history: Mapping[str, np.ndarray], *, bins: int = 20,
+                   height_per: int = 140) -> go.Figure:
+    """Animated P histograms: one subplot per node set, one frame per snapshot, ▶ button and slider.
+
+    Parameters
+    ----------
+    steps : sequence of int, length S
+    history : mapping node set -> array (S, n, k) of P over the snapshots
+
+    The histograms are computed here (S × sets × bins numbers), so the animation stays small at
+    any layer size.
+    """
+    names = [n for n, h in history.items() if np.asarray(h).size]
+    steps = list(steps)
+    if not names or not steps:
+        return empty_figure("this run has no cluster probabilities (not a Blockout run)")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    centers = (edges[:-1] + edges[1:]) / 2
+    shares = {}
+    for name in names:
+        h = np.asarray(history[name], dtype=float).reshape(len(steps), -1)
+        if h.shape[0] != len(steps):
+            raise ValueError(f"history of {name!r} has {h.shape[0]} steps, expected {len(steps)}")
+        counts = np.stack([np.histogram(np.clip(row, 0, 1), bins=edges)[0] for row in h])  # (S, bins)
+        shares[name] = counts / max(h.shape[1], 1)
+    fig = make_subplots(rows=len(names), cols=1, shared_xaxes=True, subplot_titles=names,
+                        vertical_spacing=min(0.08, 0.3 / len(names)))
+
+    def bars(t: int) -> list[go.Bar]:
+        return [go.Bar(x=centers, y=shares[name][t], width=1.0 / bins, marker_color=color(i),
+                       showlegend=False, name=name,
+                       hovertemplate="P ≈ %{x:.2f}: %{y:.1%} of entries<extra>" + name + "</extra>")
+                for i, name in enumerate(names)]
+
+    last = len(steps) - 1
+    for i, trace in enumerate(bars(last), 1):
+        fig.add_trace(trace, row=i, col=1)
+    top = max(float(s.max()) for s in shares.values())
+    for i in range(1, len(names) + 1):
+        fig.update_yaxes(range=[0, min(1.0, top * 1.05) or 1.0], tickformat=".0%", row=i, col=1)
+    fig.update_xaxes(range=[0, 1])
+    fig.update_xaxes(title_text="P", row=len(names), col=1)
+    fig.frames = [go.Frame(data=bars(t), name=str(s), traces=list(range(len(names))))
+                  for t, s in enumerate(steps)]
+    play = dict(label="▶ play", method="animate",
+                args=[None, dict(frame=dict(duration=600, redraw=True), transition=dict(duration=200),
+                                 fromcurrent=True, mode="immediate")])
+    pause = dict(label="❚❚", method="animate",
+                 args=[[None], dict(frame=dict(duration=0, redraw=False), mode="immediate")])
+    fig.update_layout(
+        height=120 + height_per * len(names), bargap=0.05, margin=dict(l=10, r=10, t=30, b=10),
+        updatemenus=[dict(type="buttons", direction="left", buttons=[play, pause], x=0.0, y=-0.08,
+                          xanchor="left", yanchor="top", showactive=False)],
+        sliders=[dict(active=last, x=0.12, len=0.88, y=-0.04, yanchor="top",
+                      currentvalue=dict(prefix="step "),
+                      steps=[dict(label=str(s), method="animate",
+                                  args=[[str(s)], dict(mode="immediate", frame=dict(duration=0, redraw=True),
+                                                       transition=dict(duration=0))])
+                             for s in steps])],
+    )
+    return fig

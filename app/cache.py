@@ -1,0 +1,123 @@
+"""Derived data for the pages, cached with ``st.cache_data``.
+
+Every function takes the :class:`~app.state.Context` (not hashed: leading underscore) plus the
+plain values that identify the result (run key, modification stamp, step, τ), gets the cached run
+and calls one :mod:`analysis` function. Pages never compute anything themselves.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from analysis import dynamics, graphs, hierarchy, threshold
+from analysis.summary import summarize_run
+from app.figures.annotate import annotate_branch_tree, annotate_layer_graph
+from app.state import Context, _load
+
+
+def _run(key: str, stamp: tuple):
+    return _load(key, stamp)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _summary(key: str, stamp: tuple, step, tau: float) -> dict:
+    return summarize_run(key, step, tau)
+
+
+def summary(ctx: Context) -> dict:
+    """:func:`analysis.summary.summarize_run` at the context's step and τ."""
+    return _summary(ctx.key, ctx.stamp, ctx.step, ctx.tau)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _threshold_summaries(key: str, stamp: tuple, step, tau: float) -> list[dict]:
+    run = _run(key, stamp)
+    th = threshold.threshold_all(run.probs(step), tau)
+    return [th[name].summary() | {"dead_branches": [c for c, sets in threshold.dead_branches({name: th[name]}).items()]}
+            for name in run.chain if name in th]
+
+
+def threshold_summaries(ctx: Context) -> list[dict]:
+    """Per node set: nodes per cluster, signatures, dead and shared nodes, empty clusters."""
+    return _threshold_summaries(ctx.key, ctx.stamp, ctx.step, ctx.tau)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _outcomes(key: str, stamp: tuple, step) -> dict[str, dynamics.Outcome]:
+    run = _run(key, stamp)
+    upto = run.steps.index(step) + 1 if step in run.steps else len(run.steps)
+    return {ns.name: dynamics.classify_outcome(run.probs_history(ns.name)[:upto], trainable=ns.trainable)
+            for ns in run.node_sets}
+
+
+def outcomes(ctx: Context) -> dict[str, dynamics.Outcome]:
+    """What happened to each node set's P up to the selected step."""
+    return _outcomes(ctx.key, ctx.stamp, ctx.step)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _drift(key: str, stamp: tuple) -> dict[str, dict[str, np.ndarray]]:
+    run = _run(key, stamp)
+    return {ns.name: dynamics.drift_series(run.probs_history(ns.name)) for ns in run.node_sets if ns.trainable}
+
+
+def drift(ctx: Context) -> dict[str, dict[str, np.ndarray]]:
+    """Mean P and shares near 0/1 per step for each trainable node set."""
+    return _drift(ctx.key, ctx.stamp)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _cluster_sizes(key: str, stamp: tuple, name: str, tau: float) -> np.ndarray:
+    return dynamics.cluster_sizes(_run(key, stamp).probs_history(name), tau)
+
+
+def cluster_sizes(ctx: Context, name: str) -> np.ndarray:
+    """``(steps, k)`` nodes per cluster of node set ``name`` at τ over all snapshots."""
+    return _cluster_sizes(ctx.key, ctx.stamp, name, ctx.tau)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _multipliers(key: str, stamp: tuple) -> dict[str, np.ndarray]:
+    return dynamics.multiplier_history(_run(key, stamp))
+
+
+def multipliers(ctx: Context) -> dict[str, np.ndarray]:
+    """``{layer: (steps, m)}`` budget multipliers over all snapshots (NaN where missing)."""
+    return _multipliers(ctx.key, ctx.stamp)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _branch_tree(key: str, stamp: tuple, step, tau: float):
+    run = _run(key, stamp)
+    from app import wordnet_labels
+
+    label_fn, syn_names = wordnet_labels.for_run(run)
+    tree = graphs.branch_tree(run, tau, step, label_fn=label_fn)
+    return annotate_branch_tree(tree, run.class_names, syn_names)
+
+
+def branch_tree(ctx: Context, step=None):
+    """The annotated branch tree at τ and the context's step (or ``step``)."""
+    return _branch_tree(ctx.key, ctx.stamp, ctx.step if step is None else step, ctx.tau)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _layer_graph(key: str, stamp: tuple, step, tau: float):
+    return annotate_layer_graph(graphs.layer_graph(_run(key, stamp), tau, step))
+
+
+def layer_graph(ctx: Context):
+    """The annotated layer graph at τ and step."""
+    return _layer_graph(ctx.key, ctx.stamp, ctx.step, ctx.tau)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _class_hierarchy(key: str, stamp: tuple, method: str, step, tau: float):
+    return hierarchy.class_hierarchy(_run(key, stamp), method, tau, step)
+
+
+def class_hierarchy(ctx: Context, method: str):
+    """:func:`analysis.hierarchy.class_hierarchy` (``probability``, ``connectivity``, ``weights``)."""
+    tau = ctx.tau if method == "connectivity" else 0.5  # τ only matters for connectivity
+    return _class_hierarchy(ctx.key, ctx.stamp, method, ctx.step, tau)

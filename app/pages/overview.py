@@ -1,0 +1,85 @@
+"""Overview: config, training curves, per-node-set cluster summary and what happened to P."""
+
+import pandas as pd
+import streamlit as st
+
+from analysis.dynamics import DESCRIPTIONS
+from analysis.errors import UserError
+from app import cache, state
+from app.figures import training_curves
+
+ctx = state.require_context()
+run = ctx.run
+st.title(f"Overview · {ctx.label}")
+
+try:
+    summ = cache.summary(ctx)
+except UserError as exc:
+    st.error(str(exc))
+    st.stop()
+
+best = (summ["accuracy"] or {}).get("best") or {}
+final = (summ["accuracy"] or {}).get("final") or {}
+cols = st.columns(5)
+cols[0].metric("method", str(summ.get("method") or run.config.get("method") or "—"))
+cols[1].metric("classes", len(run.class_names))
+cols[2].metric("best test acc", f"{best['test_acc']:.3f}" if best.get("test_acc") is not None else "—",
+               help=f"at step {best.get('step')}" if best else None)
+cols[3].metric("final test acc", f"{final['test_acc']:.3f}" if final.get("test_acc") is not None else "—")
+prog = summ["progress"]
+cols[4].metric("epochs", f"{prog['epochs_done']}" + (f" / {prog['epochs']}" if prog.get("epochs") else ""))
+
+st.plotly_chart(training_curves(run.metrics), key="curves")
+
+with st.expander("Configuration (run.json)"):
+    st.json(run.config, expanded=False)
+    st.caption(f"Folder: `{ctx.key}` · created {summ.get('created') or '—'}")
+
+if not ctx.has_memberships:
+    st.info("This run has no cluster memberships (a plain network such as `fc` or `dropout`, or no "
+            "snapshots yet): there is no branch tree, block order or emergence to show. The training "
+            "curves above and the weight-induced class hierarchy (WordNet page) still apply.")
+    st.stop()
+
+st.subheader(f"Clusters per node set at τ = {ctx.tau:.2f}, step {ctx.step}")
+outcomes = cache.outcomes(ctx)
+stats = {ns["name"]: ns for ns in summ["node_sets"]}
+rows = []
+for th in cache.threshold_summaries(ctx):
+    name = th["node_set"]
+    s = stats.get(name, {})
+    out = outcomes.get(name)
+    rows.append({
+        "node set": name,
+        "role": s.get("role"),
+        "nodes": th["nodes"],
+        "k": th["clusters"],
+        "trained": bool(s.get("trainable")),
+        "mean P": s.get("mean"),
+        "P<0.1": s.get("frac_below_0.1"),
+        "P>0.9": s.get("frac_above_0.9"),
+        "nodes per cluster": " ".join(map(str, th["nodes_per_cluster"])),
+        "signatures": th["signatures"],
+        "dead nodes": th["dead_nodes"],
+        "in every cluster": th["shared_nodes"],
+        "empty clusters": len(th["empty_clusters"]),
+        "what happened to P": out.outcome.replace("_", " ") if out else "—",
+    })
+st.dataframe(pd.DataFrame(rows), hide_index=True,
+             column_config={c: st.column_config.NumberColumn(format="%.2f") for c in ("mean P", "P<0.1", "P>0.9")})
+
+st.subheader("What happened to P")
+lines = []
+for name, out in outcomes.items():
+    lines.append(f"- **{name}**: {out.outcome.replace('_', ' ')} — {out.description} "
+                 f"(mean P {out.mean_p:.2f}, {out.share_high:.0%} ≥ 0.9, {out.share_low:.0%} ≤ 0.1, "
+                 f"mean change {out.change:.2f} since the first snapshot)")
+st.markdown("\n".join(lines))
+trained = [o for n, o in outcomes.items() if o.outcome != "fixed"]
+if trained and all(o.outcome == "rose_to_1" for o in trained):
+    st.warning("Every trained node set drifted to P ≈ 1: every node is in every cluster, so no branches "
+               "formed (the drift-to-1 failure mode; see the Emergence page).")
+with st.expander("How the outcome is decided"):
+    st.markdown("\n".join(f"- **{k.replace('_', ' ')}**: {v}" for k, v in DESCRIPTIONS.items())
+                + "\n\nAt 0/1 means ≤ 0.1 or ≥ 0.9; an outcome at 0/1 needs 90 % of the entries there; "
+                  "'stayed' means a mean absolute change ≤ 0.02 since the first snapshot.")

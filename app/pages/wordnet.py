@@ -1,0 +1,4 @@
+import streamlit as st
+
+st.title("wordnet")
+st.info("Coming soon.")
