@@ -301,10 +301,47 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------
+# compare (analysis.compare; owned by the WordNet/statistics work)
+
+
+def add_compare(sub) -> None:
+    p = sub.add_parser("compare", help="compare a run's class hierarchy with WordNet / coarse classes",
+                       description="Agreement (ARI, NMI, Fowlkes-Mallows) of the network's class groups with "
+                                   "WordNet hypernyms at each depth and with the dataset's coarse classes, and "
+                                   "Spearman correlation of class distances with a Mantel test; every statistic "
+                                   "with a null from the same dendrogram with permuted class labels (z, p).")
+    p.add_argument("run", metavar="RUN", help="run folder (holds run.json)")
+    p.add_argument("--reference", choices=("wordnet", "coarse", "all"), default="all",
+                   help="reference hierarchy (default: all that the run's classes allow)")
+    p.add_argument("--threshold", type=float, default=0.5, metavar="T",
+                   help="membership threshold for connectivity distances (default: 0.5)")
+    p.add_argument("--step", type=int, default=None, metavar="S", help="snapshot step (default: the last)")
+    p.add_argument("--source", choices=("memberships", "weights", "both"), default="both",
+                   help="membership hierarchy, weight-induced hierarchy, or both (default)")
+    p.add_argument("--method", choices=("probability", "connectivity"), default="probability",
+                   help="membership distances (default: probability)")
+    p.add_argument("--permutations", type=int, default=999, metavar="N", help="null permutations (default: 999)")
+    p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the permutations (default: 0)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (keys in the README)")
+    p.set_defaults(handler=cmd_compare)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from analysis.compare import compare_run, format_report
+    from analysis.run import load_run
+
+    report = compare_run(load_run(args.run), reference=args.reference, threshold=args.threshold,
+                         step=args.step, source=args.source, method=args.method,
+                         permutations=args.permutations, seed=args.seed)
+    print(report.to_json() if args.json else format_report(report))
+    return 0
+
+
+# ------------------------------------------------------------------------------------------
 # entry point
 
 #: Subcommands: each adds its parser and sets ``handler``. Append new ones here.
-COMMANDS: list[Callable] = [add_train, add_inspect, add_demo, add_reproduce]
+COMMANDS: list[Callable] = [add_train, add_inspect, add_demo, add_reproduce, add_compare]
 
 
 def build_parser() -> argparse.ArgumentParser:
