@@ -4,4 +4,9 @@ Murdock, Li, Zhou & Duerig, "Blockout: Dynamic Model Selection for Hierarchical 
 CVPR 2016.
 """
 
+from blockout.clusters import NodeClusters, shared_sampling
+from blockout.linear import BlockoutLinear
+
 __version__ = "0.1.0"
+
+__all__ = ["BlockoutLinear", "NodeClusters", "shared_sampling", "__version__"]
