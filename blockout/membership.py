@@ -100,7 +100,7 @@ def gumbel_top_m(
     soft = capped_softmax(perturbed, m)  # (n, k)
     idx = perturbed.topk(m, dim=1).indices  # (n, m)
     hard = torch.zeros_like(soft).scatter_(1, idx, 1.0)
-    return hard + soft - soft.detach()
+    return hard + (soft - soft.detach())  # value exactly 0/1; gradient of soft
 
 
 def usage_kl(probs: torch.Tensor, m: int = 1) -> torch.Tensor:

@@ -1,0 +1,186 @@
+"""Tests of the emergence options (issue 5): budgets, categorical memberships, freezing, rescue."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from blockout.budget import ConnectionBudget, annealed_rho, dual_ascent_step, live_probability_rows
+from blockout.errors import UserError
+from blockout.membership import capped_softmax, gumbel_top_m, tower_logits, usage_kl
+
+
+class TestLiveProbability:
+    def test_bernoulli_matches_monte_carlo(self):
+        # seeded Monte Carlo over independent Bernoulli memberships; tolerance 0.01 (>5 standard errors)
+        g = torch.Generator().manual_seed(0)
+        p_out, p_in = torch.rand(3, 4, generator=g), torch.rand(6, 4, generator=g)
+        n = 20000
+        c_out = (torch.rand(n, 3, 4, generator=g) < p_out).float()
+        c_in = (torch.rand(n, 6, 4, generator=g) < p_in).float()
+        live = (torch.einsum("nak,nbk->nab", c_out, c_in) > 0).float().mean(dim=(0, 2))  # (3,)
+        assert torch.allclose(live_probability_rows(p_out, p_in), live, atol=0.01)
+
+    def test_exclusive_inputs_match_monte_carlo(self):
+        g = torch.Generator().manual_seed(1)
+        p_out = torch.rand(3, 5, generator=g)
+        q = torch.softmax(torch.randn(7, 5, generator=g), dim=1)
+        n = 20000
+        c_out = (torch.rand(n, 3, 5, generator=g) < p_out).float()
+        idx = torch.multinomial(q, n, replacement=True, generator=g).T  # (n, 7)
+        c_in = torch.nn.functional.one_hot(idx, 5).float()
+        live = (torch.einsum("nak,nbk->nab", c_out, c_in) > 0).float().mean(dim=(0, 2))
+        assert torch.allclose(live_probability_rows(p_out, q, exclusive_in=True), live, atol=0.01)
+
+    def test_chunking_does_not_change_the_result(self):
+        g = torch.Generator().manual_seed(2)
+        p_out, p_in = torch.rand(10, 3, generator=g), torch.rand(4, 3, generator=g)
+        assert torch.allclose(live_probability_rows(p_out, p_in, chunk=3), live_probability_rows(p_out, p_in))
+
+    def test_shape_mismatch(self):
+        with pytest.raises(ValueError, match="share k"):
+            live_probability_rows(torch.rand(2, 3), torch.rand(2, 4))
+
+
+class TestDualAscent:
+    def test_rises_when_over_budget_and_stays_non_negative(self):
+        lam = torch.zeros(3)
+        for _ in range(10):
+            lam = dual_ascent_step(lam, torch.tensor([0.5, 0.0, -0.5]), step=0.1, max_step=1.0)
+        assert lam[0] == pytest.approx(0.5)
+        assert lam[1] == 0 and lam[2] == 0  # never negative
+
+    def test_step_is_bounded(self):
+        lam = dual_ascent_step(torch.tensor([1.0, 1.0]), torch.tensor([100.0, -100.0]), step=1.0, max_step=0.01)
+        assert lam.tolist() == pytest.approx([1.01, 0.99])
+
+
+class TestAnnealedRho:
+    def test_schedule_endpoints_and_monotone(self):
+        values = [annealed_rho(0.05, t / 20, 0.5) for t in range(21)]
+        assert values[0] == pytest.approx(1.0) and values[10] == pytest.approx(0.05)
+        assert all(a >= b for a, b in zip(values, values[1:]))
+        assert annealed_rho(0.05, 0.3, 0.0) == 0.05
+
+
+class TestConnectionBudget:
+    def test_multiplier_rises_over_budget(self):
+        budget = ConnectionBudget(4, 0.1, step=0.5, max_step=0.05)
+        density = torch.tensor([0.9, 0.05, 0.1, 0.3])
+        budget.update(density)
+        assert budget.multiplier.tolist() == pytest.approx([0.05, 0.0, 0.0, 0.05])  # bounded by max_step
+        for _ in range(50):
+            budget.update(torch.tensor([0.0, 0.0, 0.0, 0.0]))
+        assert (budget.multiplier >= 0).all() and budget.multiplier.max() == 0
+
+    def test_penalty_gradient_pushes_density_down(self):
+        budget = ConnectionBudget(2, 0.1, step=1.0, max_step=1.0)
+        budget.update(torch.tensor([0.5, 0.5]))
+        theta = torch.zeros(2, 3, requires_grad=True)
+        p_in = torch.eye(3)
+        density = live_probability_rows(torch.sigmoid(theta), p_in)
+        budget.penalty(density).backward()
+        assert (theta.grad > 0).all()  # gradient descent lowers theta, hence the density
+
+    def test_layer_scope_has_one_multiplier(self):
+        budget = ConnectionBudget(5, 0.2, scope="layer", step=1.0, max_step=1.0)
+        budget.update(torch.full((5,), 0.4))
+        assert budget.multiplier.shape == (1,) and float(budget.multiplier) == pytest.approx(0.2)
+        assert budget.summary()["max"] == pytest.approx(0.2)
+
+    def test_annealing_moves_the_budget_in_force(self):
+        budget = ConnectionBudget(2, 0.05, anneal=0.5)
+        assert float(budget.current_rho) == 1.0
+        assert budget.set_progress(0.6) == pytest.approx(0.05)
+        assert float(budget.current_rho) == pytest.approx(0.05)
+
+    def test_state_dict_round_trip(self):
+        budget = ConnectionBudget(3, 0.1, step=1.0, max_step=1.0)
+        budget.update(torch.tensor([0.5, 0.2, 0.0]))
+        other = ConnectionBudget(3, 0.1)
+        other.load_state_dict(budget.state_dict())
+        assert torch.equal(other.multiplier, budget.multiplier)
+
+    @pytest.mark.parametrize(
+        "kwargs, message",
+        [
+            ({"rho": 0.0}, "rho must be in"),
+            ({"rho": 1.5}, "rho must be in"),
+            ({"scope": "col"}, "scope must be"),
+            ({"step": 0.0}, "step must be"),
+            ({"max_step": -1.0}, "max_step must be"),
+            ({"anneal": 2.0}, "anneal must be"),
+        ],
+    )
+    def test_validation_messages_show_the_value(self, kwargs, message):
+        args = {"rho": 0.1, **kwargs}
+        with pytest.raises(UserError, match=message):
+            ConnectionBudget(3, **args)
+
+    def test_extra_repr(self):
+        assert "rho=0.1" in repr(ConnectionBudget(3, 0.1, name="classifier"))
+
+
+class TestCappedSoftmax:
+    @pytest.mark.parametrize("m", [1, 2, 3, 5])
+    def test_rows_sum_to_m_and_stay_in_unit_interval(self, m):
+        g = torch.Generator().manual_seed(m)
+        p = capped_softmax(3 * torch.randn(50, 6, generator=g), m)
+        assert torch.allclose(p.sum(dim=1), torch.full((50,), float(m)), atol=1e-5)
+        assert (p >= 0).all() and (p <= 1 + 1e-6).all()
+
+    def test_order_is_kept(self):
+        logits = torch.tensor([[3.0, 1.0, 0.0, -1.0]])
+        p = capped_softmax(logits, 2)[0]
+        assert (p[:-1] >= p[1:]).all()
+
+    def test_bad_m(self):
+        with pytest.raises(ValueError, match="m must be"):
+            capped_softmax(torch.zeros(2, 3), 4)
+
+
+class TestGumbelTopM:
+    @pytest.mark.parametrize("m", [1, 2, 4])
+    def test_exactly_m_ones_per_node(self, m):
+        g = torch.Generator().manual_seed(0)
+        c = gumbel_top_m(torch.randn(40, 6, generator=g), m, generator=g)
+        assert set(c.unique().tolist()) <= {0.0, 1.0}
+        assert (c.sum(dim=1) == m).all()
+
+    def test_straight_through_gradient_reaches_theta(self):
+        g = torch.Generator().manual_seed(0)
+        theta = torch.randn(5, 4, generator=g, requires_grad=True)
+        c = gumbel_top_m(theta, 1, generator=g)
+        (c * torch.arange(4.0)).sum().backward()
+        assert theta.grad is not None and theta.grad.abs().sum() > 0
+
+    def test_frequencies_follow_the_softmax(self):
+        # Gumbel-max samples cluster l with probability softmax(theta)_l; 4000 draws, tolerance 0.03
+        g = torch.Generator().manual_seed(3)
+        theta = torch.tensor([[1.0, 0.0, -1.0]]).repeat(4000, 1)
+        freq = gumbel_top_m(theta, 1, generator=g).mean(dim=0)
+        assert torch.allclose(freq, torch.softmax(theta[0], 0), atol=0.03)
+
+
+class TestUsageKL:
+    def test_zero_at_uniform_usage(self):
+        assert float(usage_kl(torch.full((8, 4), 0.25))) == pytest.approx(0.0, abs=1e-7)
+        assert float(usage_kl(torch.eye(4).repeat(3, 1))) == pytest.approx(0.0, abs=1e-7)
+        assert float(usage_kl(capped_softmax(torch.zeros(6, 4), 2), m=2)) == pytest.approx(0.0, abs=1e-7)
+
+    def test_positive_and_maximal_when_all_in_one_cluster(self):
+        p = torch.zeros(6, 4)
+        p[:, 0] = 1
+        assert float(usage_kl(p)) == pytest.approx(math.log(4))
+
+
+class TestTowerLogits:
+    def test_towers_with_noise(self):
+        g = torch.Generator().manual_seed(0)
+        t = tower_logits(40, 4, scale=3.0, noise=0.0)
+        assert (t.argmax(dim=1) == torch.arange(40) % 4).all()
+        noisy = tower_logits(4000, 4, scale=3.0, noise=3.0, generator=g)
+        resid = noisy - tower_logits(4000, 4, scale=3.0, noise=0.0)
+        assert float(resid.std()) == pytest.approx(3.0, rel=0.05)
