@@ -351,3 +351,22 @@ def tree_class_groups(G: nx.DiGraph, depth: int | None = None) -> np.ndarray:
         anc = path[-1] if depth is None else path[min(depth, len(path) - 1)]
         out[i] = ids.setdefault(anc, len(ids))
     return out
+
+
+def wordnet_labeler(run) -> LabelFn | None:
+    """``label_fn`` naming a vertex by the WordNet lowest common hypernym of its classes.
+
+    Uses :func:`analysis.wordnet.references.class_lch_labeler` (the bundled WordNet snapshot, and
+    the run's WordNet ids when it has them). ``None`` when no class maps to a synset.
+    """
+    from analysis.errors import UserError
+
+    try:
+        from analysis.wordnet.references import class_lch_labeler
+
+        label = class_lch_labeler(run.class_names, run.wnids)
+        if all(label([i]) is None for i in range(len(run.class_names))):
+            return None
+        return label
+    except (ImportError, UserError, KeyError, ValueError):
+        return None
