@@ -62,6 +62,8 @@ class TrainConfig:
                       ("auto", "conv", "mlp", "identity"))
     mask: str = _opt("count", "Blockout mask: count = C_out C_in^T (the paper's), union = min(1, C_out C_in^T)",
                      ("count", "union"))
+    mask_scale: float | None = _opt(None, "constant multiplying the Blockout mask; default 1/k for count "
+                                          "(full membership = a plain layer), 1 for union")
     trunk_clusters: str = _opt("all", "trunk node set: all = in every cluster (shared stem), learned = own memberships",
                                ("all", "learned"))
     dropout: float = _opt(0.5, "dropout probability of the dropout method")
@@ -118,6 +120,8 @@ class TrainConfig:
             raise UserError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if not self.lr > 0.0 or self.lr != self.lr or self.lr == float("inf"):
             raise UserError(f"lr must be a positive number, got {self.lr!r}")
+        if self.mask_scale is not None and not 0.0 < self.mask_scale < float("inf"):
+            raise UserError(f"mask_scale must be a positive number, got {self.mask_scale!r}")
         if self.theta_lr_mult < 0.0:
             raise UserError(f"theta_lr_mult must be 0 or more, got {self.theta_lr_mult!r}")
         if self.weight_decay < 0.0:

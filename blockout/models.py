@@ -24,13 +24,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from blockout import BlockoutLinear, NodeClusters, shared_sampling
+import blockout as _bo  # the layer API (NodeClusters, BlockoutLinear, shared_sampling)
 from blockout.config import BLOCKOUT_METHODS, METHODS
 from blockout.errors import UserError
 
 #: Trunk output sizes are fixed by the trunk; these are the defaults.
-CONV_WIDTHS = (32, 64, 128)
-CONV_POOL = 2  # adaptive average pool to 2x2 -> 128 * 4 = 512 trunk features
+CONV_WIDTHS = (16, 32, 64)
+CONV_POOL = 2  # adaptive average pool to 2x2 -> 64 * 4 = 256 trunk features
 MLP_WIDTH = 256
 
 
@@ -135,6 +135,9 @@ class BlockoutNet(nn.Module):
         ``auto``, ``conv``, ``mlp`` or ``identity``.
     mask : str
         ``count`` or ``union`` (Blockout methods).
+    mask_scale : float, optional
+        Constant multiplying the mask; None: ``1/k`` for ``count`` (so a node set in every
+        cluster gives a plain linear layer and init scale does not grow with k), 1 for ``union``.
     trunk_clusters : str
         ``all`` (trunk node set in every cluster, fixed) or ``learned``.
     dropout : float
@@ -143,7 +146,7 @@ class BlockoutNet(nn.Module):
 
     def __init__(self, method: str, input_shape: Sequence[int], num_classes: int, *, nodes: int = 512,
                  depth: int = 2, clusters: int = 6, trunk: str = "auto", mask: str = "count",
-                 trunk_clusters: str = "all", dropout: float = 0.5) -> None:
+                 mask_scale: float | None = None, trunk_clusters: str = "all", dropout: float = 0.5) -> None:
         super().__init__()
         if method not in METHODS:
             raise UserError(f"method={method!r} is not one of {', '.join(METHODS)}")
@@ -159,6 +162,8 @@ class BlockoutNet(nn.Module):
         self.nodes = int(nodes)
         self.clusters = int(clusters)
         self.mask = mask
+        self.mask_scale = float(mask_scale) if mask_scale is not None else (
+            1.0 / self.clusters if mask == "count" else 1.0)
         self.trunk_clusters = trunk_clusters
         self.dropout_p = float(dropout) if method == "dropout" else 0.0
         self.trunk = build_trunk(self.trunk_kind, self.input_shape)
@@ -178,8 +183,8 @@ class BlockoutNet(nn.Module):
             for name, size in zip(set_names, sizes):
                 self.node_sets[name] = self.make_node_set(name, size, learned)
             for i, lname in enumerate(layer_names):
-                self.fc[lname] = BlockoutLinear(self.node_sets[set_names[i]], self.node_sets[set_names[i + 1]],
-                                                bias=True, mode=mode, mask=mask)
+                self.fc[lname] = _bo.BlockoutLinear(self.node_sets[set_names[i]], self.node_sets[set_names[i + 1]],
+                                                bias=True, mode=mode, mask=mask, scale=self.mask_scale)
         else:
             for i, lname in enumerate(layer_names):
                 self.fc[lname] = nn.Linear(sizes[i], sizes[i + 1])
@@ -191,13 +196,13 @@ class BlockoutNet(nn.Module):
     def make_node_set(self, name: str, size: int, learned: bool) -> nn.Module:
         """The membership parameters of one node set (override to change memberships)."""
         if name == "trunk" and self.trunk_clusters == "all":
-            return NodeClusters(size, self.clusters, trainable=False, init="all", name=name)
-        return NodeClusters(size, self.clusters, trainable=learned, init="random", name=name)
+            return _bo.NodeClusters(size, self.clusters, trainable=False, init="all", name=name)
+        return _bo.NodeClusters(size, self.clusters, trainable=learned, init="random", name=name)
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, *input_shape) -> (B, classes) logits
         h = self.trunk(x)  # (B, trunk features)
-        ctx = shared_sampling(self) if self.is_blockout else contextlib.nullcontext()
+        ctx = _bo.shared_sampling(self) if self.is_blockout else contextlib.nullcontext()
         with ctx:
             last = len(self.layer_names) - 1
             for i, lname in enumerate(self.layer_names):
@@ -226,7 +231,7 @@ class BlockoutNet(nn.Module):
                 ns = self.node_sets[name]
                 node_sets.append({
                     "name": name, "size": int(size), "clusters": self.clusters,
-                    "trainable": bool(any(p.requires_grad for p in ns.parameters())),
+                    "trainable": bool(getattr(ns, "trainable", any(p.requires_grad for p in ns.parameters()))),
                     "role": roles.get(name, "hidden"),
                     "membership": getattr(ns, "membership", "bernoulli"),
                     "init": getattr(ns, "init", None),
@@ -242,6 +247,7 @@ class BlockoutNet(nn.Module):
                 "in_features": int(self.set_sizes[i]), "out_features": int(self.set_sizes[i + 1]),
                 "mask": getattr(layer, "mask", None) if self.is_blockout else None,
                 "mode": getattr(layer, "mode", None) if self.is_blockout else None,
+                "mask_scale": self.mask_scale if self.is_blockout else None,
                 "role": "classifier" if i == last else "hidden",
             }
             if lname in self.drop:
@@ -270,5 +276,5 @@ class BlockoutNet(nn.Module):
 def build_model(config: Any, input_shape: Sequence[int], num_classes: int) -> BlockoutNet:
     """The model a :class:`~blockout.config.TrainConfig` asks for."""
     return BlockoutNet(config.method, input_shape, num_classes, nodes=config.nodes, depth=config.depth,
-                       clusters=config.clusters, trunk=config.trunk, mask=config.mask,
+                       clusters=config.clusters, trunk=config.trunk, mask=config.mask, mask_scale=config.mask_scale,
                        trunk_clusters=config.trunk_clusters, dropout=config.dropout)

@@ -393,7 +393,8 @@ def _train(config, info, resume, on_step, load_dataset) -> TrainResult:
         # sampling draws differ per rank (like dropout masks under DDP); initialisation did not
         torch.manual_seed(config.seed * 1_000_003 + info.rank + 1)
         writer.write_run_json(config.to_dict(), dataset_json, model.topology(), extra={"runtime": runtime})
-        writer.snapshot(0, 0, model.node_set_probs())
+        if len(model.node_sets):
+            writer.snapshot(0, 0, model.node_set_probs())
 
     ddp_model: nn.Module = model
     if info.enabled:
@@ -467,7 +468,7 @@ def _train(config, info, resume, on_step, load_dataset) -> TrainResult:
                         bar.update(1)
                         bar.set_postfix(loss=f"{prog.loss_sum / prog.seen:.3f}",
                                         acc=f"{prog.correct / prog.seen:.3f}", refresh=False)
-                    if prog.step % config.snapshot_every == 0:
+                    if len(model.node_sets) and prog.step % config.snapshot_every == 0:
                         snapshot()
                     if on_step is not None:
                         on_step(prog.step, model)
