@@ -99,18 +99,27 @@ def dual_ascent_step(
     return (multiplier + delta).clamp(min=0.0)
 
 
-def annealed_rho(rho: float, progress: float, anneal: float, rho_start: float = 1.0) -> float:
-    """Budget at training progress ``progress`` in [0, 1].
+def annealed_rho(
+    rho: float, progress: float, anneal_start: float = 0.0, anneal_end: float = 0.0, rho_start: float = 1.0
+) -> float:
+    """Budget in force at training progress ``progress`` in [0, 1].
 
-    With ``anneal > 0`` the budget shrinks along a cosine from ``rho_start`` to ``rho`` over the
-    first ``anneal`` share of training and stays at ``rho`` afterwards; ``anneal = 0`` is constant.
+    The budget is ``rho_start`` until ``anneal_start``, shrinks along a cosine to ``rho`` by
+    ``anneal_end``, and stays at ``rho`` afterwards. ``anneal_end <= anneal_start`` (the
+    default, 0 and 0) means no annealing: ``rho`` throughout. Annealing lets the weights learn
+    with every connection live first, so that classes that use the same hidden features also
+    keep the same clusters when the budget tightens.
 
-    >>> annealed_rho(0.05, 0.0, 0.5), annealed_rho(0.05, 0.25, 0.5), annealed_rho(0.05, 0.9, 0.5)
-    (1.0, 0.525, 0.05)
+    >>> annealed_rho(0.05, 0.3, 0.0, 0.0)
+    0.05
+    >>> [round(annealed_rho(0.05, t, 0.2, 0.6), 3) for t in (0.0, 0.2, 0.4, 0.6, 0.9)]
+    [1.0, 1.0, 0.525, 0.05, 0.05]
     """
-    if anneal <= 0 or progress >= anneal:
+    if anneal_end <= anneal_start or progress >= anneal_end:
         return float(rho)
-    t = max(0.0, progress) / anneal
+    if progress <= anneal_start:
+        return float(rho_start)
+    t = (progress - anneal_start) / (anneal_end - anneal_start)
     return float(rho + (rho_start - rho) * 0.5 * (1.0 + math.cos(math.pi * t)))
 
 
@@ -129,8 +138,9 @@ class ConnectionBudget(nn.Module):
         Dual-ascent step size (multiplier change per unit of violation per update).
     max_step : float
         Bound on the change of any multiplier in one update.
-    anneal : float
-        Share of training over which ``rho`` shrinks from ``rho_start`` to ``rho`` (0: off).
+    anneal_start, anneal_end : float
+        Shares of training between which ``rho`` shrinks from ``rho_start`` to ``rho``
+        (:func:`annealed_rho`; equal values: no annealing).
     rho_start : float
         Starting budget of the annealing schedule.
     name : str, optional
@@ -147,7 +157,8 @@ class ConnectionBudget(nn.Module):
         scope: str = "row",
         step: float = 0.05,
         max_step: float = 0.01,
-        anneal: float = 0.0,
+        anneal_start: float = 0.0,
+        anneal_end: float = 0.0,
         rho_start: float = 1.0,
         name: str | None = None,
     ) -> None:
@@ -162,8 +173,8 @@ class ConnectionBudget(nn.Module):
             raise UserError(f"budget step must be > 0, got {step!r}")
         if not float(max_step) > 0:
             raise UserError(f"budget max_step must be > 0, got {max_step!r}")
-        if not (0.0 <= float(anneal) <= 1.0):
-            raise UserError(f"budget anneal must be in [0, 1], got {anneal!r}")
+        if not (0.0 <= float(anneal_start) <= 1.0 and 0.0 <= float(anneal_end) <= 1.0):
+            raise UserError(f"budget anneal window must lie in [0, 1], got ({anneal_start!r}, {anneal_end!r})")
         if not (float(rho) <= float(rho_start) <= 1.0):
             raise UserError(f"budget rho_start must be in [rho, 1] = [{rho}, 1], got {rho_start!r}")
         self.num_rows = num_rows
@@ -171,17 +182,19 @@ class ConnectionBudget(nn.Module):
         self.scope = scope
         self.step = float(step)
         self.max_step = float(max_step)
-        self.anneal = float(anneal)
+        self.anneal_start = float(anneal_start)
+        self.anneal_end = float(anneal_end)
+        self.annealed = self.anneal_end > self.anneal_start
         self.rho_start = float(rho_start)
         self.name = name
         size = num_rows if scope == "row" else 1
         self.register_buffer("multiplier", torch.zeros(size))  # (rows,) or (1,)
         # the budget in force (changes under annealing); a buffer so that it resumes exactly
-        self.register_buffer("current_rho", torch.tensor(self.rho_start if self.anneal > 0 else self.rho))
+        self.register_buffer("current_rho", torch.tensor(self.rho_start if self.annealed else self.rho))
 
     def set_progress(self, progress: float) -> float:
         """Move the annealing schedule to ``progress`` (share of training done); returns rho."""
-        rho = annealed_rho(self.rho, progress, self.anneal, self.rho_start)
+        rho = annealed_rho(self.rho, progress, self.anneal_start, self.anneal_end, self.rho_start)
         self.current_rho.fill_(rho)
         return rho
 
@@ -208,5 +221,5 @@ class ConnectionBudget(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"rows={self.num_rows}, rho={self.rho}, scope={self.scope!r}, step={self.step}, "
-            f"max_step={self.max_step}, anneal={self.anneal}, name={self.name!r}"
+            f"max_step={self.max_step}, anneal=({self.anneal_start}, {self.anneal_end}), name={self.name!r}"
         )

@@ -59,10 +59,10 @@ class TestDualAscent:
 
 class TestAnnealedRho:
     def test_schedule_endpoints_and_monotone(self):
-        values = [annealed_rho(0.05, t / 20, 0.5) for t in range(21)]
-        assert values[0] == pytest.approx(1.0) and values[10] == pytest.approx(0.05)
+        values = [annealed_rho(0.05, t / 20, 0.25, 0.5) for t in range(21)]
+        assert values[0] == values[5] == pytest.approx(1.0) and values[10] == pytest.approx(0.05)
         assert all(a >= b for a, b in zip(values, values[1:]))
-        assert annealed_rho(0.05, 0.3, 0.0) == 0.05
+        assert annealed_rho(0.05, 0.3) == 0.05
 
 
 class TestConnectionBudget:
@@ -91,7 +91,7 @@ class TestConnectionBudget:
         assert budget.summary()["max"] == pytest.approx(0.2)
 
     def test_annealing_moves_the_budget_in_force(self):
-        budget = ConnectionBudget(2, 0.05, anneal=0.5)
+        budget = ConnectionBudget(2, 0.05, anneal_start=0.0, anneal_end=0.5)
         assert float(budget.current_rho) == 1.0
         assert budget.set_progress(0.6) == pytest.approx(0.05)
         assert float(budget.current_rho) == pytest.approx(0.05)
@@ -111,7 +111,7 @@ class TestConnectionBudget:
             ({"scope": "col"}, "scope must be"),
             ({"step": 0.0}, "step must be"),
             ({"max_step": -1.0}, "max_step must be"),
-            ({"anneal": 2.0}, "anneal must be"),
+            ({"anneal_end": 2.0}, "anneal window"),
         ],
     )
     def test_validation_messages_show_the_value(self, kwargs, message):
