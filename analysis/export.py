@@ -10,8 +10,10 @@ Formats (:data:`FORMATS`):
     normalise them anyway). NaN is written as ``null`` in JSON.
 ``dot``
     Graphviz. Every ID and value is a double-quoted string with ``\\`` -> ``\\\\``, ``"`` -> ``\\"``
-    and newline -> ``\\n`` (Graphviz's own escapes); ``weight`` is rounded to an integer because
-    ``dot`` accepts only integer edge weights; the file is UTF-8 (``charset`` set).
+    and newline -> ``\\n`` (Graphviz's own escapes), other control characters -> space; ``weight`` is rounded to an integer because
+    ``dot`` accepts only integer edge weights; the file is UTF-8 (``charset`` set). Graphviz
+    itself decodes HTML entities inside labels when drawing (a name containing ``&amp;`` is drawn
+    as ``&``); the file keeps the exact text.
 ``newick``
     Trees only (branch tree, dendrogram). Every label is single-quoted with inner quotes doubled
     (the Newick spec), so commas, parentheses, colons, semicolons, brackets and spaces are safe;
