@@ -1,7 +1,8 @@
 """Entry point of the Blockout dashboard: ``streamlit run app/Home.py [-- RUN]``.
 
 Draws the shared sidebar (run, snapshot step, threshold τ) on every rerun, then runs the page
-chosen in the navigation. The pages live in ``app/pages/`` and only call :mod:`app.cache`
+chosen in the navigation. The pages live in ``app/views/`` (not ``pages/``: a folder of that
+name switches Streamlit, and AppTest, to the older file-based navigation) and only call :mod:`app.cache`
 (cached :mod:`analysis` results) and the figure builders of :mod:`app.figures`.
 """
 
@@ -19,16 +20,16 @@ import streamlit as st  # noqa: E402
 
 from app import state  # noqa: E402
 
-st.set_page_config(page_title="Blockout", page_icon="🧱", layout="wide")
+st.set_page_config(page_title="Blockout", page_icon=":material/grid_view:", layout="wide")
 
 PAGES = [
-    st.Page("pages/overview.py", title="Overview", icon="📋", default=True),
-    st.Page("pages/branch_tree.py", title="Branch tree", icon="🌳"),
-    st.Page("pages/weight_blocks.py", title="Weight blocks", icon="🧱"),
-    st.Page("pages/emergence.py", title="Emergence", icon="⏱️"),
-    st.Page("pages/wordnet.py", title="WordNet", icon="📚"),
-    st.Page("pages/compare.py", title="Compare runs", icon="⚖️"),
-    st.Page("pages/export.py", title="Export", icon="💾"),
+    st.Page("views/overview.py", title="Overview", icon=":material/dashboard:", default=True),
+    st.Page("views/branch_tree.py", title="Branch tree", icon=":material/account_tree:"),
+    st.Page("views/weight_blocks.py", title="Weight blocks", icon=":material/grid_view:"),
+    st.Page("views/emergence.py", title="Emergence", icon=":material/timeline:"),
+    st.Page("views/wordnet.py", title="WordNet", icon=":material/menu_book:"),
+    st.Page("views/compare.py", title="Compare runs", icon=":material/compare_arrows:"),
+    st.Page("views/export.py", title="Export", icon=":material/download:"),
 ]
 
 nav = st.navigation(PAGES)

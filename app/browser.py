@@ -87,16 +87,11 @@ class Server:
         return (self.ready or time.perf_counter()) - self.started
 
 
-def streamlit_command(run: str | os.PathLike | None, port: int, address: str = "127.0.0.1",
-                      headless: bool = True) -> list[str]:
-    """The ``streamlit run`` command line for the dashboard (also used by ``blockout dashboard``)."""
-    cmd = [sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "Home.py"),
-           "--server.port", str(port), "--server.address", address,
-           "--server.headless", "true" if headless else "false",
-           "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-           "--global.developmentMode", "false"]
+def streamlit_command(run: str | os.PathLike | None, port: int, address: str = "127.0.0.1") -> list[str]:
+    """The command line that starts the dashboard (``python -m app.serve``, imports pre-warmed)."""
+    cmd = [sys.executable, "-m", "app.serve", "--port", str(port), "--address", address]
     if run is not None:
-        cmd += ["--", str(run)]
+        cmd.append(str(run))
     return cmd
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import streamlit as st
 
 from analysis import dynamics, graphs, hierarchy, threshold
+from analysis.errors import UserError
 from analysis.summary import summarize_run
 from app.figures.annotate import annotate_branch_tree, annotate_layer_graph
 from app.state import Context, _load
@@ -121,3 +122,54 @@ def class_hierarchy(ctx: Context, method: str):
     """:func:`analysis.hierarchy.class_hierarchy` (``probability``, ``connectivity``, ``weights``)."""
     tau = ctx.tau if method == "connectivity" else 0.5  # τ only matters for connectivity
     return _class_hierarchy(ctx.key, ctx.stamp, method, ctx.step, tau)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _heatmap(key: str, stamp: tuple, layer: str, step, tau: float, max_size: int) -> dict:
+    from analysis import blocks
+
+    run = _run(key, stamp)
+    lay = run.layer(layer)
+    ws = run.weights(step)
+    if layer not in ws:
+        raise UserError(f"{run.path}: no weights for layer {layer!r} at step {ws.step}")
+    W = ws[layer][0]
+    if lay.in_set is None or lay.out_set is None:
+        small, re, ce = blocks.block_average(np.abs(W), max_size)
+        return {"abs_w": small, "row_edges": re, "col_edges": ce, "shape": W.shape, "weights_step": ws.step,
+                "blockout": False}
+    probs = run.probs(ws.step)  # P at the weights' step so W and the mask belong together
+    out = blocks.heatmap_data(W, probs[lay.out_set], probs[lay.in_set], tau, lay.mask, max_size)
+    out.update(weights_step=ws.step, blockout=True)
+    return out
+
+
+def heatmap(ctx: Context, layer: str, max_size: int = 192) -> dict:
+    """:func:`analysis.blocks.heatmap_data` of ``layer`` (weights nearest the step), reduced to ``max_size``."""
+    return _heatmap(ctx.key, ctx.stamp, layer, ctx.step, ctx.tau, max_size)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _comparison(key: str, stamp: tuple, step, tau: float, method: str, permutations: int) -> dict:
+    from analysis.compare import compare_run
+
+    return compare_run(_run(key, stamp), "all", tau, step, "both", method, permutations).to_dict()
+
+
+def comparison(ctx: Context, method: str = "probability", permutations: int = 999) -> dict:
+    """:func:`analysis.compare.compare_run` against every reference, as its JSON-ready dict."""
+    tau = ctx.tau if method == "connectivity" else 0.5
+    return _comparison(ctx.key, ctx.stamp, ctx.step, tau, method, permutations)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _synsets(key: str, stamp: tuple) -> tuple[list[dict], dict | None]:
+    from app import wordnet_labels
+
+    run = _run(key, stamp)
+    return wordnet_labels.synset_table(run), wordnet_labels.class_paths(run)
+
+
+def synsets(ctx: Context) -> tuple[list[dict], dict | None]:
+    """The class → synset table and each class's hypernym path (None when a class has no synset)."""
+    return _synsets(ctx.key, ctx.stamp)

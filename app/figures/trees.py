@@ -295,3 +295,50 @@ def tanglegram(left: nx.DiGraph, right: nx.DiGraph, *, left_title: str = "networ
     fig.update_layout(height=height or int(min(2400, max(400, 12 * len(left_leaves)))),
                       margin=dict(l=5, r=5, t=30, b=5))
     return fig
+
+
+def paths_tree(paths: Mapping[str, Sequence[str]], *, compress: bool = True) -> nx.DiGraph:
+    """A tree from one root-to-leaf path per leaf (e.g. each class's WordNet hypernym path).
+
+    ``paths[leaf]`` lists the ancestors from the root down (the leaf itself not included). Vertices
+    are path prefixes, so the result is a tree even when a synset is reached along different
+    paths. With ``compress`` a chain of single-child vertices is merged into its lowest vertex
+    (WordNet's ``entity → physical_entity → object → whole ...`` becomes one vertex). Inner
+    vertices are labelled with their last synset; leaves with their key.
+
+    >>> t = paths_tree({"cat": ["animal", "feline"], "lion": ["animal", "feline"], "oak": ["plant"]})
+    >>> sorted(t.nodes[v]["label"] for v in t.successors(tree_root(t)))
+    ['feline', 'plant']
+    """
+    tree = nx.DiGraph()
+    root = ("__root__",)
+    tree.add_node(root, label="root")
+    for leaf, path in paths.items():
+        parent = root
+        for i in range(len(path)):
+            node = root + tuple(path[: i + 1])
+            if node not in tree:
+                tree.add_node(node, label=str(path[i]), hover=str(path[i]))
+                tree.add_edge(parent, node)
+            parent = node
+        tree.add_node(("__leaf__", leaf), label=str(leaf), hover=str(leaf))
+        tree.add_edge(parent, ("__leaf__", leaf))
+    if compress:
+        # Merge every inner vertex with exactly one child into that child (bottom-up safe order).
+        for node in list(nx.dfs_preorder_nodes(tree, root)):
+            if node == root or node not in tree:
+                continue
+            kids = list(tree.successors(node))
+            if len(kids) == 1 and tree.out_degree(kids[0]) > 0:
+                parent = next(iter(tree.predecessors(node)))
+                child = kids[0]
+                tree.remove_node(node)
+                tree.add_edge(parent, child)
+        while tree.out_degree(root) == 1 and tree.out_degree(next(iter(tree.successors(root)))) > 0:
+            only = next(iter(tree.successors(root)))
+            label = tree.nodes[only]["label"]
+            for k in list(tree.successors(only)):
+                tree.add_edge(root, k)
+            tree.remove_node(only)
+            tree.nodes[root]["label"] = label
+    return tree

@@ -1,4 +1,0 @@
-import streamlit as st
-
-st.title("wordnet")
-st.info("Coming soon.")
