@@ -1,0 +1,171 @@
+"""Training-time glue for the emergence options (our additions, issue 5; not the paper's).
+
+The trainer calls four things from here, so that ``train.py`` only needs a few lines:
+
+* :func:`attach_budgets` (at model build): one :class:`~blockout.budget.ConnectionBudget` per
+  constrained Blockout layer, stored in ``model.budgets`` so that the multipliers are saved and
+  resumed with the model's ``state_dict``.
+* :func:`emergence_loss` (every step, before backward): the usage-balancing terms of the
+  categorical node sets plus the budget penalties; it also moves temperature and budget
+  schedules to the current training progress. Returns the term to add to the loss and the row
+  densities that :func:`update_budgets` needs.
+* :func:`update_budgets` (every step, after the optimiser step): dual ascent of the multipliers.
+* :func:`multiplier_arrays` / :func:`multiplier_summary`: ``multiplier__<layer>`` snapshot arrays
+  and the ``"multipliers"`` object of a ``metrics.jsonl`` record.
+
+The per-row density of a constrained layer treats the *input* node set's memberships as given
+(detached): the budget is a constraint on the rows' own memberships. Letting it act on the input
+side opened the loophole the prototype study hit: hidden nodes moved into clusters no class uses,
+which lowered every class's density without any class choosing fewer clusters.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from blockout.budget import ConnectionBudget, live_probability_rows
+from blockout.membership import CategoricalClusters
+
+__all__ = [
+    "attach_budgets",
+    "emergence_loss",
+    "update_budgets",
+    "multiplier_arrays",
+    "multiplier_summary",
+    "temperature_at",
+    "learning_progress",
+]
+
+
+def temperature_at(start: float, end: float | None, progress: float) -> float:
+    """Gumbel / softmax temperature at ``progress``: geometric from ``start`` to ``end``.
+
+    >>> temperature_at(1.0, None, 0.7), temperature_at(1.0, 0.25, 0.5), temperature_at(1.0, 0.25, 2.0)
+    (1.0, 0.5, 0.25)
+    """
+    if end is None:
+        return float(start)
+    t = min(max(progress, 0.0), 1.0)
+    return float(start * (end / start) ** t)
+
+
+def learning_progress(step: int, steps_per_epoch: int, epochs: int, freeze_after: int | None) -> float:
+    """Share of the membership-learning phase done at ``step`` (1 once memberships are frozen).
+
+    >>> learning_progress(50, 10, 20, 10), learning_progress(150, 10, 20, 10), learning_progress(50, 10, 20, None)
+    (0.5, 1.0, 0.25)
+    """
+    learn_epochs = freeze_after if freeze_after else epochs
+    total = max(1, steps_per_epoch * learn_epochs)
+    return min(1.0, step / total)
+
+
+def _layer_sets(model: nn.Module):
+    """``(layer name, BlockoutLinear, in node set, out node set)`` for every Blockout layer."""
+    if not getattr(model, "is_blockout", False):
+        return []
+    out = []
+    for i, lname in enumerate(model.layer_names):
+        out.append((lname, model.fc[lname], model.node_sets[model.set_names[i]],
+                    model.node_sets[model.set_names[i + 1]]))
+    return out
+
+
+def attach_budgets(model: nn.Module, config: Any) -> None:
+    """Give ``model`` its budgets (``model.budgets``, a ModuleDict; empty when the budget is off).
+
+    ``config.budget_layers`` = "classifier" constrains the class layer, "all" every Blockout
+    layer whose output memberships are learned.
+    """
+    model.budgets = nn.ModuleDict()
+    rho = getattr(config, "budget_rho", None)
+    if rho is None:
+        return
+    layers = _layer_sets(model)
+    for idx, (lname, layer, _in_set, out_set) in enumerate(layers):
+        is_classifier = idx == len(layers) - 1
+        if config.budget_layers == "classifier" and not is_classifier:
+            continue
+        if not isinstance(out_set.theta, nn.Parameter):
+            continue  # fixed memberships cannot move: nothing to constrain
+        model.budgets[lname] = ConnectionBudget(
+            out_set.num_nodes, rho, scope=config.budget_scope, step=config.budget_step,
+            max_step=config.budget_max_step, anneal_start=config.budget_anneal_start,
+            anneal_end=config.budget_anneal_end, name=lname)
+
+
+def row_densities(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Expected live density of every row of every budgeted layer (differentiable in the rows)."""
+    budgets = getattr(model, "budgets", None) or {}
+    out = {}
+    for lname, _layer, in_set, out_set in _layer_sets(model):
+        if lname not in budgets:
+            continue
+        exclusive = isinstance(in_set, CategoricalClusters) and in_set.m == 1
+        out[lname] = live_probability_rows(out_set.probs, in_set.probs.detach(), exclusive_in=exclusive)
+    return out
+
+
+def emergence_loss(model: nn.Module, config: Any, progress: float) -> tuple[torch.Tensor | None, dict]:
+    """Usage-balancing terms and budget penalties at ``progress``; ``(term or None, densities)``.
+
+    Frozen node sets (no gradient) contribute nothing.
+    """
+    terms = []
+    if getattr(model, "is_blockout", False):
+        temp = temperature_at(config.temperature, config.temperature_end, progress)
+        for ns in model.node_sets.values():
+            if isinstance(ns, CategoricalClusters):
+                ns.temperature = temp
+                if config.usage_weight > 0 and ns.theta.requires_grad:
+                    terms.append(config.usage_weight * ns.usage_loss())
+    densities = {}
+    budgets = getattr(model, "budgets", None) or {}
+    if len(budgets):
+        live = {k: v for k, v in row_densities(model).items()
+                if model.node_sets[model.set_names[model.layer_names.index(k) + 1]].theta.requires_grad}
+        for lname, dens in live.items():
+            budget = budgets[lname]
+            budget.set_progress(progress)
+            terms.append(budget.penalty(dens))
+            densities[lname] = dens
+    if not terms:
+        return None, densities
+    return torch.stack([t.reshape(()) for t in terms]).sum(), densities
+
+
+def update_budgets(model: nn.Module, densities: Mapping[str, torch.Tensor]) -> None:
+    """Dual ascent of every budget whose densities were computed this step."""
+    budgets = getattr(model, "budgets", None) or {}
+    for lname, dens in densities.items():
+        budgets[lname].update(dens)
+
+
+def multiplier_arrays(model: nn.Module) -> dict[str, np.ndarray]:
+    """``{layer: multipliers}`` as float32 numpy, for the ``multiplier__<layer>`` snapshot arrays."""
+    budgets = getattr(model, "budgets", None) or {}
+    return {name: b.multiplier.detach().float().cpu().numpy() for name, b in budgets.items()}
+
+
+@torch.no_grad()
+def multiplier_summary(model: nn.Module) -> dict[str, dict[str, float]]:
+    """``{layer: {"mean", "max", "rho", "density"}}`` for ``metrics.jsonl`` (empty without budgets).
+
+    ``density`` is the mean expected live density of the layer's rows: the quantity the budget
+    holds at ``rho`` (the dashboard plots both against the multipliers).
+    """
+    budgets = getattr(model, "budgets", None) or {}
+    if not len(budgets):
+        return {}
+    dens = row_densities(model)
+    out = {}
+    for name, b in budgets.items():
+        item = b.summary()
+        item["density"] = float(dens[name].mean()) if name in dens else float("nan")
+        out[name] = {k: (round(v, 6) if math.isfinite(v) else None) for k, v in item.items()}
+    return out
