@@ -338,10 +338,43 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------
+# export (analysis.export)
+
+
+def add_export(sub) -> None:
+    from analysis.export import FORMATS, WHATS
+
+    p = sub.add_parser("export", help="export the branch tree, layer graph or class dendrogram",
+                       description="Write the branch tree (tree), the layer graph (layers) or the class "
+                                   "dendrogram (dendrogram) as GraphML, GEXF, node-link JSON, Graphviz DOT, "
+                                   "Newick (trees only) or a standalone interactive HTML page.")
+    p.add_argument("run", metavar="RUN", help="run folder (holds run.json)")
+    p.add_argument("--format", choices=FORMATS, required=True, help="output format")
+    p.add_argument("--what", choices=WHATS, default="tree", help="what to export (default: tree)")
+    p.add_argument("--threshold", type=float, default=0.5, metavar="T", help="membership threshold (default: 0.5)")
+    p.add_argument("--step", type=int, default=None, metavar="S", help="snapshot step (default: the last)")
+    p.add_argument("--method", choices=("probability", "connectivity", "weights"), default="probability",
+                   help="class distances of the dendrogram (default: probability)")
+    p.add_argument("-o", "--output", default=None, metavar="PATH",
+                   help="output file (default: <run>_<what>.<ext> in the current folder)")
+    p.set_defaults(handler=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from analysis.export import export_run
+    from analysis.run import load_run
+
+    path = export_run(load_run(args.run), what=args.what, fmt=args.format, path=args.output,
+                      tau=args.threshold, step=args.step, method=args.method)
+    print(path)
+    return 0
+
+
+# ------------------------------------------------------------------------------------------
 # entry point
 
 #: Subcommands: each adds its parser and sets ``handler``. Append new ones here.
-COMMANDS: list[Callable] = [add_train, add_inspect, add_demo, add_reproduce, add_compare]
+COMMANDS: list[Callable] = [add_train, add_inspect, add_demo, add_reproduce, add_compare, add_export]
 
 
 def build_parser() -> argparse.ArgumentParser:

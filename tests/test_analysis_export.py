@@ -333,3 +333,18 @@ class TestExportRun:
             export_run(run, "tree", "svg", tmp_path / "x")
         with pytest.raises(UserError, match="what"):
             export_run(run, "forest", "json", tmp_path / "x")
+
+
+class TestExportCli:
+    def test_writes_file_and_reports_path(self, run, tmp_path, capsys):
+        from blockout.cli import main
+        out = tmp_path / "t.nwk"
+        assert main(["export", str(run.path), "--format", "newick", "--what", "dendrogram", "-o", str(out)]) == 0
+        assert capsys.readouterr().out.strip() == str(out)
+        assert sorted(newick_leaves(parse_newick(out.read_text()))) == sorted(control_to_space(h) for h in HOSTILE)
+
+    def test_newick_of_layers_is_a_one_line_error(self, run, tmp_path, capsys):
+        from blockout.cli import main
+        assert main(["export", str(run.path), "--format", "newick", "--what", "layers", "-o", str(tmp_path / "x")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "trees only" in err and "\n" not in err
