@@ -173,3 +173,22 @@ def _synsets(key: str, stamp: tuple) -> tuple[list[dict], dict | None]:
 def synsets(ctx: Context) -> tuple[list[dict], dict | None]:
     """The class → synset table and each class's hypernym path (None when a class has no synset)."""
     return _synsets(ctx.key, ctx.stamp)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _export(key: str, stamp: tuple, step, tau: float, what: str, fmt: str, method: str) -> bytes:
+    from analysis import export
+
+    run = _run(key, stamp)
+    if what == "tree":
+        obj = graphs.branch_tree(run, tau, step, graphs.wordnet_labeler(run))
+    elif what == "layers":
+        obj = graphs.layer_graph(run, tau, step)
+    else:
+        obj = hierarchy.class_hierarchy(run, method, tau, step)
+    return export.render(obj, fmt, title=f"{run.name}: {what}")
+
+
+def export_bytes(ctx: Context, what: str, fmt: str, method: str = "probability") -> bytes:
+    """:func:`analysis.export.render` of the branch tree, layer graph or class dendrogram."""
+    return _export(ctx.key, ctx.stamp, ctx.step, ctx.tau, what, fmt, method)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from analysis.wordnet.references import chosen_path, class_lch_labeler, class_synsets
+from analysis.wordnet.references import chosen_path, class_synsets
 from analysis.wordnet.snapshot import bundled_snapshot
 
 
@@ -10,11 +10,12 @@ def for_run(run):
     """``(label_fn, synsets)``: ``label_fn(class indices) -> lowest common hypernym or None`` for
     :func:`analysis.graphs.branch_tree`, and the synset name of each class (None where unknown).
     ``(None, None)`` when no class has a synset in the shipped WordNet snapshot."""
-    snap = bundled_snapshot()
-    synsets = class_synsets(run.class_names, run.wnids, snap)
+    from analysis.graphs import wordnet_labeler
+
+    synsets = class_synsets(run.class_names, run.wnids, bundled_snapshot())
     if all(s is None for s in synsets):
         return None, None
-    return class_lch_labeler(run.class_names, run.wnids, snap), synsets
+    return wordnet_labeler(run), synsets
 
 
 def synset_table(run) -> list[dict]:
