@@ -75,7 +75,7 @@ def null_statistic(observed: float, null: np.ndarray, tol: float = 1e-12) -> Sta
 
     >>> s = null_statistic(1.0, np.array([0.0, 0.5, 1.0]))
     >>> s.p, round(s.z, 3)
-    (0.75, 1.225)
+    (0.5, 1.225)
     """
     null = np.asarray(null, dtype=np.float64)
     n = int(null.size)

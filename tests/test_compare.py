@@ -127,14 +127,17 @@ class TestCompareHierarchy:
         assert null_statistic(1.0, np.array([1.0, 1.0])).z is None
 
 
-class TestReportAndCli:
-    @pytest.fixture(scope="class")
-    def run_dir(self, tmp_path_factory):
-        from analysis.synthetic import make_synthetic_run
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A synthetic run (planted 3 super-groups) whose classes are the first 24 CIFAR-100 names."""
+    from analysis.synthetic import make_synthetic_run
 
-        labels = json.loads((ROOT / "blockout" / "data" / "cifar_labels.json").read_text())["fine_label_names"]
-        return make_synthetic_run(tmp_path_factory.mktemp("runs") / "r", classes=24, clusters=6, groups=3,
-                                  class_names=labels[:24], seed=0, n_snapshots=2)
+    labels = json.loads((ROOT / "blockout" / "data" / "cifar_labels.json").read_text())["fine_label_names"]
+    return make_synthetic_run(tmp_path_factory.mktemp("runs") / "r", classes=24, clusters=6, groups=3,
+                              class_names=labels[:24], seed=0, n_snapshots=2)
+
+
+class TestReportAndCli:
 
     def test_compare_run_json_round_trip(self, run_dir):
         from analysis.run import load_run

@@ -46,8 +46,8 @@ def class_synsets(class_names: Sequence[str], wnids: Sequence[str | None] | None
     """The synset of each class: by WordNet id when given, else the curated table, else the
     class name itself when it is a synset name of the snapshot. None where unknown.
 
-    >>> class_synsets(["tiger", "maple_tree", "zebra", "dog.n.01"])
-    ['tiger.n.02', 'maple.n.02', None, None]
+    >>> class_synsets(["tiger", "maple_tree", "zebra", "dog.n.01", "zebra.n.01"])
+    ['tiger.n.02', 'maple.n.02', None, 'dog.n.01', None]
     """
     snap = snapshot if snapshot is not None else bundled_snapshot()
     out: list[str | None] = []
