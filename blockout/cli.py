@@ -322,7 +322,7 @@ def add_compare(sub) -> None:
                    help="membership distances (default: probability)")
     p.add_argument("--permutations", type=int, default=999, metavar="N", help="null permutations (default: 999)")
     p.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the permutations (default: 0)")
-    p.add_argument("--json", action="store_true", help="print one JSON object (keys in the README)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (keys in docs/compare.md)")
     p.set_defaults(handler=cmd_compare)
 
 
