@@ -1,0 +1,44 @@
+"""Many processes: the same `blockout train` under torchrun, two CPU processes with gloo."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from analysis import runfolder as rf
+
+ROOT = Path(__file__).resolve().parents[1]
+HIERARCHY = {"a": ["lion", "tiger", "wolf"], "b": ["saw", "knife", "axe"]}
+
+
+@pytest.mark.skipif(not torch.distributed.is_available() or not torch.distributed.is_gloo_available(),
+                    reason="torch built without gloo")
+class TestTorchrunGloo:
+    def test_two_process_run_folder(self, tmp_path):
+        hier = tmp_path / "h.json"
+        hier.write_text(json.dumps(HIERARCHY))
+        out = tmp_path / "ddp"
+        env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                   OMP_NUM_THREADS="1")
+        # 6 classes x 6 images = 36; two ranks of 18, batch 6 -> 3 steps per epoch on each rank
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+               "-m", "blockout.cli", "train", "--hierarchy", str(hier), "--samples-per-class", "6",
+               "--test-samples-per-class", "3", "--image-size", "8", "--nodes", "8", "--clusters", "2",
+               "--batch-size", "6", "--epochs", "2", "--device", "cpu", "--out", str(out)]
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        meta = rf.read_json(out / rf.RUN_JSON)
+        assert meta["runtime"]["world_size"] == 2 and meta["runtime"]["steps_per_epoch"] == 3
+        recs = rf.read_jsonl(out / rf.METRICS)
+        assert [(r["epoch"], r["step"]) for r in recs] == [(1, 3), (2, 6)]  # written once (rank 0)
+        # test accuracy is all-reduced over both shards: a multiple of 1/18 (18 test images)
+        for r in recs:
+            assert abs(r["test_acc"] * 18 - round(r["test_acc"] * 18)) < 1e-9
+        state = torch.load(out / rf.TRAIN_STATE, weights_only=True)
+        assert state["world_size"] == 2 and len(state["rng"]["per_rank"]) == 2
+        assert state["progress"]["finished"] is True
+        assert proc.stderr.count("finished 2 epoch(s)") == 1  # rank 0 reports
