@@ -169,10 +169,10 @@ def prob_animation(steps: Sequence[int], history: Mapping[str, np.ndarray], *, b
     pause = dict(label="❚❚", method="animate",
                  args=[[None], dict(frame=dict(duration=0, redraw=False), mode="immediate")])
     fig.update_layout(
-        height=120 + height_per * len(names), bargap=0.05, margin=dict(l=10, r=10, t=30, b=10),
-        updatemenus=[dict(type="buttons", direction="left", buttons=[play, pause], x=0.0, y=-0.08,
+        height=150 + height_per * len(names), bargap=0.05, margin=dict(l=10, r=10, t=30, b=70),
+        updatemenus=[dict(type="buttons", direction="left", buttons=[play, pause], x=0.0, y=-0.1,
                           xanchor="left", yanchor="top", showactive=False)],
-        sliders=[dict(active=last, x=0.12, len=0.88, y=-0.04, yanchor="top",
+        sliders=[dict(active=last, x=0.12, len=0.88, y=-0.06, yanchor="top",
                       currentvalue=dict(prefix="step "),
                       steps=[dict(label=str(s), method="animate",
                                   args=[[str(s)], dict(mode="immediate", frame=dict(duration=0, redraw=True),

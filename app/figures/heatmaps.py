@@ -77,7 +77,7 @@ def block_heatmaps(
         if mat.shape[0] > MAX_DRAW * 1.5 or mat.shape[1] > MAX_DRAW * 1.5:
             raise ValueError(f"panel {title!r} is {mat.shape}: block-average it before drawing")
     fig = make_subplots(rows=1, cols=len(panels), subplot_titles=[p[0] for p in panels],
-                        horizontal_spacing=0.06)
+                        horizontal_spacing=0.07)
     shapes: list[dict] = []
     for i, (title, mat, diverging) in enumerate(panels, 1):
         finite = mat[np.isfinite(mat)]
@@ -87,10 +87,10 @@ def block_heatmaps(
         else:
             top = float(finite.max()) if finite.size else 1.0
             scale = dict(colorscale="Viridis", zmin=0.0, zmax=top if top > 0 else 1.0)
-        x_dom = f"x{i if i > 1 else ''} domain"
+        dom = fig.layout[f"xaxis{i if i > 1 else ''}"].domain  # colour bar right of its own panel
         fig.add_trace(
-            go.Heatmap(z=mat, showscale=True, colorbar=dict(len=0.8, thickness=10,
-                                                            x=(i / len(panels)) - 0.02),
+            go.Heatmap(z=mat, showscale=True, colorbar=dict(len=0.8, thickness=8, x=dom[1] + 0.003,
+                                                            xpad=2, tickfont=dict(size=9)),
                        hovertemplate=f"{title}<br>row %{{y}} col %{{x}}<br>value %{{z:.3g}}"
                                      + (f"<br>(cell = {row_scale:g}×{col_scale:g} mean)"
                                         if row_scale > 1 or col_scale > 1 else "")
@@ -102,7 +102,6 @@ def block_heatmaps(
         yref = f"y{i if i > 1 else ''}"
         shapes += _bound_shapes(row_bounds, "row", mat.shape[1], xref, yref)
         shapes += _bound_shapes(col_bounds, "col", mat.shape[0], xref, yref)
-        del x_dom
     fig.update_yaxes(autorange="reversed", showticklabels=False)
     fig.update_xaxes(showticklabels=False)
     fig.update_layout(height=height, shapes=shapes, margin=dict(l=10, r=10, t=40, b=10))
