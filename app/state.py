@@ -69,7 +69,11 @@ def cli_run_arg(argv: list[str] | None = None) -> str | None:
     >>> cli_run_arg(["Home.py"]) is None or "BLOCKOUT_RUN" in os.environ
     True
     """
-    argv = sys.argv if argv is None else argv
+    if argv is None:
+        # Under streamlit.testing (AppTest) sys.argv is the test runner's, not the app's.
+        from streamlit import config
+
+        argv = [] if config.get_option("global.appTest") else sys.argv
     args = [a for a in argv[1:] if not a.startswith("-")]
     if args:
         return args[0]
@@ -168,8 +172,8 @@ def _choose_source(root: Path) -> tuple[str | None, tuple[str, bytes] | None]:
     runs = find_runs(root)
     first = default_run(root)
     if "src" not in st.session_state:
-        picked_is_listed = first is not None and any(r.resolve() == first.resolve() for r in runs if first.exists())
-        st.session_state["src"] = SRC_PICK if (picked_is_listed or (first is None and runs)) else SRC_PATH
+        listed = first is None or any(first.exists() and r.resolve() == first.resolve() for r in runs)
+        st.session_state["src"] = SRC_PICK if listed else SRC_PATH  # a run given outside checkpoints/
         st.session_state["path"] = str(first) if first is not None else ""
     source = side.radio("Open a run", (SRC_PICK, SRC_PATH, SRC_UPLOAD), key="src")
     if source == SRC_PICK:
