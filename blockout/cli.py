@@ -371,10 +371,66 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------
+# dashboard (app/: Streamlit)
+
+
+def add_dashboard(sub) -> None:
+    p = sub.add_parser("dashboard", help="open the Streamlit dashboard on a run",
+                       description="Start the dashboard (app/Home.py, headless) on RUN (default: checkpoints/demo, "
+                                   "else the first run under checkpoints/) and print its URL. Ctrl-C stops it.")
+    p.add_argument("run", metavar="RUN", nargs="?", default=None, help="run folder to open first")
+    p.add_argument("--port", type=int, default=None, metavar="N",
+                   help="port to listen on (default: 8501, or a free port when 8501 is taken)")
+    p.add_argument("--address", default="127.0.0.1", metavar="A",
+                   help="address to listen on (default: 127.0.0.1; 0.0.0.0 to serve the network)")
+    p.set_defaults(handler=cmd_dashboard)
+
+
+def _port_free(address: str, port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((address, port))
+        except OSError:
+            return False
+    return True
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    import subprocess
+
+    if args.run is not None and not (Path(args.run) / "run.json").is_file():
+        raise UserError(f"not a run folder (no run.json): {args.run}")
+    port = args.port
+    if port is None:
+        port = 8501
+        if not _port_free(args.address, port):
+            import socket
+
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind((args.address, 0))
+                port = int(s.getsockname()[1])
+    elif not 0 < port < 65536 or not _port_free(args.address, port):
+        raise UserError(f"port {port} is not free on {args.address}; pick another with --port")
+    host = "127.0.0.1" if args.address in ("0.0.0.0", "") else args.address
+    print(f"Blockout dashboard: http://{host}:{port}  (Ctrl-C to stop)", flush=True)
+    repo = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "app.serve", "--port", str(port), "--address", args.address]
+    if args.run is not None:
+        cmd.append(str(Path(args.run).resolve()))
+    try:
+        return subprocess.call(cmd, cwd=repo)
+    except KeyboardInterrupt:
+        return 0
+
+
+# ------------------------------------------------------------------------------------------
 # entry point
 
 #: Subcommands: each adds its parser and sets ``handler``. Append new ones here.
-COMMANDS: list[Callable] = [add_train, add_inspect, add_demo, add_reproduce, add_compare, add_export]
+COMMANDS: list[Callable] = [add_train, add_inspect, add_demo, add_reproduce, add_compare, add_export,
+                            add_dashboard]
 
 
 def build_parser() -> argparse.ArgumentParser:
