@@ -70,8 +70,8 @@ class TrainConfig:
     # --- optimisation
     epochs: int = _opt(10, "training epochs")
     batch_size: int = _opt(128, "batch size (per process under torchrun)")
-    optimizer: str = _opt("sgd", "optimiser", ("sgd", "adam", "adamw"))
-    lr: float = _opt(0.05, "learning rate of the weights")
+    optimizer: str = _opt("adam", "optimiser", ("sgd", "adam", "adamw"))
+    lr: float = _opt(1e-3, "learning rate of the weights")
     momentum: float = _opt(0.9, "SGD momentum (sgd only)")
     weight_decay: float = _opt(5e-4, "weight decay of weight matrices (theta, biases and norms get none)")
     theta_lr_mult: float = _opt(10.0, "learning-rate multiplier of the cluster memberships theta")

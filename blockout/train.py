@@ -250,16 +250,20 @@ def resume_config(run_dir: str | Path, overrides: Mapping[str, Any] | None = Non
 
 
 class _StopFlag:
-    """First SIGINT asks the loop to stop at the next step boundary; the second aborts at once."""
+    """First SIGINT (or SIGTERM, e.g. from torchrun or a scheduler) asks the loop to stop at the
+    next step boundary; a second one aborts at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.requested = False
-        self._old = None
+        self._old: dict = {}
 
     def __enter__(self) -> "_StopFlag":
         if threading.current_thread() is threading.main_thread():
-            self._old = signal.getsignal(signal.SIGINT)
-            signal.signal(signal.SIGINT, self._handler)
+            for sig in self.SIGNALS:
+                self._old[sig] = signal.getsignal(sig)
+                signal.signal(sig, self._handler)
         return self
 
     def _handler(self, signum, frame) -> None:
@@ -269,8 +273,8 @@ class _StopFlag:
         log("\ninterrupt: stopping after this step and saving a resumable checkpoint (Ctrl-C again to abort)")
 
     def __exit__(self, *exc) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for sig, handler in self._old.items():
+            signal.signal(sig, handler)
 
 
 # ------------------------------------------------------------------------------------------

@@ -111,7 +111,7 @@ class TestRunFolder:
             assert set(r["probs"]) == {"trunk", "h1", "h2", "classes"}
             assert set(r["probs"]["h1"]) == {"mean", "frac_below_0.1", "frac_above_0.9"}
         # the lr of the epoch's last step (cosine over all 10 steps)
-        assert recs[-1]["lr"] == pytest.approx(0.05 * lr_factor(9, 10, "cosine"))
+        assert recs[-1]["lr"] == pytest.approx(1e-3 * lr_factor(9, 10, "cosine"))
 
     def test_snapshots_probs_every_n_steps_weights_at_best_and_last(self, run):
         out, _ = run
@@ -180,7 +180,7 @@ class TestResume:
     def test_resume_rejects_changed_options(self, hierarchy_file, tmp_path):
         out = tmp_path / "r"
         train(tiny(hierarchy_file, out, epochs=1, method="fc"))
-        with pytest.raises(UserError, match=r"lr=0.5 differs from the run's lr=0.05"):
+        with pytest.raises(UserError, match=r"lr=0.5 differs from the run's lr=0.001"):
             resume_config(out, {"lr": 0.5})
         with pytest.raises(UserError, match="no such run folder"):
             resume_config(tmp_path / "missing")
