@@ -464,3 +464,15 @@ class TestBlockoutLinear:
         r = repr(BlockoutLinear(NodeClusters(3, 2), NodeClusters(4, 2), mode="soft", mask="union", scale=0.5))
         for part in ("in_features=3", "out_features=4", "clusters=2", "mode='soft'", "mask='union'", "scale=0.5"):
             assert part in r
+
+
+class TestMixedPrecision:
+    def test_cpu_autocast_bfloat16(self):
+        layer = _layer(n_in=16, n_out=8)
+        x = torch.randn(4, 16)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = layer(x)
+        assert y.dtype == torch.bfloat16
+        y.float().sum().backward()
+        assert layer.weight.grad.dtype == torch.float32 and layer.out_clusters.theta.grad.dtype == torch.float32
+        assert layer.in_clusters.theta.grad.abs().sum() > 0
