@@ -23,7 +23,8 @@ if not has_weights:
     st.stop()
 
 names = [lay.name for lay in run.layers]
-layer = st.selectbox("Layer", names, key="wb_layer",
+# The first layer leaves the all-shared trunk (no blocks to see); start one further in when there is one.
+layer = st.selectbox("Layer", names, key="wb_layer", index=min(1, len(names) - 1),
                      format_func=lambda n: f"{n} ({run.layer(n).in_set or 'input'} → {run.layer(n).out_set or 'output'}, "
                                            f"{run.layer(n).out_features}×{run.layer(n).in_features})")
 
