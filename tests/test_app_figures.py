@@ -211,3 +211,16 @@ class TestTrees:
         root = figures.tree_root(t)
         assert t.nodes[root]["label"] == "animal"
         assert sorted(t.nodes[k]["label"] for k in t.successors(root)) == ["canine", "feline"]
+
+
+class TestDoctests:
+    """The small pure helpers of app/ carry doctests (pytest collects doctests only under analysis/, blockout/)."""
+
+    @pytest.mark.parametrize("module", ["app.archive", "app.figures.common", "app.figures.heatmaps",
+                                        "app.figures.trees", "app.state"])
+    def test_module_doctests(self, module):
+        import doctest
+        import importlib
+
+        result = doctest.testmod(importlib.import_module(module))
+        assert result.failed == 0 and result.attempted > 0

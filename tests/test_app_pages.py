@@ -49,7 +49,10 @@ def checkpoints(tmp_path_factory):
     root = tmp_path_factory.mktemp("checkpoints")
     make_synthetic_run(root / "demo", classes=20, clusters=4, groups=2,
                        class_names=CIFAR["fine_label_names"][:20], n_snapshots=4)
-    make_synthetic_run(root / "wide", classes=12, clusters=6, groups=3, n_snapshots=3, seed=1)
+    wide = make_synthetic_run(root / "wide", classes=12, clusters=6, groups=3, n_snapshots=3, seed=1)
+    for i, e in enumerate(rf.iter_snapshot_entries(wide)):  # budget multipliers, as a budgeted run saves them
+        f = wide / "snapshots" / e["file"]
+        rf.save_npz(f, {**rf.load_npz(f), "multiplier__fc3": np.linspace(0, i, 12)})
     make_plain_run(root / "plain")
     return root
 
@@ -115,6 +118,7 @@ class TestPages:
         assert step.options == ["100", "200", "300"] and step.value == 300
         ok(step.set_value(100).run())
         assert any("Branch tree at step 100" in h.value for h in app.subheader)
+        assert any(h.value == "Budget multipliers" for h in app.subheader)
         ok(app.switch_page(PAGES[0]).run())  # the choice survives a page switch
         assert title(app) == "Overview · wide"
 
@@ -208,3 +212,32 @@ def test_whole_file_is_fast(checkpoints, monkeypatch):
     t0 = time.perf_counter()
     ok(at.slider(key="tau").set_value(0.6).run())
     assert time.perf_counter() - t0 < 5.0
+
+
+class TestCli:
+    def test_dashboard_bad_run_is_one_line(self, capsys):
+        from blockout.cli import main
+
+        assert main(["dashboard", "/no/such/run"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "not a run folder" in err[0]
+
+    def test_dashboard_port_taken(self, checkpoints, capsys):
+        import socket
+
+        from blockout.cli import main
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            s.listen(1)
+            port = s.getsockname()[1]
+            assert main(["dashboard", str(checkpoints / "demo"), "--port", str(port)]) == 2
+        assert f"port {port} is not free" in capsys.readouterr().err
+
+    def test_serve_command_line(self):
+        from app.serve import streamlit_argv
+
+        argv = streamlit_argv("checkpoints/x", 9999)
+        assert argv[:2] == ["run", str(Path(HOME))] and argv[-2:] == ["--", "checkpoints/x"]
+        assert argv[argv.index("--server.headless") + 1] == "true"
+        assert argv[argv.index("--server.address") + 1] == "127.0.0.1"
