@@ -31,6 +31,10 @@ c[0].metric("branches", len(blocks))
 c[1].metric("tree depth", max((d.get("depth", 0) for _, d in tree.nodes(data=True)), default=0))
 c[2].metric("classes in no cluster", len(leaves_dead))
 
+if not blocks:
+    st.info(f"No branches at τ = {ctx.tau:.2f}: in every node set the clusters share nodes, so nothing splits and "
+            "every class hangs under the root. Try a higher τ, a later step, or see the Emergence page for why "
+            "(e.g. P drifting to 1).")
 view = st.radio("View", ("Tree", "Sunburst", "Icicle"), horizontal=True, key="bt_view")
 if view == "Tree":
     st.plotly_chart(tree_figure(tree, root=tree.graph.get("root")), key="bt_tree")

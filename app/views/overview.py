@@ -20,14 +20,15 @@ except UserError as exc:
 
 best = (summ["accuracy"] or {}).get("best") or {}
 final = (summ["accuracy"] or {}).get("final") or {}
-cols = st.columns(5)
-cols[0].metric("method", str(summ.get("method") or run.config.get("method") or "—"))
-cols[1].metric("classes", len(run.class_names))
-cols[2].metric("best test acc", f"{best['test_acc']:.3f}" if best.get("test_acc") is not None else "—",
+method = summ.get("method") or run.config.get("method") or "—"
+st.markdown(f"Method **`{method}`** · dataset `{summ['dataset'].get('name') or run.dataset.get('name') or '—'}`")
+cols = st.columns(4)
+cols[0].metric("classes", len(run.class_names))
+cols[1].metric("best test acc", f"{best['test_acc']:.3f}" if best.get("test_acc") is not None else "—",
                help=f"at step {best.get('step')}" if best else None)
-cols[3].metric("final test acc", f"{final['test_acc']:.3f}" if final.get("test_acc") is not None else "—")
+cols[2].metric("final test acc", f"{final['test_acc']:.3f}" if final.get("test_acc") is not None else "—")
 prog = summ["progress"]
-cols[4].metric("epochs", f"{prog['epochs_done']}" + (f" / {prog['epochs']}" if prog.get("epochs") else ""))
+cols[3].metric("epochs", f"{prog['epochs_done']}" + (f" / {prog['epochs']}" if prog.get("epochs") else ""))
 
 st.plotly_chart(training_curves(run.metrics), key="curves")
 
