@@ -13,6 +13,7 @@ and the ratios are taken from this one run. Results go to ``benchmarks/results/l
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import sys
@@ -32,14 +33,15 @@ from blockout import BlockoutLinear, NodeClusters, shared_sampling  # noqa: E402
 from blockout.functional import masked_linear_reference  # noqa: E402
 
 
-def _time(fn) -> float:
-    t0 = time.perf_counter()
+def _time(fn) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds summed over threads) of one call."""
+    t0, c0 = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def _interleaved(fns: dict, repeats: int, warmup: int = 2) -> dict:
-    """Time each function ``repeats`` times, round-robin; seconds per call for each."""
+    """Time each function ``repeats`` times, round-robin; (wall, cpu) seconds per call."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -50,8 +52,15 @@ def _interleaved(fns: dict, repeats: int, warmup: int = 2) -> dict:
     return times
 
 
-def _summary(ts: list[float]) -> dict:
-    return {"best_ms": min(ts) * 1e3, "median_ms": statistics.median(ts) * 1e3, "n": len(ts)}
+def _summary(ts: list[tuple[float, float]]) -> dict:
+    wall = [t[0] for t in ts]
+    cpu = [t[1] for t in ts]
+    return {
+        "best_ms": min(wall) * 1e3,
+        "median_ms": statistics.median(wall) * 1e3,
+        "cpu_median_ms": statistics.median(cpu) * 1e3,
+        "n": len(ts),
+    }
 
 
 def main(argv=None) -> dict:
@@ -131,16 +140,21 @@ def main(argv=None) -> dict:
             "train_median": tr["blockout"]["median_ms"] / tr["linear_dropout"]["median_ms"],
             "eval_best": ev["blockout"]["best_ms"] / ev["linear"]["best_ms"],
             "eval_median": ev["blockout"]["median_ms"] / ev["linear"]["median_ms"],
+            # process CPU time (all threads): less sensitive to other processes' load with one
+            # thread, but includes OpenMP spin-waiting with several
+            "train_cpu_median": tr["blockout"]["cpu_median_ms"] / tr["linear_dropout"]["cpu_median_ms"],
         },
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "targets": {"train": 1.5, "eval": 1.05},
     }
     if args.naive:
         result["ratios"]["naive_train_best"] = tr["naive_masked"]["best_ms"] / tr["linear_dropout"]["best_ms"]
         result["ratios"]["naive_train_median"] = tr["naive_masked"]["median_ms"] / tr["linear_dropout"]["median_ms"]
 
+    print(f"load average {result['load_average']}")
     print(f"{n}->{n}, batch {b}, k={k}, {args.threads} threads, {args.repeats} repeats (mask={args.mask})")
     for name, s in tr.items():
-        print(f"  train {name:15s} best {s['best_ms']:8.2f} ms   median {s['median_ms']:8.2f} ms")
+        print(f"  train {name:15s} best {s['best_ms']:8.2f} ms   median {s['median_ms']:8.2f} ms   cpu median {s['cpu_median_ms']:8.2f} ms")
     for name, s in ev.items():
         print(f"  eval  {name:15s} best {s['best_ms']:8.2f} ms   median {s['median_ms']:8.2f} ms")
     for name, r in result["ratios"].items():

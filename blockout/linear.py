@@ -138,8 +138,13 @@ class BlockoutLinear(nn.Module):
         return self.weight * m
 
     def _cache_key(self) -> tuple:
+        # every tensor the eval weight depends on: W and all parameters and buffers of both
+        # node sets (so a NodeClusters subclass with extra state is covered too)
+        tensors = [self.weight]
+        for s in (self.out_clusters, self.in_clusters):
+            tensors += list(s.parameters()) + list(s.buffers())
         key = [self.mask, self.scale]
-        for t in (self.weight, self.out_clusters.theta, self.in_clusters.theta):
+        for t in tensors:
             key += [t.data_ptr(), t._version, t.dtype, t.device, tuple(t.shape)]
         return tuple(key)
 

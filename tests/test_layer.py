@@ -476,3 +476,27 @@ class TestMixedPrecision:
         y.float().sum().backward()
         assert layer.weight.grad.dtype == torch.float32 and layer.out_clusters.theta.grad.dtype == torch.float32
         assert layer.in_clusters.theta.grad.abs().sum() > 0
+
+
+class TestLayerSpeedBenchmark:
+    def test_tiny_run_writes_ratios(self, tmp_path):
+        import json
+        import sys
+        from pathlib import Path
+
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+        try:
+            import layer_speed
+        finally:
+            sys.path.pop(0)
+        threads = torch.get_num_threads()
+        try:
+            out = tmp_path / "speed.json"
+            result = layer_speed.main(["--features", "64", "--batch", "8", "--repeats", "2", "--threads", "1",
+                                       "--naive", "--out", str(out)])
+        finally:
+            torch.set_num_threads(threads)
+        saved = json.loads(out.read_text())
+        assert saved["ratios"] == pytest.approx(result["ratios"])
+        for key in ("train_best", "train_median", "eval_best", "eval_median", "naive_train_best"):
+            assert saved["ratios"][key] > 0
