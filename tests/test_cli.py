@@ -190,3 +190,31 @@ class TestSummaryMath:
         assert s["nodes_per_cluster"] == [2, 1, 1]
         assert s["dead_nodes"] == 1 and s["full_nodes"] == 1 and s["empty_clusters"] == 0
         assert s["frac_above_0.9"] == pytest.approx(4 / 9) and s["frac_below_0.1"] == pytest.approx(3 / 9)
+
+
+class TestDemo:
+    def test_packaged_recipe_is_valid(self):
+        from blockout.cli import demo_config
+        from blockout.config import TrainConfig
+
+        cfg = TrainConfig.from_dict(demo_config())
+        assert cfg.dataset == "synthetic" and cfg.method == "hard-learned" and cfg.nodes == 512 and cfg.depth == 2
+
+    def test_trains_once_then_reuses(self, hierarchy_file, tmp_path, capsys, monkeypatch):
+        import blockout.cli as bcli
+
+        recipe = {"hierarchy": hierarchy_file, "samples_per_class": 4, "test_samples_per_class": 2, "image_size": 8,
+                  "nodes": 16, "clusters": 3, "batch_size": 8, "epochs": 1, "device": "cpu"}
+        monkeypatch.setattr(bcli, "demo_config", lambda: dict(recipe))
+        out = tmp_path / "demo"
+        assert main(["demo", "--out", str(out)]) == 0
+        captured = capsys.readouterr()
+        assert "epoch 1/1" in captured.err and "node sets at step" in captured.out
+        before = (out / rf.METRICS).read_bytes()
+        assert main(["demo", "--out", str(out)]) == 0
+        captured = capsys.readouterr()
+        assert "already trained" in captured.err and "epoch 1/1" not in captured.err
+        assert (out / rf.METRICS).read_bytes() == before
+        # asking for more epochs resumes the same run
+        assert main(["demo", "--out", str(out), "--epochs", "2"]) == 0
+        assert [r["epoch"] for r in rf.read_jsonl(out / rf.METRICS)] == [1, 2]
