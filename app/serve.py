@@ -28,11 +28,15 @@ def prewarm() -> None:
     import scipy.cluster.hierarchy  # noqa: F401
     import scipy.stats  # noqa: F401
 
+    import analysis.blocks  # noqa: F401
+    import analysis.compare  # noqa: F401 (scikit-learn)
     import analysis.dynamics  # noqa: F401
+    import analysis.export  # noqa: F401
     import analysis.graphs  # noqa: F401
     import analysis.hierarchy  # noqa: F401
     import analysis.run  # noqa: F401
     import analysis.summary  # noqa: F401
+    import analysis.wordnet  # noqa: F401
 
 
 def streamlit_argv(run: str | None, port: int, address: str = "127.0.0.1", headless: bool = True) -> list[str]:
