@@ -226,6 +226,7 @@ class _MaskedLinear(torch.autograd.Function):
         return y
 
     @staticmethod
+    @torch.autograd.function.once_differentiable
     def backward(ctx, g):  # noqa: D102
         # g (N, out)
         x, weight, bias, c_out, c_in = ctx.saved_tensors
