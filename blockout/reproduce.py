@@ -38,8 +38,9 @@ def run_name(method: str, seed: int) -> str:
 def mean_std(values: Sequence[float]) -> tuple[float | None, float | None]:
     """Mean and sample standard deviation (0 for one value, None for none).
 
-    >>> mean_std([0.5, 0.7])
-    (0.6, 0.1414213562373095)
+    >>> m, s = mean_std([0.5, 0.7])
+    >>> round(m, 6), round(s, 6), mean_std([0.3]), mean_std([])
+    (0.6, 0.141421, (0.3, 0.0), (None, None))
     """
     vals = [float(v) for v in values]
     if not vals:
