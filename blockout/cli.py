@@ -58,7 +58,7 @@ def add_config_flags(parser: argparse.ArgumentParser, skip: Sequence[str] = ()) 
         elif base is float:
             kw["type"], kw["metavar"] = float, "X"
         else:
-            kw["metavar"] = "VALUE" if "choices" not in f.metadata else None
+            kw["metavar"] = f.metadata.get("metavar", "VALUE")
         if "choices" in f.metadata:
             kw["choices"] = f.metadata["choices"]
             kw.pop("metavar", None)

@@ -46,9 +46,12 @@ class TrainConfig:
     """
 
     # --- data
-    dataset: str = _opt("synthetic", "dataset name: synthetic (built in), cifar10, cifar100, imagefolder")
-    data_dir: str | None = _opt(None, "folder holding the dataset files (cifar10/cifar100/imagefolder)")
-    hierarchy: str | None = _opt(None, "JSON class hierarchy for the synthetic dataset ({group: [classes]})")
+    dataset: str = _opt("synthetic", "dataset name: synthetic (built in), cifar10, cifar100, imagefolder",
+                        metavar="NAME")
+    data_dir: str | None = _opt(None, "folder holding the dataset files (cifar10/cifar100/imagefolder)",
+                                 metavar="DIR")
+    hierarchy: str | None = _opt(None, "JSON class hierarchy for the synthetic dataset ({group: [classes]})",
+                                  metavar="FILE")
     samples_per_class: int | None = _opt(None, "training images per class (synthetic; default: the dataset's)")
     test_samples_per_class: int | None = _opt(None, "test images per class (synthetic; default: the dataset's)")
     image_size: int = _opt(32, "image side length in pixels (synthetic and imagefolder)")
@@ -79,9 +82,10 @@ class TrainConfig:
     warmup_steps: int = _opt(0, "linear learning-rate warm-up steps")
     # --- run
     seed: int = _opt(0, "random seed (data order, initialisation, sampling)")
-    device: str = _opt("auto", "auto (CUDA when present), cpu, cuda or cuda:N")
+    device: str = _opt("auto", "auto (CUDA when present), cpu, cuda or cuda:N", metavar="DEVICE")
     amp: str = _opt("auto", "mixed precision: auto = on for CUDA", ("auto", "on", "off"))
-    out: str | None = _opt(None, "run folder to create (default: checkpoints/<method>-s<seed>)")
+    out: str | None = _opt(None, "run folder to create (default: checkpoints/<dataset>-<method>-s<seed>)",
+                            metavar="DIR")
     snapshot_every: int | None = _opt(None, "steps between P snapshots (default: about 30 per run)")
     num_workers: int = _opt(0, "data-loader worker processes")
 
