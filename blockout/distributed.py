@@ -72,8 +72,13 @@ def setup(device_spec: str) -> DistInfo:
 
 
 def cleanup(info: DistInfo) -> None:
+    """Leave the process group together: a rank tearing gloo down while another is still
+    communicating aborts the process ("terminate called without an active exception")."""
     if info.enabled and tdist.is_initialized():
-        tdist.destroy_process_group()
+        try:
+            tdist.barrier()
+        finally:
+            tdist.destroy_process_group()
 
 
 def all_reduce(tensor: torch.Tensor, info: DistInfo, op: str = "sum") -> torch.Tensor:
