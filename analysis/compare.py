@@ -449,7 +449,7 @@ def compare_run(run, reference: str = "all", threshold: float = 0.5, step: int |
         else:
             hierarchies.append(("memberships", class_hierarchy(run, method, threshold, step)))
     if source in ("weights", "both"):
-        has_w = bool(getattr(run, "weight_steps", [])) and run.classifier is not None
+        has_w = bool(run.weight_steps()) and run.classifier is not None
         if not has_w:
             if source == "weights":
                 raise UserError(f"{run.path}: the run saved no classifier weights")

@@ -69,6 +69,14 @@ def snapshot_filename(step: int) -> str:
 # atomic writes
 
 
+def _file_mode() -> int:
+    # mkstemp creates files 0600; give finished files the mode a plain open() would (0666 & ~umask),
+    # so a run folder can be shared or served. Reading the umask means setting it: set it back.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
     path = Path(path)
@@ -79,6 +87,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+            os.fchmod(fh.fileno(), _file_mode())
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -183,3 +183,29 @@ class TestReportAndCli:
             compare_run(run, reference="wordnet", permutations=5)
         report = compare_run(run, reference="all", permutations=5)
         assert any("WordNet reference skipped" in n for n in report.notes)
+
+
+class TestRunWithoutWeights:
+    """Regression: ``--source both`` on a run that saved no weights skipped nothing and crashed."""
+
+    def test_weights_skipped_with_note(self, tmp_path):
+        from analysis import runfolder as rf
+        from analysis.run import load_run
+        from analysis.synthetic import make_synthetic_run
+
+        path = make_synthetic_run(tmp_path / "noweights", classes=6, clusters=2, groups=2, n_snapshots=2)
+        index_path = path / rf.SNAPSHOT_DIR / rf.SNAPSHOT_INDEX
+        index = json.loads(index_path.read_text())
+        for entry in index["snapshots"]:
+            file = path / rf.SNAPSHOT_DIR / entry["file"]
+            arrays = {k: v for k, v in rf.load_npz(file).items() if k.startswith(rf.PROBS_PREFIX)}
+            rf.save_npz(file, arrays)
+            entry["has_weights"] = False
+        rf.atomic_write_json(index_path, index)
+        run = load_run(path)
+        assert run.weight_steps() == []
+        report = compare_run(run, reference="coarse", source="both", permutations=5)
+        assert [h.source for h in report.hierarchies] == ["memberships"]
+        assert any("weight-induced hierarchy skipped" in n for n in report.notes)
+        with pytest.raises(UserError, match="saved no classifier weights"):
+            compare_run(run, reference="coarse", source="weights", permutations=5)
