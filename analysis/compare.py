@@ -57,13 +57,33 @@ class Statistic:
     z: float | None
     p: float | None
     n_null: int
+    #: ``p`` after Holm's correction over the references a hierarchy was compared with (one family
+    #: per hierarchy and metric): testing ~14 WordNet depths makes a few raw p <= 0.05 likely.
+    p_holm: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "Statistic":
-        return cls(**{k: d[k] for k in ("observed", "null_mean", "null_std", "z", "p", "n_null")})
+        return cls(**{k: d[k] for k in ("observed", "null_mean", "null_std", "z", "p", "n_null")},
+                   p_holm=d.get("p_holm"))
+
+
+def holm(pvalues: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down adjustment of a family of p-values (``None`` entries are left out).
+
+    >>> holm([0.01, 0.04, None, 0.03])
+    [0.03, 0.06, None, 0.06]
+    """
+    idx = [i for i, p in enumerate(pvalues) if p is not None]
+    order = sorted(idx, key=lambda i: pvalues[i])
+    out: list[float | None] = [None] * len(pvalues)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * float(pvalues[i])))
+        out[i] = round(running, 12)
+    return out
 
 
 def _f(x) -> float | None:
@@ -368,6 +388,10 @@ def compare_hierarchy(
         net = _cut(np.asarray(linkage), g.n_groups)
         parts.append(PartitionComparison(g.name, g.kind, g.depth, int(g.n_groups), int(np.unique(net).size),
                                          compare_partition(labels, net, perms)))
+    for metric in PARTITION_METRICS:
+        stats = [part.scores[metric] for part in parts]
+        for stat, adjusted in zip(stats, holm([st.p for st in stats])):
+            stat.p_holm = adjusted
     dists = [DistanceComparison(name, mantel_test(D, ref, perms=perms))
              for name, ref in (reference_distances or {}).items()]
     return HierarchyComparison(source, method, parts, dists)
@@ -474,10 +498,11 @@ def format_report(report: ComparisonReport) -> str:
 
     def cell(s: Statistic) -> str:
         if s.observed is None:
-            return f"{'n/a':>22}"
+            return f"{'n/a':>23}"
         z = f"{s.z:+6.1f}" if s.z is not None else "   n/a"
         p = f"{s.p:.3f}" if s.p is not None else "  n/a"
-        return f"{s.observed:7.3f} z{z} p{p}"
+        star = "*" if s.p_holm is not None and s.p_holm <= 0.05 else " "
+        return f"{s.observed:7.3f} z{z} p{p}{star}"
 
     lines = [f"run {report.run}: {report.n_classes} classes, {report.permutations} permutations "
              f"(labels permuted over the dendrogram's leaves), seed {report.seed}"]
@@ -486,12 +511,16 @@ def format_report(report: ComparisonReport) -> str:
         lines.append("")
         lines.append(f"{h.source} hierarchy ({h.method}{', ' + extra if extra else ''})")
         if h.partitions:
-            lines.append(f"  {'reference':<14}{'groups':>7}  {'ARI':^22}  {'NMI':^22}  {'FMI':^22}")
+            lines.append(f"  {'reference':<14}{'groups':>7}  {'ARI':^23}  {'NMI':^23}  {'FMI':^23}")
             for p in h.partitions:
                 lines.append(f"  {p.reference:<14}{p.n_groups:>7}  {cell(p.scores['ari'])}  "
                              f"{cell(p.scores['nmi'])}  {cell(p.scores['fmi'])}")
         for d in h.distances:
             lines.append(f"  Spearman vs {d.reference + ' distances':<22} {cell(d.spearman)}  (Mantel)")
+    lines.append("")
+    lines.append("p: one-sided permutation p-value (smallest possible 1/(permutations+1)); "
+                 "*: still <= 0.05 after Holm's correction over the references of that hierarchy. "
+                 "z = (observed - null mean) / null SD; ARI nulls are skewed, so read p, not z.")
     for note in report.notes:
         lines.append(f"note: {note}")
     return "\n".join(lines)

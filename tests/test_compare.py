@@ -209,3 +209,25 @@ class TestRunWithoutWeights:
         assert any("weight-induced hierarchy skipped" in n for n in report.notes)
         with pytest.raises(UserError, match="saved no classifier weights"):
             compare_run(run, reference="coarse", source="weights", permutations=5)
+
+
+class TestHolm:
+    def test_matches_statsmodels_definition(self):
+        from analysis.compare import holm
+
+        # hand-computed step-down: sorted p 0.01, 0.02, 0.03, 0.5 times 4, 3, 2, 1, made monotone
+        assert holm([0.03, 0.01, 0.5, 0.02]) == [0.06, 0.04, 0.5, 0.06]
+        assert holm([]) == [] and holm([None]) == [None]
+
+    def test_family_is_one_hierarchy_and_metric(self):
+        labels, D = planted(n_groups=4, per=5)
+        from analysis.wordnet.references import ReferenceGrouping
+
+        refs = [ReferenceGrouping(name=f"r{i}", labels=labels, group_names=list("abcd"), kind="coarse")
+                for i in range(3)]
+        hc = compare_hierarchy(D, sch_linkage(squareform(D), "average"), refs, permutations=99, seed=0)
+        for metric in ("ari", "nmi", "fmi"):
+            ps = [p.scores[metric].p for p in hc.partitions]
+            adj = [p.scores[metric].p_holm for p in hc.partitions]
+            # three identical references: each p is multiplied by the family size (3), capped at 1
+            assert adj == [min(1.0, round(3 * ps[0], 12))] * 3
