@@ -21,8 +21,48 @@ from blockout.errors import UserError
 
 #: The paper's six methods (DESIGN §1), in the order of its table.
 METHODS = ("baseline", "fc", "dropout", "soft-learned", "hard-fixed", "hard-learned")
+#: Our named recipes for making a hierarchy emerge (issue 5; not the paper's): a method name that
+#: fills in the emergence options of :data:`METHOD_PRESETS` for every key the user did not give.
+RECIPES = ("hard-budgeted",)
+#: Every accepted ``--method``.
+ALL_METHODS = METHODS + RECIPES
 #: Methods whose FC layers are Blockout layers.
-BLOCKOUT_METHODS = ("soft-learned", "hard-fixed", "hard-learned")
+BLOCKOUT_METHODS = ("soft-learned", "hard-fixed", "hard-learned") + RECIPES
+
+#: Option values of each recipe (docs/emergence.md explains them; explicit options win). Two values
+#: depend on other options: ``"1/k"`` becomes ``1 / clusters`` and ``"half"`` half the epochs.
+METHOD_PRESETS: dict[str, dict[str, Any]] = {
+    # the DESIGN study's recipe, reproduced in the real trainer: union mask, every hidden node in
+    # exactly one cluster (hard Gumbel, noisy-tower start, usage balancing), Bernoulli classes under
+    # a per-class budget rho = 1/k, then memberships frozen (dead classes rescued) and weights fine-tuned
+    "hard-budgeted": {
+        "mask": "union", "mask_scale": 1.0, "hidden_membership": "categorical", "membership_m": 1,
+        "membership_init_scale": 3.0, "membership_init_noise": 3.0, "usage_weight": 1.0,
+        "class_membership": "bernoulli", "budget_rho": "1/k", "budget_layers": "classifier", "budget_scope": "row",
+        "budget_step": 0.05, "budget_max_step": 0.01, "freeze_after": "half", "rescue_dead": "on",
+        "theta_lr_mult": 10.0, "fanin_init": "on",
+    },
+}
+
+
+def _resolve_preset(preset: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
+    """Preset values for the keys ``data`` lacks, with ``"1/k"`` and ``"half"`` worked out.
+
+    >>> _resolve_preset({"budget_rho": "1/k", "freeze_after": "half"}, {"clusters": 20, "epochs": 30})
+    {'budget_rho': 0.05, 'freeze_after': 15}
+    """
+    k = int(data.get("clusters", 6))
+    epochs = int(data.get("epochs", 10))
+    out = {}
+    for key, value in preset.items():
+        if key in data:
+            continue
+        if value == "1/k":
+            value = 1.0 / k
+        elif value == "half":
+            value = max(1, epochs // 2)
+        out[key] = value
+    return out
 
 
 def _opt(default: Any, help: str, choices: tuple | None = None, **extra: Any) -> Any:
@@ -57,7 +97,8 @@ class TrainConfig:
     image_size: int = _opt(32, "image side length in pixels (synthetic and imagefolder)")
     data_seed: int = _opt(0, "seed of the synthetic data (kept apart from --seed so seeds share one dataset)")
     # --- model
-    method: str = _opt("hard-learned", "the paper's method", METHODS)
+    method: str = _opt("hard-learned", "the paper's method, or one of our emergence recipes (hard-budgeted: "
+                       "docs/emergence.md), which fills in the emergence options you do not give", ALL_METHODS)
     clusters: int = _opt(6, "number of clusters k (Blockout methods)")
     nodes: int = _opt(512, "width of each hidden FC layer")
     depth: int = _opt(2, "number of hidden FC layers (0 = trunk straight into the classifier)")
@@ -88,6 +129,47 @@ class TrainConfig:
                             metavar="DIR")
     snapshot_every: int | None = _opt(None, "steps between P snapshots (default: about 30 per run)")
     num_workers: int = _opt(0, "data-loader worker processes")
+    # --- emergence options (ours, not the paper's: issue 5, docs/emergence.md)
+    hidden_membership: str = _opt("bernoulli", "memberships of hidden node sets: bernoulli (the paper's), categorical "
+                                  "(each node in exactly --membership-m clusters, Gumbel top-m; ours) or towers "
+                                  "(node i fixed in cluster i mod k; ours)", ("bernoulli", "categorical", "towers"))
+    class_membership: str = _opt("bernoulli", "memberships of the class node set: bernoulli (the paper's) or "
+                                 "categorical (each class in exactly one cluster, Gumbel straight-through; ours)",
+                                 ("bernoulli", "categorical"))
+    membership_m: int = _opt(1, "clusters per hidden node with --hidden-membership categorical")
+    membership_init_scale: float = _opt(3.0, "categorical hidden memberships start at scale * onehot(i mod k) "
+                                        "+ N(0, noise)")
+    membership_init_noise: float = _opt(3.0, "standard deviation of the noise of the categorical hidden start")
+    class_init_noise: float = _opt(0.1, "categorical class memberships start at N(0, noise) logits (near uniform)")
+    temperature: float = _opt(1.0, "softmax / Gumbel temperature of categorical memberships")
+    temperature_end: float | None = _opt(None, "anneal the temperature geometrically to this value over the "
+                                         "membership-learning phase (null: constant)")
+    usage_weight: float = _opt(1.0, "weight of the usage balancing KL(mean usage || uniform) of each categorical "
+                               "hidden node set")
+    class_usage_weight: float = _opt(0.0, "weight of the same usage balancing on a categorical class node set")
+    theta_init_low: float = _opt(0.5, "random Bernoulli memberships start with P ~ U(low, high)")
+    theta_init_high: float = _opt(0.9, "upper end of the random Bernoulli start")
+    fanin_init: str = _opt("off", "rescale each Blockout layer's initial weights by 1/sqrt(expected live density), "
+                           "so that sparse masks do not shrink the signal (ours)", ("off", "on"))
+    membership_warmup: int = _opt(0, "epochs before theta starts training: the weights learn first with the "
+                                  "memberships held at their start")
+    soft_epochs: int = _opt(0, "train the first N epochs with the expected memberships (soft, deterministic) "
+                            "before hard sampling starts (hard methods only)")
+    budget_rho: float | None = _opt(None, "connection budget: expected live-connection density <= rho per "
+                                    "constrained row (null: no budget)")
+    budget_layers: str = _opt("classifier", "layers under the budget: the class layer, or every layer with "
+                              "learned output memberships", ("classifier", "all"))
+    budget_scope: str = _opt("row", "one Lagrange multiplier per row (e.g. per class) or per layer", ("row", "layer"))
+    budget_step: float = _opt(0.05, "dual-ascent step of the budget multipliers (per unit of violation per step)")
+    budget_max_step: float = _opt(0.01, "largest change of a budget multiplier in one step")
+    budget_anneal_start: float = _opt(0.0, "share of the membership-learning phase after which the budget starts "
+                                      "to shrink from 1 to rho")
+    budget_anneal_end: float = _opt(0.0, "share of the membership-learning phase at which the budget reaches rho "
+                                    "(equal to the start: no annealing)")
+    freeze_after: int | None = _opt(None, "freeze the memberships after this many epochs (categorical: the m most "
+                                    "probable clusters; Bernoulli: P >= 0.5) and fine-tune the weights for the rest")
+    rescue_dead: str = _opt("on", "when freezing, give a node with no cluster (a dead class) its most probable "
+                            "cluster", ("on", "off"))
 
     # fields that may change when a run is resumed (everything else must match the run)
     RESUMABLE_CHANGES: typing.ClassVar[tuple[str, ...]] = ("epochs", "device", "num_workers", "amp", "out")
@@ -132,8 +214,39 @@ class TrainConfig:
             raise UserError(f"weight_decay must be 0 or more, got {self.weight_decay!r}")
         if not 0.0 <= self.momentum < 1.0:
             raise UserError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        self._validate_emergence()
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device):
             raise UserError(f"device={self.device!r} is not one of auto, cpu, cuda, cuda:N")
+
+    def _validate_emergence(self) -> None:
+        if not 1 <= self.membership_m <= self.clusters:
+            raise UserError(f"membership_m must be in [1, clusters={self.clusters}], got {self.membership_m!r}")
+        for name in ("membership_init_scale", "membership_init_noise", "class_init_noise", "usage_weight",
+                     "class_usage_weight"):
+            value = getattr(self, name)
+            if not 0.0 <= value < float("inf"):
+                raise UserError(f"{name} must be a finite number >= 0, got {value!r}")
+        for name in ("temperature", "temperature_end"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 < value < float("inf"):
+                raise UserError(f"{name} must be a positive number, got {value!r}")
+        if not 0.0 < self.theta_init_low <= self.theta_init_high < 1.0:
+            raise UserError(f"theta_init_low/high must satisfy 0 < low <= high < 1, got "
+                            f"({self.theta_init_low!r}, {self.theta_init_high!r})")
+        if self.membership_warmup < 0:
+            raise UserError(f"membership_warmup must be 0 or more, got {self.membership_warmup!r}")
+        if self.soft_epochs < 0:
+            raise UserError(f"soft_epochs must be 0 or more, got {self.soft_epochs!r}")
+        if self.budget_rho is not None and not 0.0 < self.budget_rho <= 1.0:
+            raise UserError(f"budget_rho must be in (0, 1], got {self.budget_rho!r}")
+        for name in ("budget_step", "budget_max_step"):
+            if not getattr(self, name) > 0.0:
+                raise UserError(f"{name} must be a positive number, got {getattr(self, name)!r}")
+        for name in ("budget_anneal_start", "budget_anneal_end"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise UserError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
+        if self.freeze_after is not None and self.freeze_after < 1:
+            raise UserError(f"freeze_after must be at least 1 (or null), got {self.freeze_after!r}")
 
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict[str, Any]:
@@ -146,7 +259,11 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "config") -> "TrainConfig":
-        """Build from a dict; unknown keys are a :class:`UserError` naming ``source``."""
+        """Build from a dict; unknown keys are a :class:`UserError` naming ``source``.
+
+        A recipe method (:data:`RECIPES`) fills in its :data:`METHOD_PRESETS` values for every
+        key that ``data`` does not give.
+        """
         if not isinstance(data, Mapping):
             raise UserError(f"{source} must hold a JSON object, got {type(data).__name__}")
         known = set(cls.field_names())
@@ -154,7 +271,9 @@ class TrainConfig:
         if unknown:
             raise UserError(f"{source}: unknown option(s) {', '.join(unknown)} "
                             f"(known: {', '.join(sorted(known))})")
-        return cls(**dict(data))
+        data = dict(data)
+        preset = _resolve_preset(METHOD_PRESETS.get(data.get("method"), {}), data)
+        return cls(**{**preset, **data})
 
     @classmethod
     def from_json_file(cls, path: str | Path, overrides: Mapping[str, Any] | None = None) -> "TrainConfig":

@@ -33,6 +33,7 @@ from blockout.membership import CategoricalClusters
 
 __all__ = [
     "attach_budgets",
+    "apply_schedules",
     "emergence_loss",
     "update_budgets",
     "multiplier_arrays",
@@ -109,6 +110,22 @@ def row_densities(model: nn.Module) -> dict[str, torch.Tensor]:
         exclusive = isinstance(in_set, CategoricalClusters) and in_set.m == 1
         out[lname] = live_probability_rows(out_set.probs, in_set.probs.detach(), exclusive_in=exclusive)
     return out
+
+
+def apply_schedules(model: nn.Module, config: Any, progress: float) -> None:
+    """Move the temperature of every categorical set and every budget's rho to ``progress``.
+
+    The trainer calls this *before* the forward pass, so that a resumed run samples with the
+    same temperature as an uninterrupted one (the temperature is not part of the state dict).
+    """
+    if not getattr(model, "is_blockout", False):
+        return
+    temp = temperature_at(config.temperature, config.temperature_end, progress)
+    for ns in model.node_sets.values():
+        if isinstance(ns, CategoricalClusters):
+            ns.temperature = temp
+    for budget in (getattr(model, "budgets", None) or {}).values():
+        budget.set_progress(progress)
 
 
 def emergence_loss(model: nn.Module, config: Any, progress: float) -> tuple[torch.Tensor | None, dict]:

@@ -18,15 +18,23 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
 import blockout as _bo  # the layer API (NodeClusters, BlockoutLinear, shared_sampling)
-from blockout.config import BLOCKOUT_METHODS, METHODS
+from blockout.config import ALL_METHODS, BLOCKOUT_METHODS
 from blockout.errors import UserError
+
+#: Membership options of :class:`BlockoutNet` (the emergence options of issue 5; ours) and the
+#: paper's defaults: every set Bernoulli, random start P ~ U(0.5, 0.9).
+MEMBERSHIP_DEFAULTS = {
+    "hidden_membership": "bernoulli", "class_membership": "bernoulli", "membership_m": 1,
+    "membership_init_scale": 3.0, "membership_init_noise": 3.0, "class_init_noise": 0.1, "temperature": 1.0,
+    "theta_init_low": 0.5, "theta_init_high": 0.9,
+}
 
 #: Trunk output sizes are fixed by the trunk; these are the defaults.
 CONV_WIDTHS = (16, 32, 64)
@@ -142,14 +150,25 @@ class BlockoutNet(nn.Module):
         ``all`` (trunk node set in every cluster, fixed) or ``learned``.
     dropout : float
         Dropout probability (``dropout`` method).
+    memberships : mapping, optional
+        Emergence options (ours, not the paper's; :data:`MEMBERSHIP_DEFAULTS` lists the keys and
+        the paper's defaults): ``hidden_membership`` (bernoulli, categorical or towers),
+        ``class_membership`` (bernoulli or categorical), ``membership_m``,
+        ``membership_init_scale``, ``membership_init_noise``, ``class_init_noise``,
+        ``temperature``, ``theta_init_low``, ``theta_init_high``.
     """
 
     def __init__(self, method: str, input_shape: Sequence[int], num_classes: int, *, nodes: int = 512,
                  depth: int = 2, clusters: int = 6, trunk: str = "auto", mask: str = "count",
-                 mask_scale: float | None = None, trunk_clusters: str = "all", dropout: float = 0.5) -> None:
+                 mask_scale: float | None = None, trunk_clusters: str = "all", dropout: float = 0.5,
+                 memberships: Mapping[str, Any] | None = None) -> None:
         super().__init__()
-        if method not in METHODS:
-            raise UserError(f"method={method!r} is not one of {', '.join(METHODS)}")
+        unknown = sorted(set(memberships or {}) - set(MEMBERSHIP_DEFAULTS))
+        if unknown:
+            raise UserError(f"unknown membership option(s) {', '.join(unknown)}")
+        self.membership_options = {**MEMBERSHIP_DEFAULTS, **(memberships or {})}
+        if method not in ALL_METHODS:
+            raise UserError(f"method={method!r} is not one of {', '.join(ALL_METHODS)}")
         if num_classes < 2:
             raise UserError(f"a classifier needs at least 2 classes, the dataset has {num_classes!r}")
         if nodes < 1 or depth < 0 or clusters < 1:
@@ -180,6 +199,7 @@ class BlockoutNet(nn.Module):
         if self.is_blockout:
             mode = "soft" if method == "soft-learned" else "hard"
             learned = method != "hard-fixed"
+            self.base_mode = mode
             for name, size in zip(set_names, sizes):
                 self.node_sets[name] = self.make_node_set(name, size, learned)
             for i, lname in enumerate(layer_names):
@@ -194,10 +214,65 @@ class BlockoutNet(nn.Module):
                     self.drop[lname] = nn.Dropout(self.dropout_p)
 
     def make_node_set(self, name: str, size: int, learned: bool) -> nn.Module:
-        """The membership parameters of one node set (override to change memberships)."""
+        """The membership parameters of one node set (override to change memberships).
+
+        With the default :data:`MEMBERSHIP_DEFAULTS` every set is the paper's Bernoulli set
+        (trunk in every cluster); the emergence options swap in categorical sets or fixed towers.
+        """
+        opt = self.membership_options
         if name == "trunk" and self.trunk_clusters == "all":
             return _bo.NodeClusters(size, self.clusters, trainable=False, init="all", name=name)
-        return _bo.NodeClusters(size, self.clusters, trainable=learned, init="random", name=name)
+        kind = opt["class_membership"] if name == "classes" else (
+            "bernoulli" if name == "trunk" else opt["hidden_membership"])
+        if kind == "towers":
+            return _bo.NodeClusters(size, self.clusters, trainable=False, init="towers", name=name)
+        if kind == "categorical":
+            from blockout.membership import CategoricalClusters  # our addition (issue 5)
+
+            if name == "classes":  # one cluster per class, near-uniform start
+                return CategoricalClusters(size, self.clusters, m=1, trainable=learned, init_scale=0.0,
+                                           init_noise=float(opt["class_init_noise"]),
+                                           temperature=float(opt["temperature"]), name=name)
+            return CategoricalClusters(size, self.clusters, m=int(opt["membership_m"]), trainable=learned,
+                                       init_scale=float(opt["membership_init_scale"]),
+                                       init_noise=float(opt["membership_init_noise"]),
+                                       temperature=float(opt["temperature"]), name=name)
+        if kind != "bernoulli":
+            raise UserError(f"unknown membership kind {kind!r} for node set {name!r}")
+        return _bo.NodeClusters(size, self.clusters, trainable=learned, init="random", name=name,
+                                init_range=(float(opt["theta_init_low"]), float(opt["theta_init_high"])))
+
+    @torch.no_grad()
+    def fanin_rescale(self) -> dict[str, float]:
+        """Multiply each Blockout layer's weight by ``1/sqrt(mean expected mask)`` (ours).
+
+        A mask that keeps a share ``d`` of the connections shrinks the pre-activation variance
+        by ``d``; the rescale restores the ``nn.Linear`` start. Returns ``{layer: factor}``.
+        """
+        from blockout.functional import count_mask, union_mask
+
+        factors = {}
+        for lname, layer in self.fc.items():
+            if isinstance(layer, _bo.BlockoutLinear):
+                # the mean of sampled masks (exact in expectation for every membership kind;
+                # the closed-form union expectation assumes independent clusters)
+                fn = union_mask if layer.mask == "union" else count_mask
+                draws = [fn(layer.out_clusters.sample(), layer.in_clusters.sample()).mean() for _ in range(8)]
+                density = float(torch.stack(draws).mean()) * layer.scale
+                factor = 1.0 / math.sqrt(max(density, 1e-6))
+                layer.weight.mul_(factor)
+                layer.invalidate_cache()
+                factors[lname] = factor
+        return factors
+
+    def set_mode(self, mode: str) -> None:
+        """Switch every Blockout layer to ``hard`` (sampled) or ``soft`` (expected) memberships."""
+        if mode not in ("hard", "soft"):
+            raise ValueError(f"mode must be 'hard' or 'soft', got {mode!r}")
+        for layer in self.fc.values():
+            if isinstance(layer, _bo.BlockoutLinear):
+                layer.mode = mode
+                layer.invalidate_cache()
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, *input_shape) -> (B, classes) logits
@@ -274,7 +349,16 @@ class BlockoutNet(nn.Module):
 
 
 def build_model(config: Any, input_shape: Sequence[int], num_classes: int) -> BlockoutNet:
-    """The model a :class:`~blockout.config.TrainConfig` asks for."""
-    return BlockoutNet(config.method, input_shape, num_classes, nodes=config.nodes, depth=config.depth,
-                       clusters=config.clusters, trunk=config.trunk, mask=config.mask, mask_scale=config.mask_scale,
-                       trunk_clusters=config.trunk_clusters, dropout=config.dropout)
+    """The model a :class:`~blockout.config.TrainConfig` asks for (budgets attached when set)."""
+    memberships = {k: getattr(config, k) for k in MEMBERSHIP_DEFAULTS if hasattr(config, k)}
+    model = BlockoutNet(config.method, input_shape, num_classes, nodes=config.nodes, depth=config.depth,
+                        clusters=config.clusters, trunk=config.trunk, mask=config.mask,
+                        mask_scale=config.mask_scale, trunk_clusters=config.trunk_clusters, dropout=config.dropout,
+                        memberships=memberships)
+    if getattr(config, "budget_rho", None) is not None:
+        from blockout.emergence import attach_budgets  # our addition (issue 5)
+
+        attach_budgets(model, config)
+    if getattr(config, "fanin_init", "off") == "on":
+        model.fanin_rescale()
+    return model

@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from analysis import runfolder as rf
 from blockout import distributed as bdist
 from blockout.checkpoint import capture_rng_state, load_train_state, restore_rng_state, save_train_state
+from blockout import emergence as emg
 from blockout.config import TrainConfig
 from blockout.errors import UserError
 from blockout.models import BlockoutNet, build_model
@@ -369,6 +370,8 @@ def _train(config, info, resume, on_step, load_dataset) -> TrainResult:
             scaler.load_state_dict(state["scaler"])
         for k, v in state["progress"].items():
             setattr(prog, k, v)
+        if config.freeze_after is not None and prog.epochs_done >= config.freeze_after:
+            _freeze(model, config, info, quiet=True)  # frozen values came with the state; stop θ training again
         if prog.finished and config.epochs <= prog.epochs_done:
             msg = (f"run {run_dir} already finished {prog.epochs_done} epoch(s); nothing to do "
                    f"(pass --epochs N with N > {prog.epochs_done} to train further)")
@@ -398,7 +401,7 @@ def _train(config, info, resume, on_step, load_dataset) -> TrainResult:
         torch.manual_seed(config.seed * 1_000_003 + info.rank + 1)
         writer.write_run_json(config.to_dict(), dataset_json, model.topology(), extra={"runtime": runtime})
         if len(model.node_sets):
-            writer.snapshot(0, 0, model.node_set_probs())
+            writer.snapshot(0, 0, model.node_set_probs(), multipliers=emg.multiplier_arrays(model) or None)
 
     ddp_model: nn.Module = model
     if info.enabled:
@@ -428,7 +431,8 @@ def _train(config, info, resume, on_step, load_dataset) -> TrainResult:
         if not info.is_main:
             return
         w, b = model.layer_params() if weights else (None, None)
-        writer.snapshot(prog.step, prog.epochs_done, model.node_set_probs(), w, b, tags=tags)
+        writer.snapshot(prog.step, prog.epochs_done, model.node_set_probs(), w, b,
+                        multipliers=emg.multiplier_arrays(model) or None, tags=tags)
 
     if state is None:
         checkpoint()
@@ -440,16 +444,31 @@ def _train(config, info, resume, on_step, load_dataset) -> TrainResult:
     with _StopFlag() as stop:
         try:
             for epoch in range(prog.epochs_done, config.epochs):
+                _phase(model, config, info, epoch)
                 batches = epoch_batches(sampler, epoch, config.batch_size)
                 todo = batches[prog.batch_in_epoch:]
                 bar = _progress_bar(info, len(batches), prog.batch_in_epoch, epoch, config.epochs)
                 for x, y in _iterate(train_ds, todo, config.num_workers, info.device, config.seed + epoch):
                     in_step = True
                     set_lr(optimizer, lr_factor(prog.step, total_steps, config.lr_schedule, config.warmup_steps))
+                    if epoch < config.membership_warmup:  # memberships held at their start
+                        for g in optimizer.param_groups:
+                            if g.get("name") == "theta":
+                                g["lr"] = 0.0
+                    if model.is_blockout:  # emergence options: temperature and budget schedules
+                        progress = emg.learning_progress(prog.step, steps_per_epoch, config.epochs,
+                                                         config.freeze_after)
+                        emg.apply_schedules(model, config, progress)
                     with autocast():
                         logits = ddp_model(x)
                         loss = nn.functional.cross_entropy(logits.float(), y)
-                    flags = torch.tensor([0.0 if torch.isfinite(loss) else 1.0, float(stop.requested)],
+                    densities = {}
+                    total_loss = loss
+                    if model.is_blockout:  # usage balancing, budget penalties
+                        extra, densities = emg.emergence_loss(model, config, progress)
+                        if extra is not None:
+                            total_loss = loss + extra
+                    flags = torch.tensor([0.0 if torch.isfinite(total_loss) else 1.0, float(stop.requested)],
                                          device=info.device)
                     bdist.all_reduce(flags, info, op="max")
                     if flags[0].item() > 0:
@@ -458,9 +477,11 @@ def _train(config, info, resume, on_step, load_dataset) -> TrainResult:
                             f"stopped. The last good checkpoint (step {last_good_step}) is kept in {run_dir}; "
                             f"try a lower --lr")
                     optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(loss).backward()
+                    scaler.scale(total_loss).backward()
                     scaler.step(optimizer)
                     scaler.update()
+                    if densities:
+                        emg.update_budgets(model, densities)
                     n = y.numel()
                     prog.step += 1
                     prog.batch_in_epoch += 1
@@ -494,6 +515,9 @@ def _train(config, info, resume, on_step, load_dataset) -> TrainResult:
                           "train_acc": train_acc, "test_loss": test_loss, "test_acc": test_acc,
                           "lr": optimizer.param_groups[0]["lr"], "seconds": round(elapsed(), 3),
                           "probs": _probs_summary(probs)}
+                multipliers = emg.multiplier_summary(model)
+                if multipliers:
+                    record["multipliers"] = multipliers
                 if not all(math.isfinite(v) for v in (train_loss, test_loss)):
                     raise TrainingDiverged(f"loss became non-finite by the end of epoch {epoch + 1} "
                                            f"(train {train_loss}, test {test_loss}); the last good checkpoint "
@@ -535,6 +559,29 @@ def _train(config, info, resume, on_step, load_dataset) -> TrainResult:
         log(msg)
     return TrainResult(run_dir, status, prog.step, prog.epochs_done, final_test_acc=final_acc,
                        best_test_acc=prog.best_acc if prog.best_acc >= 0 else None, message=msg)
+
+
+def _phase(model: BlockoutNet, config: TrainConfig, info: bdist.DistInfo, epoch: int) -> None:
+    """Emergence phases at the start of ``epoch`` (0-based): soft warm-up, then hard; freezing."""
+    if not model.is_blockout:
+        return
+    if config.soft_epochs and model.base_mode == "hard":
+        model.set_mode("soft" if epoch < config.soft_epochs else "hard")
+    if config.freeze_after is not None and epoch >= config.freeze_after:
+        _freeze(model, config, info, quiet=False)
+
+
+def _freeze(model: BlockoutNet, config: TrainConfig, info: bdist.DistInfo, quiet: bool) -> None:
+    """Freeze the learned memberships (idempotent; see :func:`blockout.membership.freeze_memberships`)."""
+    from blockout.membership import freeze_memberships
+
+    if not any(p.requires_grad for p in model.theta_parameters()):
+        return
+    rescued = freeze_memberships(model, rescue=config.rescue_dead == "on")
+    if info.is_main and not quiet:
+        dead = {k: v for k, v in rescued.items() if v}
+        log(f"memberships frozen after {config.freeze_after} epoch(s); fine-tuning the weights"
+            + (f" (rescued dead nodes: {dead})" if dead else ""))
 
 
 def _agree(flag: bool, info: bdist.DistInfo) -> bool:

@@ -184,3 +184,137 @@ class TestTowerLogits:
         noisy = tower_logits(4000, 4, scale=3.0, noise=3.0, generator=g)
         resid = noisy - tower_logits(4000, 4, scale=3.0, noise=0.0)
         assert float(resid.std()) == pytest.approx(3.0, rel=0.05)
+
+
+# ------------------------------------------------------------------------------------------
+# wiring into TrainConfig, the model and the trainer
+
+import json  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from analysis import runfolder as rf  # noqa: E402
+from analysis.run import load_run  # noqa: E402
+from blockout.checkpoint import load_train_state  # noqa: E402
+from blockout.config import METHOD_PRESETS, METHODS, TrainConfig  # noqa: E402
+from blockout.membership import CategoricalClusters  # noqa: E402
+from blockout.models import build_model  # noqa: E402
+from blockout.train import train  # noqa: E402
+
+HIER = {"a": ["a1", "a2", "a3"], "b": ["b1", "b2", "b3"], "c": ["c1", "c2"]}
+
+
+@pytest.fixture(scope="module")
+def hier_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("h") / "h.json"
+    path.write_text(json.dumps(HIER))
+    return str(path)
+
+
+def tiny_cfg(hier_file, out, **kw):
+    """8 classes x 4 images of 8x8, k = 3: 4 steps per epoch at batch 8."""
+    args = dict(hierarchy=hier_file, samples_per_class=4, test_samples_per_class=2, image_size=8, nodes=12,
+                clusters=3, epochs=3, batch_size=8, device="cpu", out=str(out))
+    args.update(kw)
+    return TrainConfig.from_dict(args)
+
+
+class TestRecipeConfig:
+    def test_recipe_fills_in_its_preset(self):
+        cfg = TrainConfig.from_dict({"method": "hard-budgeted", "clusters": 20, "epochs": 30})
+        for key, value in METHOD_PRESETS["hard-budgeted"].items():
+            if value not in ("1/k", "half"):
+                assert getattr(cfg, key) == value, key
+        # the values that depend on other options
+        assert cfg.budget_rho == pytest.approx(1 / 20) and cfg.freeze_after == 15
+
+    def test_explicit_options_win_over_the_preset(self):
+        cfg = TrainConfig.from_dict({"method": "hard-budgeted", "soft_epochs": 2, "class_membership": "bernoulli"})
+        assert (cfg.soft_epochs, cfg.class_membership) == (2, "bernoulli")
+
+    @pytest.mark.parametrize("method", METHODS)
+    def test_paper_methods_keep_the_papers_memberships(self, method):
+        cfg = TrainConfig.from_dict({"method": method})
+        assert (cfg.hidden_membership, cfg.class_membership, cfg.budget_rho, cfg.soft_epochs,
+                cfg.freeze_after) == ("bernoulli", "bernoulli", None, 0, None)
+
+    @pytest.mark.parametrize("kw,match", [
+        ({"membership_m": 7, "clusters": 6}, "membership_m must be in"),
+        ({"budget_rho": 1.5}, "budget_rho must be in"),
+        ({"temperature_end": 0.0}, "temperature_end must be a positive"),
+        ({"theta_init_low": 0.9, "theta_init_high": 0.5}, "theta_init_low/high"),
+        ({"freeze_after": 0}, "freeze_after must be at least 1"),
+        ({"soft_epochs": -1}, "soft_epochs must be 0 or more"),
+        ({"hidden_membership": "tree"}, "hidden_membership='tree' is not one of"),
+    ])
+    def test_bad_values_are_user_errors_naming_the_value(self, kw, match):
+        with pytest.raises(UserError, match=match):
+            TrainConfig(**kw)
+
+
+class TestModelMemberships:
+    def test_categorical_sets_and_budgets(self):
+        cfg = TrainConfig.from_dict({"method": "hard-budgeted", "clusters": 4, "nodes": 8, "budget_rho": 0.25,
+                                     "class_membership": "categorical"})
+        torch.manual_seed(0)
+        model = build_model(cfg, (5,), 6)
+        assert isinstance(model.node_sets["h1"], CategoricalClusters)
+        assert isinstance(model.node_sets["classes"], CategoricalClusters)
+        assert not isinstance(model.node_sets["trunk"], CategoricalClusters)
+        assert list(model.budgets) == ["classifier"]
+        assert "budgets.classifier.multiplier" in model.state_dict()
+        # near-uniform class start: every class row sums to 1 and is close to 1/k
+        P = model.node_sets["classes"].probs
+        assert torch.allclose(P.sum(1), torch.ones(6)) and float((P - 0.25).abs().max()) < 0.1
+
+    def test_towers_are_fixed(self):
+        cfg = TrainConfig(method="hard-learned", clusters=3, nodes=6, hidden_membership="towers")
+        model = build_model(cfg, (5,), 4)
+        h = model.node_sets["h2"]
+        assert not h.trainable and h.probs.argmax(1).tolist() == [0, 1, 2, 0, 1, 2]
+        assert model.node_sets["classes"].trainable
+
+    def test_soft_switch(self):
+        model = build_model(TrainConfig(method="hard-learned", clusters=2, nodes=4), (3,), 3)
+        model.set_mode("soft")
+        assert {layer.mode for layer in model.fc.values()} == {"soft"}
+        with pytest.raises(ValueError, match="'medium'"):
+            model.set_mode("medium")
+
+
+class TestTrainerWiring:
+    def test_budget_freeze_and_multipliers_reach_the_run_folder(self, hier_file, tmp_path):
+        out = tmp_path / "run"
+        cfg = tiny_cfg(hier_file, out, method="hard-budgeted", soft_epochs=1, freeze_after=2, budget_rho=0.4,
+                       budget_step=0.5, budget_max_step=0.5, class_membership="categorical")
+        train(cfg)
+        records = rf.read_jsonl(out / rf.METRICS)
+        assert len(records) == 3
+        for r in records:
+            m = r["multipliers"]["classifier"]
+            assert set(m) == {"mean", "max", "rho", "density"} and m["rho"] == pytest.approx(0.4)
+        run = load_run(out)
+        mult = run.multipliers()
+        assert mult["classifier"].shape == (8,)
+        # frozen memberships: exactly one cluster per class, θ no longer trained
+        P = run.probs()["classes"]
+        assert np.array_equal(np.sort(P, axis=1)[:, -1], np.ones(8)) and float(P.sum()) == pytest.approx(8.0)
+        state = load_train_state(out / rf.TRAIN_STATE)["model"]
+        assert float(state["node_sets.classes.theta"].abs().min()) == pytest.approx(60.0)
+
+    def test_resume_after_freezing_is_exact(self, hier_file, tmp_path):
+        full, part = tmp_path / "full", tmp_path / "part"
+        kw = dict(method="hard-budgeted", soft_epochs=1, freeze_after=1, budget_rho=0.5)
+        train(tiny_cfg(hier_file, full, **kw))
+
+        def ctrl_c(step, model):
+            if step == 6:  # mid-epoch 2, after the freeze
+                raise KeyboardInterrupt
+
+        assert train(tiny_cfg(hier_file, part, **kw), on_step=ctrl_c).status == "interrupted"
+        from blockout.train import resume_config
+
+        train(resume_config(part), resume=True)
+        a, b = load_train_state(full / rf.TRAIN_STATE)["model"], load_train_state(part / rf.TRAIN_STATE)["model"]
+        for k in a:
+            assert torch.equal(a[k], b[k]), k
