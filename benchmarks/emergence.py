@@ -1,0 +1,247 @@
+"""Does a hierarchy emerge? Sweep the paper's formulation against each of our options (issue 5).
+
+Every configuration is trained with the real trainer (``blockout train``'s code path) on the
+default synthetic data (CIFAR-100 names, 20 planted superclasses x 5 classes; the coarse labels are
+never used in training), then read back from its run folder with the analysis package:
+
+* ``acc``: final test accuracy;
+* ``ari_p``: adjusted Rand index between the planted superclasses and the class groups of the
+  *emerged* hierarchy (average-linkage clustering of the class node set's P rows, cut into as
+  many groups as there are superclasses), with its permutation-null z-score ``z_p``;
+* ``ari_t``: the same from the memberships at threshold 0.5 (connectivity hierarchy);
+* ``ari_w``, ``z_w``: the same for the hierarchy *induced from the classifier weights*;
+* per node set: share of P below 0.1 and above 0.9, dead nodes (no cluster at 0.5), distinct
+  signatures; dead classes (classes in no cluster).
+
+Writes ``benchmarks/results/emergence[_quick].json`` and ``.md`` (atomic writes). Modes:
+
+``--quick``   three configurations (fc, the paper's hard-learned, our hard-budgeted), 1 seed, few
+              epochs, 16-pixel images: a few minutes on two cores; a smoke test of the whole chain.
+``(full)``    every option, ``--seeds`` seeds, the recipe's epochs: hours on two cores.
+
+Run from the repository root: ``python benchmarks/emergence.py --quick``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from analysis.compare import compare_partition, random_permutations  # noqa: E402
+from analysis.hierarchy import class_hierarchy  # noqa: E402
+from analysis.run import load_run  # noqa: E402
+from analysis.runfolder import atomic_write_json, atomic_write_text  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+WORK = ROOT / ".bench" / "emergence"
+THREADS = 2
+
+#: Shared by every configuration: the capacity-pressure regime of the study (k = 20, 80 nodes, 4 per
+#: branch), with the trainer's default optimiser (Adam, lr 1e-3).
+BASE = {"dataset": "synthetic", "clusters": 20, "nodes": 80, "depth": 2, "batch_size": 128, "num_workers": 0,
+        "device": "cpu"}
+
+
+def sweep(full: bool) -> list[tuple[str, dict]]:
+    """``(label, config overrides)`` of every configuration of the sweep."""
+    rec = {"method": "hard-budgeted"}
+    quick = [
+        ("fc (plain, same width)", {"method": "fc"}),
+        ("paper: hard-learned, count mask", {"method": "hard-learned"}),
+        ("ours: hard-budgeted (recipe)", rec),
+    ]
+    if not full:
+        return quick
+    return quick + [
+        ("paper + union mask", {"method": "hard-learned", "mask": "union"}),
+        ("paper + theta lr x1", {"method": "hard-learned", "theta_lr_mult": 1.0}),
+        ("paper + theta lr x100", {"method": "hard-learned", "theta_lr_mult": 100.0}),
+        ("recipe, budget off", {**rec, "budget_rho": None}),
+        ("recipe, rho = 0.1", {**rec, "budget_rho": 0.1}),
+        ("recipe, budget annealed 1 -> 1/k (20-60 %)", {**rec, "budget_anneal_start": 0.2, "budget_anneal_end": 0.6}),
+        ("recipe, Bernoulli hidden", {**rec, "hidden_membership": "bernoulli"}),
+        ("recipe, fixed towers hidden", {**rec, "hidden_membership": "towers"}),
+        ("recipe, no usage balancing", {**rec, "usage_weight": 0.0}),
+        ("recipe, no freeze/fine-tune", {**rec, "freeze_after": None}),
+        ("recipe, no fan-in init", {**rec, "fanin_init": "off"}),
+        ("recipe, 80 samples per class", {**rec, "samples_per_class": 80}),
+        ("recipe, categorical classes (no budget)", {**rec, "class_membership": "categorical",
+                                                     "class_usage_weight": 1.0, "temperature_end": 0.1,
+                                                     "budget_rho": None}),
+        ("recipe, 1 hidden layer", {**rec, "depth": 1}),
+        ("recipe, k = 10", {**rec, "clusters": 10}),
+        ("recipe, 160 nodes (8 per branch)", {**rec, "nodes": 160}),
+        ("fc, 160 nodes", {"method": "fc", "nodes": 160}),
+        ("soft co-clustering (all categorical, mask x k, 5 warm-up epochs)",
+         {**rec, "mask": "count", "mask_scale": 20.0, "class_membership": "categorical", "class_usage_weight": 1.0,
+          "membership_init_scale": 0.0, "membership_init_noise": 0.01, "class_init_noise": 0.01,
+          "membership_warmup": 5, "soft_epochs": 1000, "budget_rho": None, "temperature_end": 0.05,
+          "fanin_init": "off"}),
+    ]
+
+
+def _json_num(x):
+    if x is None:
+        return None
+    x = float(x)
+    return round(x, 4) if math.isfinite(x) else None
+
+
+def analyse(run_dir: Path, permutations: int = 199, seed: int = 0) -> dict:
+    """Emergence statistics of one finished run folder (see the module docstring)."""
+    run = load_run(run_dir)
+    out: dict = {"acc": _json_num(run.metrics[-1]["test_acc"]) if run.metrics else None}
+    coarse = np.asarray(run.coarse_labels)
+    n_groups = int(np.unique(coarse).size)
+    perms = random_permutations(len(coarse), permutations, seed)
+
+    def agreement(method: str):
+        h = class_hierarchy(run, method)
+        stats = compare_partition(coarse, h.groups(n_groups=n_groups), perms)["ari"]
+        return _json_num(stats.observed), _json_num(stats.z)
+
+    out["ari_w"], out["z_w"] = agreement("weights")
+    if run.class_set is None:
+        return out
+    out["ari_p"], out["z_p"] = agreement("probability")
+    out["ari_t"], out["z_t"] = agreement("connectivity")
+    probs = run.probs()
+    sets = {}
+    for ns in run.node_sets:
+        P = probs[ns.name]
+        member = P >= 0.5
+        codes = {tuple(np.flatnonzero(r)) for r in member}
+        sets[ns.name] = {
+            "near0": _json_num((P < 0.1).mean()), "near1": _json_num((P > 0.9).mean()),
+            "dead": int((~member.any(axis=1)).sum()), "signatures": len(codes),
+            "clusters_per_node": _json_num(member.sum(axis=1).mean()),
+        }
+    out["node_sets"] = sets
+    out["dead_classes"] = sets.get(run.class_set.name, {}).get("dead")
+    return out
+
+
+def train_one(config: dict, run_dir: Path) -> float:
+    """Train ``config`` into ``run_dir`` (replaced); returns seconds."""
+    import torch
+
+    from blockout.config import TrainConfig
+    from blockout.train import train
+
+    torch.set_num_threads(THREADS)
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    t0 = time.perf_counter()
+    train(TrainConfig.from_dict({**config, "out": str(run_dir)}, source="benchmark"))
+    return time.perf_counter() - t0
+
+
+def summarise(rows: list[dict]) -> list[dict]:
+    """Mean and standard deviation over seeds of every numeric statistic, per label."""
+    by: dict[str, list[dict]] = {}
+    for r in rows:
+        by.setdefault(r["label"], []).append(r)
+    table = []
+    for label, rs in by.items():
+        item = {"label": label, "seeds": len(rs), "config": rs[0]["config"]}
+        for key in ("acc", "ari_p", "z_p", "ari_t", "ari_w", "z_w", "dead_classes", "seconds"):
+            vals = [r["stats"].get(key) if key != "seconds" else r["seconds"] for r in rs]
+            vals = [v for v in vals if v is not None]
+            item[key] = _json_num(np.mean(vals)) if vals else None
+            item[key + "_sd"] = _json_num(np.std(vals)) if len(vals) > 1 else None
+        hidden = [r["stats"].get("node_sets", {}) for r in rs]
+        for name in sorted({n for h in hidden for n in h}):
+            for key in ("near0", "near1", "dead", "signatures"):
+                vals = [h[name][key] for h in hidden if name in h and h[name][key] is not None]
+                item[f"{name}.{key}"] = _json_num(np.mean(vals)) if vals else None
+        table.append(item)
+    return table
+
+
+def _g(item: dict, key: str, digits: int) -> str:
+    v = item.get(key)
+    return "–" if v is None else f"{v:.{digits}f}"
+
+
+def markdown(table: list[dict], meta: dict) -> str:
+    def f(item, key, digits=2):
+        v, sd = item.get(key), item.get(key + "_sd")
+        if v is None:
+            return "–"
+        return f"{v:.{digits}f}" + (f" ± {sd:.{digits}f}" if sd else "")
+
+    head = ("| configuration | test acc | ARI P rows (z) | ARI thr 0.5 | ARI weights (z) | dead classes | "
+            "classes P<0.1 / P>0.9 | h2 P>0.9 | h2 dead | h2 signatures |\n|---|---|---|---|---|---|---|---|---|---|\n")
+    lines = []
+    for it in table:
+        z_p = f" ({it['z_p']:.0f})" if it.get("z_p") is not None else ""
+        z_w = f" ({it['z_w']:.0f})" if it.get("z_w") is not None else ""
+        c0, c1 = it.get("classes.near0"), it.get("classes.near1")
+        lines.append(
+            f"| {it['label']} | {f(it, 'acc', 3)} | {f(it, 'ari_p')}{z_p} | {f(it, 'ari_t')} | {f(it, 'ari_w')}{z_w} | "
+            f"{f(it, 'dead_classes', 1)} | {'–' if c0 is None else f'{c0:.2f} / {c1:.2f}'} | "
+            f"{_g(it, 'h2.near1', 2)} | {_g(it, 'h2.dead', 1)} | {_g(it, 'h2.signatures', 0)} |")
+    note = (f"\n{meta['mode']} mode, seeds {meta['seeds']}, epochs {meta['epochs']}, image size "
+            f"{meta['image_size']}, k = {BASE['clusters']}, {BASE['nodes']} nodes per hidden layer unless stated; "
+            f"z = (ARI − null mean) / null sd over {meta['permutations']} label permutations.\n")
+    return head + "\n".join(lines) + "\n" + note
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="3 configurations, 1 seed, few epochs, 16 px images")
+    ap.add_argument("--seeds", type=int, default=None, help="seeds per configuration (full: 3, quick: 1)")
+    ap.add_argument("--epochs", type=int, default=None, help="override the epochs of every configuration")
+    ap.add_argument("--only", default=None, help="comma list of substrings: run only matching labels")
+    ap.add_argument("--permutations", type=int, default=199)
+    ap.add_argument("--keep", action="store_true", help="keep the run folders under .bench/emergence")
+    ap.add_argument("--name", default=None, help="result file stem (default: emergence or emergence_quick)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads per training run (default: 2)")
+    args = ap.parse_args(argv)
+
+    full = not args.quick
+    seeds = args.seeds or (3 if full else 1)
+    epochs = args.epochs or (30 if full else 10)
+    image_size = 32 if full else 16
+    configs = sweep(full)
+    if args.only:
+        keys = [k.strip().lower() for k in args.only.split(",") if k.strip()]
+        configs = [(lab, c) for lab, c in configs if any(k in lab.lower() for k in keys)]
+    name = args.name or ("emergence" if full else "emergence_quick")
+    global THREADS
+    THREADS = args.threads
+    rows = []
+    for label, over in configs:
+        for seed in range(seeds):
+            cfg = {**BASE, "epochs": epochs, "image_size": image_size, "seed": seed, **over}
+            slug = "".join(ch if ch.isalnum() else "_" for ch in label)
+            run_dir = WORK / f"{name}-{slug}-s{seed}"
+            seconds = train_one(cfg, run_dir)
+            stats = analyse(run_dir, args.permutations, seed)
+            rows.append({"label": label, "seed": seed, "config": cfg, "seconds": round(seconds, 1), "stats": stats})
+            print(json.dumps({"label": label, "seed": seed, **{k: v for k, v in stats.items() if k != "node_sets"}}),
+                  flush=True)
+            if not args.keep:
+                shutil.rmtree(run_dir, ignore_errors=True)
+    meta = {"mode": "full" if full else "quick", "seeds": seeds, "epochs": epochs, "image_size": image_size,
+            "permutations": args.permutations}
+    table = summarise(rows)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(RESULTS / f"{name}.json", {"meta": meta, "table": table, "runs": rows})
+    atomic_write_text(RESULTS / f"{name}.md", markdown(table, meta))
+    print(markdown(table, meta))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
