@@ -23,14 +23,15 @@ from blockout.errors import UserError
 METHODS = ("baseline", "fc", "dropout", "soft-learned", "hard-fixed", "hard-learned")
 #: Our named recipes for making a hierarchy emerge (issue 5; not the paper's): a method name that
 #: fills in the emergence options of :data:`METHOD_PRESETS` for every key the user did not give.
-RECIPES = ("hard-budgeted",)
+RECIPES = ("hard-budgeted", "hard-cocluster")
 #: Every accepted ``--method``.
 ALL_METHODS = METHODS + RECIPES
 #: Methods whose FC layers are Blockout layers.
 BLOCKOUT_METHODS = ("soft-learned", "hard-fixed", "hard-learned") + RECIPES
 
 #: Option values of each recipe (docs/emergence.md explains them; explicit options win). Two values
-#: depend on other options: ``"1/k"`` becomes ``1 / clusters`` and ``"half"`` half the epochs.
+#: depend on other options: ``"1/k"`` becomes ``1 / clusters``; ``"half"``, ``"third"`` and ``"2/3"``
+#: that share of the epochs.
 METHOD_PRESETS: dict[str, dict[str, Any]] = {
     # the DESIGN study's recipe, reproduced in the real trainer: union mask, every hidden node in
     # exactly one cluster (hard Gumbel, noisy-tower start, usage balancing), Bernoulli classes under
@@ -41,6 +42,16 @@ METHOD_PRESETS: dict[str, dict[str, Any]] = {
         "class_membership": "bernoulli", "budget_rho": "1/k", "budget_layers": "classifier", "budget_scope": "row",
         "budget_step": 0.05, "budget_max_step": 0.01, "freeze_after": "half", "rescue_dead": "on",
         "theta_lr_mult": 10.0, "fanin_init": "on",
+    },
+    # the co-clustered warm start: a plain FC net for the first third of the epochs, then every
+    # membership set in one step from a balanced spectral co-clustering of the weights
+    # (blockout/cocluster.py), weights rescaled row by row, then Blockout training of theta (hard
+    # sampling, one cluster per hidden node), frozen at two thirds and the weights fine-tuned
+    "hard-cocluster": {
+        "mask": "union", "mask_scale": 1.0, "hidden_membership": "categorical", "membership_m": 1,
+        "membership_init_scale": 0.0, "membership_init_noise": 0.0, "usage_weight": 1.0,
+        "class_membership": "bernoulli", "cocluster_at": "third", "freeze_after": "2/3", "rescue_dead": "on",
+        "theta_lr_mult": 10.0,
     },
 }
 
@@ -61,6 +72,10 @@ def _resolve_preset(preset: Mapping[str, Any], data: Mapping[str, Any]) -> dict[
             value = 1.0 / k
         elif value == "half":
             value = max(1, epochs // 2)
+        elif value == "third":
+            value = max(1, epochs // 3)
+        elif value == "2/3":
+            value = max(1, (2 * epochs) // 3)
         out[key] = value
     return out
 
@@ -97,8 +112,8 @@ class TrainConfig:
     image_size: int = _opt(32, "image side length in pixels (synthetic and imagefolder)")
     data_seed: int = _opt(0, "seed of the synthetic data (kept apart from --seed so seeds share one dataset)")
     # --- model
-    method: str = _opt("hard-learned", "the paper's method, or one of our emergence recipes (hard-budgeted: "
-                       "docs/emergence.md), which fills in the emergence options you do not give", ALL_METHODS)
+    method: str = _opt("hard-learned", "the paper's method, or one of our emergence recipes (hard-budgeted, "
+                       "hard-cocluster: docs/emergence.md), which fills in the emergence options you do not give", ALL_METHODS)
     clusters: int = _opt(6, "number of clusters k (Blockout methods)")
     nodes: int = _opt(512, "width of each hidden FC layer")
     depth: int = _opt(2, "number of hidden FC layers (0 = trunk straight into the classifier)")
@@ -168,6 +183,14 @@ class TrainConfig:
                                     "(equal to the start: no annealing)")
     freeze_after: int | None = _opt(None, "freeze the memberships after this many epochs (categorical: the m most "
                                     "probable clusters; Bernoulli: P >= 0.5) and fine-tune the weights for the rest")
+    cocluster_at: int | None = _opt(None, "co-clustered warm start (ours): for this many epochs the Blockout "
+                                    "layers act as plain FC layers (theta untrained); then every membership is set "
+                                    "from a balanced spectral co-clustering of the weights (null: off)")
+    cocluster_scale: float = _opt(5.0, "categorical logits after the co-clustering: scale * onehot(cluster)")
+    cocluster_class_high: float = _opt(0.9, "Bernoulli P of a node in its co-clustered cluster")
+    cocluster_class_low: float = _opt(0.1, "Bernoulli P of a node in the other clusters after the co-clustering")
+    cocluster_rescale: str = _opt("rownorm", "at the co-clustering, rescale each weight row so that its masked "
+                                  "norm (expected mask) equals its plain norm, or leave the weights", ("rownorm", "none"))
     rescue_dead: str = _opt("on", "when freezing, give a node with no cluster (a dead class) its most probable "
                             "cluster", ("on", "off"))
 
@@ -245,6 +268,13 @@ class TrainConfig:
         for name in ("budget_anneal_start", "budget_anneal_end"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise UserError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
+        if self.cocluster_at is not None and self.cocluster_at < 1:
+            raise UserError(f"cocluster_at must be at least 1 (or null), got {self.cocluster_at!r}")
+        if not 0.0 <= self.cocluster_scale < float("inf"):
+            raise UserError(f"cocluster_scale must be a finite number >= 0, got {self.cocluster_scale!r}")
+        if not 0.0 < self.cocluster_class_low < self.cocluster_class_high < 1.0:
+            raise UserError(f"cocluster_class_low/high must satisfy 0 < low < high < 1, got "
+                            f"({self.cocluster_class_low!r}, {self.cocluster_class_high!r})")
         if self.freeze_after is not None and self.freeze_after < 1:
             raise UserError(f"freeze_after must be at least 1 (or null), got {self.freeze_after!r}")
 

@@ -40,6 +40,8 @@ __all__ = [
     "multiplier_summary",
     "temperature_at",
     "learning_progress",
+    "cocluster_memberships",
+    "rownorm_rescale",
 ]
 
 
@@ -134,6 +136,8 @@ def emergence_loss(model: nn.Module, config: Any, progress: float) -> tuple[torc
     Frozen node sets (no gradient) contribute nothing.
     """
     terms = []
+    if getattr(model, "plain", False):  # warm-up of the co-clustered start: memberships unused
+        return None, {}
     if getattr(model, "is_blockout", False):
         temp = temperature_at(config.temperature, config.temperature_end, progress)
         for ns in model.node_sets.values():
@@ -186,3 +190,70 @@ def multiplier_summary(model: nn.Module) -> dict[str, dict[str, float]]:
         item["density"] = float(dens[name].mean()) if name in dens else float("nan")
         out[name] = {k: (round(v, 6) if math.isfinite(v) else None) for k, v in item.items()}
     return out
+
+
+@torch.no_grad()
+def rownorm_rescale(model: nn.Module, max_factor: float = 10.0) -> dict[str, float]:
+    """Scale each Blockout weight row so that ``||W_i * s E[M]_i|| = ||W_i||`` (plain norm).
+
+    Used when a plain warm-up hands over to masked training: without it the effective weights
+    drop by up to a factor k (the previous round's accuracy loss at every mask change). The
+    factor is capped at ``max_factor``. Returns ``{layer: mean factor}``.
+    """
+    out = {}
+    for lname, layer, _in_set, _out_set in _layer_sets(model):
+        m = layer.expected_mask() * layer.scale  # (out, in)
+        num = layer.weight.norm(dim=1)  # (out,)
+        den = (layer.weight * m).norm(dim=1)
+        factor = (num / den.clamp_min(1e-12)).clamp(min=1.0 / max_factor, max=max_factor)  # (out,)
+        layer.weight.mul_(factor[:, None])
+        layer.invalidate_cache()
+        out[lname] = float(factor.mean())
+    return out
+
+
+@torch.no_grad()
+def cocluster_memberships(model: nn.Module, config: Any) -> dict[str, np.ndarray]:
+    """Set every learned membership from a balanced co-clustering of the weights (ours).
+
+    The class layer ``|W|`` (classes, h_last) is co-clustered (:func:`blockout.cocluster.spectral_cocluster`,
+    seeded by ``config.seed``); each earlier hidden node set is assigned from the layer after it
+    (:func:`blockout.cocluster.assign_inputs`). Categorical sets get logits
+    ``config.cocluster_scale * onehot``; Bernoulli sets get P = ``cocluster_class_high`` in the
+    node's cluster and ``cocluster_class_low`` elsewhere. Fixed node sets are left alone. With
+    ``config.cocluster_rescale == "rownorm"`` the weights are then rescaled
+    (:func:`rownorm_rescale`). Marks the model's ``cocluster_done`` buffer. Returns
+    ``{node set: assignment (n,)}``.
+    """
+    from blockout.cocluster import assign_inputs, spectral_cocluster
+
+    k = model.clusters
+    names, layers = model.set_names, model.layer_names
+    W_cls = model.fc[layers[-1]].weight.detach().float().cpu().numpy()  # (classes, h_last)
+    rows, cols = spectral_cocluster(W_cls, k, seed=int(config.seed))
+    assign = {names[-1]: rows, names[-2]: cols}
+    for j in range(len(layers) - 2, -1, -1):  # fc_j: names[j] -> names[j + 1]
+        if names[j] == "trunk":
+            break
+        W = model.fc[layers[j]].weight.detach().float().cpu().numpy()  # (out, in)
+        assign[names[j]] = assign_inputs(W, assign[names[j + 1]], k)
+    for name, a in assign.items():
+        ns = model.node_sets[name]
+        if not isinstance(ns.theta, nn.Parameter):
+            continue  # fixed memberships (trunk in every cluster, towers)
+        onehot = torch.zeros_like(ns.theta)
+        onehot[torch.arange(len(a)), torch.as_tensor(a, device=onehot.device)] = 1.0  # (n, k)
+        if isinstance(ns, CategoricalClusters):
+            ns.theta.copy_(float(config.cocluster_scale) * onehot)
+        else:
+            ns.set_probs(torch.where(onehot > 0, torch.tensor(float(config.cocluster_class_high)),
+                                     torch.tensor(float(config.cocluster_class_low))))
+    for layer in model.fc.values():
+        if hasattr(layer, "invalidate_cache"):
+            layer.invalidate_cache()
+    if getattr(config, "cocluster_rescale", "none") == "rownorm":
+        rownorm_rescale(model)
+    if hasattr(model, "cocluster_done"):
+        model.cocluster_done.fill_(True)
+        model.cocluster_classes.copy_(torch.as_tensor(rows, dtype=torch.long))
+    return assign

@@ -186,6 +186,9 @@ class BlockoutNet(nn.Module):
         self.trunk_clusters = trunk_clusters
         self.dropout_p = float(dropout) if method == "dropout" else 0.0
         self.trunk = build_trunk(self.trunk_kind, self.input_shape)
+        # plain: every Blockout layer acts as nn.Linear (W, b; no mask): the warm-up phase of the
+        # co-clustered warm start (ours). Not saved: the trainer sets it from the epoch.
+        self.plain = False
 
         sizes = [self.trunk.out_features] + [self.nodes] * self.depth + [self.num_classes]
         set_names = ["trunk"] + [f"h{i}" for i in range(1, self.depth + 1)] + ["classes"]
@@ -283,14 +286,18 @@ class BlockoutNet(nn.Module):
             for i, lname in enumerate(self.layer_names):
                 if lname in self.drop:
                     h = self.drop[lname](h)
-                h = self.fc[lname](h)
+                if self.plain and self.is_blockout:  # warm-up of the co-clustered start: a plain FC net
+                    layer = self.fc[lname]
+                    h = nn.functional.linear(h, layer.weight, layer.bias)
+                else:
+                    h = self.fc[lname](h)
                 if i < last:
                     h = torch.relu(h)
         return h
 
     def extra_repr(self) -> str:
         return (f"method={self.method!r}, trunk={self.trunk_kind!r}, nodes={self.nodes}, depth={self.depth}, "
-                f"clusters={self.clusters}, classes={self.num_classes}")
+                f"clusters={self.clusters}, classes={self.num_classes}" + (", plain=True" if self.plain else ""))
 
     # ------------------------------------------------------------------ introspection
     def theta_parameters(self) -> list[nn.Parameter]:
@@ -361,4 +368,9 @@ def build_model(config: Any, input_shape: Sequence[int], num_classes: int) -> Bl
         attach_budgets(model, config)
     if getattr(config, "fanin_init", "off") == "on":
         model.fanin_rescale()
+    if getattr(config, "cocluster_at", None) is not None and model.is_blockout:
+        # saved with the model, so that a resumed run neither repeats nor skips the co-clustering;
+        # the class assignment is kept for the record (ARI right after the co-clustering)
+        model.register_buffer("cocluster_done", torch.zeros((), dtype=torch.bool))
+        model.register_buffer("cocluster_classes", torch.full((num_classes,), -1, dtype=torch.long))
     return model

@@ -515,6 +515,8 @@ def _train(config, info, resume, on_step, load_dataset) -> TrainResult:
                           "train_acc": train_acc, "test_loss": test_loss, "test_acc": test_acc,
                           "lr": optimizer.param_groups[0]["lr"], "seconds": round(elapsed(), 3),
                           "probs": _probs_summary(probs)}
+                if hasattr(model, "cocluster_classes") and prog.epochs_done == config.cocluster_at + 1:
+                    record["cocluster_classes"] = model.cocluster_classes.tolist()
                 multipliers = emg.multiplier_summary(model)
                 if multipliers:
                     record["multipliers"] = multipliers
@@ -567,6 +569,14 @@ def _phase(model: BlockoutNet, config: TrainConfig, info: bdist.DistInfo, epoch:
         return
     if config.soft_epochs and model.base_mode == "hard":
         model.set_mode("soft" if epoch < config.soft_epochs else "hard")
+    if config.cocluster_at is not None:  # the co-clustered warm start (ours)
+        model.plain = epoch < config.cocluster_at
+        if not model.plain and not bool(model.cocluster_done):
+            assign = emg.cocluster_memberships(model, config)
+            if info.is_main:
+                sizes = np.bincount(assign["classes"], minlength=model.clusters)
+                log(f"memberships set from a co-clustering of the weights after {config.cocluster_at} epoch(s) "
+                    f"(classes per cluster: {sizes.min()}-{sizes.max()})")
     if config.freeze_after is not None and epoch >= config.freeze_after:
         _freeze(model, config, info, quiet=False)
 

@@ -318,3 +318,144 @@ class TestTrainerWiring:
         a, b = load_train_state(full / rf.TRAIN_STATE)["model"], load_train_state(part / rf.TRAIN_STATE)["model"]
         for k in a:
             assert torch.equal(a[k], b[k]), k
+
+
+# ------------------------------------------------------------------------------------------
+# the co-clustered warm start (ours): balanced co-clustering and the phase switch
+
+from blockout.cocluster import assign_inputs, balanced_assign, spectral_cocluster  # noqa: E402
+
+
+def _planted_blocks(k=4, rows_per=5, cols_per=6, noise=0.05, seed=0):
+    """|W|-like matrix (k*rows_per, k*cols_per) with one strong block per cluster, rows/cols shuffled."""
+    rng = np.random.default_rng(seed)
+    A = np.kron(np.eye(k), np.ones((rows_per, cols_per))) + noise * rng.random((k * rows_per, k * cols_per))
+    pr, pc = rng.permutation(k * rows_per), rng.permutation(k * cols_per)
+    truth_r, truth_c = np.repeat(np.arange(k), rows_per)[pr], np.repeat(np.arange(k), cols_per)[pc]
+    return A[pr][:, pc] * rng.choice([-1.0, 1.0], size=A.shape), truth_r, truth_c
+
+
+class TestBalancedAssign:
+    def test_capacity_and_floor_hold(self):
+        rng = np.random.default_rng(0)
+        cost = rng.random((23, 5))
+        cost[:, 0] -= 10  # everyone wants cluster 0
+        a = balanced_assign(cost)
+        counts = np.bincount(a, minlength=5)
+        assert counts.max() <= 5 and counts.min() >= 4 and counts.sum() == 23
+
+    def test_is_optimal_on_a_small_case(self):
+        # brute force over all balanced assignments of 4 items to 2 clusters
+        import itertools
+
+        cost = np.array([[0.0, 1.0], [0.0, 2.0], [0.0, 3.0], [5.0, 0.0]])
+        best = min((sum(cost[i, c] for i, c in enumerate(p)), p) for p in itertools.product([0, 1], repeat=4)
+                   if sum(p) == 2)
+        a = balanced_assign(cost)
+        assert cost[np.arange(4), a].sum() == pytest.approx(best[0])
+
+    def test_bad_capacity(self):
+        with pytest.raises(ValueError, match="capacity 1 x 2 clusters cannot hold 3"):
+            balanced_assign(np.zeros((3, 2)), capacity=1)
+
+
+class TestSpectralCocluster:
+    def test_planted_blocks_are_recovered_exactly(self):
+        from sklearn.metrics import adjusted_rand_score
+
+        A, tr, tc = _planted_blocks()
+        r, c = spectral_cocluster(A, 4, seed=0)
+        assert adjusted_rand_score(tr, r) == 1.0 and adjusted_rand_score(tc, c) == 1.0
+        # rows and columns of one planted block share the cluster label
+        for g in range(4):
+            assert set(r[tr == g]) == set(c[tc == g]) and len(set(r[tr == g])) == 1
+
+    def test_balanced_even_when_the_data_are_not(self):
+        rng = np.random.default_rng(1)
+        A = rng.random((30, 40))
+        A[:, :30] *= 10  # most columns look alike
+        r, c = spectral_cocluster(A, 5, seed=0)
+        assert np.bincount(r, minlength=5).tolist() == [6] * 5
+        assert np.bincount(c, minlength=5).tolist() == [8] * 5
+
+    def test_deterministic_by_seed(self):
+        A = np.random.default_rng(2).random((20, 24))
+        a1, b1 = spectral_cocluster(A, 4, seed=3)
+        a2, b2 = spectral_cocluster(A, 4, seed=3)
+        assert np.array_equal(a1, a2) and np.array_equal(b1, b2)
+
+    def test_bad_k(self):
+        with pytest.raises(ValueError, match="k must be in"):
+            spectral_cocluster(np.ones((3, 5)), 4)
+
+
+class TestAssignInputs:
+    def test_inputs_follow_their_strongest_output_cluster(self):
+        rng = np.random.default_rng(0)
+        out_assign = np.repeat(np.arange(3), 4)  # 12 outputs
+        truth = rng.permutation(np.repeat(np.arange(3), 5))  # 15 inputs
+        W = 0.05 * rng.standard_normal((12, 15))
+        W[out_assign[:, None] == truth[None, :]] += 1.0
+        assert np.array_equal(assign_inputs(W, out_assign, 3), truth)
+
+
+class TestCoclusterPhase:
+    def test_recipe_preset(self):
+        cfg = TrainConfig.from_dict({"method": "hard-cocluster", "epochs": 30})
+        assert (cfg.cocluster_at, cfg.freeze_after, cfg.mask, cfg.hidden_membership) == (10, 20, "union", "categorical")
+
+    def test_bad_values(self):
+        with pytest.raises(UserError, match="cocluster_at must be at least 1"):
+            TrainConfig(cocluster_at=0)
+        with pytest.raises(UserError, match=r"cocluster_class_low/high .* \(0.9, 0.1\)"):
+            TrainConfig(cocluster_class_low=0.9, cocluster_class_high=0.1)
+
+    def test_plain_mode_is_a_plain_fc_net(self):
+        cfg = TrainConfig.from_dict({"method": "hard-cocluster", "clusters": 3, "nodes": 6, "epochs": 3})
+        torch.manual_seed(0)
+        model = build_model(cfg, (5,), 4)
+        model.plain = True
+        x = torch.randn(7, 5)
+        h = x
+        for i, lname in enumerate(model.layer_names):
+            h = torch.nn.functional.linear(h, model.fc[lname].weight, model.fc[lname].bias)
+            h = torch.relu(h) if i < len(model.layer_names) - 1 else h
+        assert torch.allclose(model(x), h)
+
+    def test_memberships_set_at_the_switch_epoch(self, hier_file, tmp_path):
+        out = tmp_path / "run"
+        seen = {}
+
+        def record(step, model):  # 4 steps per epoch: steps 1-4 are epoch 1, 5-8 epoch 2
+            seen[step] = (model.plain, bool(model.cocluster_done), model.node_sets["h2"].theta.detach().clone())
+
+        cfg = tiny_cfg(hier_file, out, method="hard-cocluster", cocluster_at=1, freeze_after=None,
+                       cocluster_scale=4.0)
+        train(cfg, on_step=record)
+        assert seen[4][0] and not seen[4][1]  # epoch 1: plain, not yet co-clustered
+        assert not seen[5][0] and seen[5][1]  # epoch 2: masked, memberships set
+        # during the warm-up θ does not move (no gradient reaches it, usage loss off)
+        assert torch.equal(seen[1][2], seen[4][2])
+        # right after the switch: one-hot logits of scale 4, balanced (12 nodes, k = 3: 4 each)
+        records = rf.read_jsonl(out / rf.METRICS)
+        assert "cocluster_classes" in records[1] and len(records[1]["cocluster_classes"]) == 8
+        theta = seen[5][2]
+        assert np.bincount(theta.argmax(1).numpy(), minlength=3).tolist() == [4, 4, 4]
+
+    def test_resume_across_the_switch_is_exact(self, hier_file, tmp_path):
+        full, part = tmp_path / "full", tmp_path / "part"
+        kw = dict(method="hard-cocluster", cocluster_at=1, freeze_after=2)
+        train(tiny_cfg(hier_file, full, **kw))
+
+        def ctrl_c(step, model):
+            if step == 6:  # mid-epoch 2, after the co-clustering
+                raise KeyboardInterrupt
+
+        assert train(tiny_cfg(hier_file, part, **kw), on_step=ctrl_c).status == "interrupted"
+        from blockout.train import resume_config
+
+        train(resume_config(part), resume=True)
+        a, b = load_train_state(full / rf.TRAIN_STATE)["model"], load_train_state(part / rf.TRAIN_STATE)["model"]
+        assert bool(a["cocluster_done"])
+        for key in a:
+            assert torch.equal(a[key], b[key]), key

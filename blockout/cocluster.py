@@ -1,0 +1,130 @@
+"""Balanced spectral co-clustering of weight matrices: the co-clustered warm start (ours, issue 5).
+
+Not the paper's. After a warm-up in which the network is a plain FC net, the memberships are set
+in one step from the weights: the class layer ``|W|`` (classes, h_last) is co-clustered
+(Dhillon 2001: SVD of ``D_r^-1/2 |W| D_c^-1/2``, k-means on the stacked row and column
+embeddings), then each assignment is balanced (capacity per cluster, Hungarian assignment on the
+distances to the k-means centres, so no cluster is left empty); every earlier hidden node set is
+assigned from ``|W_j|`` against the clusters of the node set after it (balanced the same way).
+
+Why it can work where gradient flow did not (docs/emergence.md): near the uniform saddle the
+memberships' gradient flow grows along the top singular directions of the class-by-hidden
+benefit matrix, but slowly enough that it commits to noise first; the co-clustering jumps to
+those directions directly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+__all__ = ["balanced_assign", "spectral_cocluster", "assign_inputs"]
+
+
+def balanced_assign(cost: np.ndarray, capacity: int | None = None) -> np.ndarray:
+    """Assign each of ``n`` items to one of ``k`` clusters minimising total ``cost`` (n, k).
+
+    Every cluster receives at least ``n // k`` and at most ``capacity`` items (default
+    ``ceil(n / k)``), so no cluster is empty when ``n >= k``.
+
+    Returns
+    -------
+    ndarray of int (n,)
+        Cluster of each item.
+
+    >>> balanced_assign(np.array([[0., 1.], [0., 2.], [0., 3.], [5., 0.]])).tolist()
+    [1, 0, 0, 1]
+    """
+    cost = np.asarray(cost, dtype=np.float64)
+    if cost.ndim != 2 or not np.isfinite(cost).all():
+        raise ValueError(f"cost must be a finite (n, k) matrix, got shape {cost.shape}")
+    n, k = cost.shape
+    cap = math.ceil(n / k) if capacity is None else int(capacity)
+    if cap * k < n:
+        raise ValueError(f"capacity {cap} x {k} clusters cannot hold {n} items")
+    floor = n // k
+    big = np.repeat(cost, cap, axis=1)  # (n, k * cap): slot s of cluster s // cap
+    # the first n // k slots of each cluster are mandatory: a bonus larger than any cost spread
+    bonus = 1.0 + 2.0 * (np.abs(cost).max() + 1.0) * n
+    slot = np.tile(np.arange(cap), k)
+    big = big - bonus * (slot < floor)[None, :]
+    rows, cols = linear_sum_assignment(big)
+    out = np.empty(n, dtype=np.int64)
+    out[rows] = cols // cap
+    return out
+
+
+def spectral_cocluster(A: np.ndarray, k: int, seed: int = 0, n_vectors: int | None = None,
+                       row_capacity: int | None = None,
+                       col_capacity: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Balanced spectral co-clustering (Dhillon 2001) of a non-negative matrix ``A`` (rows, cols).
+
+    Parameters
+    ----------
+    A : ndarray (r, c)
+        Affinities, e.g. ``|W|`` of a class layer (classes, hidden); absolute values are taken.
+    k : int
+        Number of co-clusters.
+    seed : int
+        k-means seed (the result is a deterministic function of ``A``, ``k`` and ``seed``).
+    n_vectors : int, optional
+        Singular vectors after the first (trivial) one; default ``k - 1``
+        (Dhillon uses ``ceil(log2 k)``, which separates 20 groups less well).
+    row_capacity, col_capacity : int, optional
+        Most rows / columns per cluster (default ``ceil(n / k)``; every cluster gets at least
+        ``n // k``).
+
+    Returns
+    -------
+    (row_assign (r,), col_assign (c,)) : ndarrays of int in ``[0, k)``
+
+    >>> A = np.kron(np.eye(3), np.ones((2, 4))) + 0.01
+    >>> r, c = spectral_cocluster(A, 3)
+    >>> len(set(r.tolist())), all(r[i] == c[2 * i] for i in range(0, 6, 2))
+    (3, True)
+    """
+    from sklearn.cluster import KMeans
+
+    A = np.abs(np.asarray(A, dtype=np.float64))
+    if A.ndim != 2 or min(A.shape) < 1 or not np.isfinite(A).all():
+        raise ValueError(f"A must be a finite 2-d matrix, got shape {A.shape}")
+    r, c = A.shape
+    if not 1 <= k <= min(r, c):
+        raise ValueError(f"k must be in [1, min(rows, cols) = {min(r, c)}], got {k}")
+    d_r = np.sqrt(np.maximum(A.sum(axis=1), 1e-12))  # (r,)
+    d_c = np.sqrt(np.maximum(A.sum(axis=0), 1e-12))  # (c,)
+    An = A / d_r[:, None] / d_c[None, :]
+    U, _, Vt = np.linalg.svd(An, full_matrices=False)
+    l = (k - 1) if n_vectors is None else int(n_vectors)
+    l = max(1, min(l, U.shape[1] - 1)) if U.shape[1] > 1 else 0
+    Z_r = U[:, 1:1 + l] / d_r[:, None] if l else np.zeros((r, 1))  # (r, l)
+    Z_c = Vt[1:1 + l].T / d_c[:, None] if l else np.zeros((c, 1))  # (c, l)
+    Z = np.vstack([Z_r, Z_c])
+    km = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(Z)
+    dist = ((Z[:, None, :] - km.cluster_centers_[None, :, :]) ** 2).sum(axis=2)  # (r + c, k)
+    return balanced_assign(dist[:r], row_capacity), balanced_assign(dist[r:], col_capacity)
+
+
+def assign_inputs(W: np.ndarray, out_assign: np.ndarray, k: int, capacity: int | None = None) -> np.ndarray:
+    """Clusters of a layer's input nodes from ``|W|`` (out, in) and the clusters of its outputs.
+
+    Input node ``j`` prefers the cluster whose output nodes it feeds most strongly
+    (mean ``|W_ij|`` over the cluster's outputs, relative to ``j``'s total); the choice is
+    balanced by :func:`balanced_assign`. Clusters with no output nodes score 0.
+
+    >>> W = np.array([[1., 1., 0., 0.], [0., 0., 1., 1.]])
+    >>> assign_inputs(W, np.array([1, 0]), 2).tolist()
+    [1, 1, 0, 0]
+    """
+    A = np.abs(np.asarray(W, dtype=np.float64))  # (out, in)
+    out_assign = np.asarray(out_assign)
+    if A.ndim != 2 or out_assign.shape != (A.shape[0],):
+        raise ValueError(f"W (out, in) {A.shape} and out_assign {out_assign.shape} do not match")
+    onehot = np.zeros((A.shape[0], k))
+    onehot[np.arange(A.shape[0]), out_assign] = 1.0
+    sizes = np.maximum(onehot.sum(axis=0), 1.0)  # (k,)
+    score = (A.T @ onehot) / sizes[None, :]  # (in, k): mean weight into each cluster
+    score = score / np.maximum(score.sum(axis=1, keepdims=True), 1e-12)
+    return balanced_assign(-score, capacity)
