@@ -194,6 +194,15 @@ class TestTrees:
         assert firsts == sorted(firsts) and firsts[0] < 0.1
         assert figures.sankey_figure(nx.DiGraph()).layout.annotations
 
+    def test_sankey_draws_only_the_heaviest_links(self, run):
+        g = annotate_layer_graph(layer_graph(run, 0.5))
+        weights = sorted((d["live"] for _, _, d in g.edges(data=True)), reverse=True)
+        assert len(weights) > 3
+        fig = figures.sankey_figure(g, weight="live", column="depth", max_links=3)
+        assert sorted(fig.data[0].link.value, reverse=True) == weights[:3]
+        assert f"of {len(weights)}" in fig.layout.title.text
+        assert figures.sankey_figure(g, weight="live", column="depth").layout.title.text is None
+
     def test_linkage_tree_and_tanglegram(self):
         names = ["a", "b", "c", "d"]
         left = figures.linkage_tree(linkage([[0.0], [0.1], [5.0], [5.1]], "average"), names)

@@ -19,12 +19,10 @@ from app import browser
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
-RESULTS = REPO / "benchmarks" / "results" / "dashboard_browser.json"
-
-#: Targets from issue 4 (demo run) and the bounds asserted here. The machine this runs on is
-#: shared (2 cores, several jobs), so the assertions leave headroom; the JSON keeps the numbers.
+#: Timings of this run, for a look; the issue's speed targets are measured by
+#: benchmarks/dashboard_speed.py, not asserted here (tests share the cores with other tests).
+RESULTS = ARTIFACTS / "browser_timings.json"
 TARGET_FIRST_CHART_S, TARGET_RERENDER_S = 5.0, 1.0
-ASSERT_FIRST_CHART_S, ASSERT_RERENDER_S = 15.0, 3.0
 
 pytestmark = [pytest.mark.browser]
 
@@ -110,5 +108,3 @@ def test_dashboard_in_chromium(server, demo_run):
 
     atomic_write_json(RESULTS, record)
     print(json.dumps(record, indent=1))
-    assert timings.first_chart <= ASSERT_FIRST_CHART_S, record
-    assert max(timings.threshold_rerender) <= ASSERT_RERENDER_S, record

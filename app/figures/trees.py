@@ -147,11 +147,13 @@ def sunburst_figure(tree: nx.DiGraph, *, root=None, height: int = 560, icicle: b
 
 
 def sankey_figure(graph: nx.DiGraph, *, weight: str = "weight", column: str = "layer",
-                  height: int = 480) -> go.Figure:
+                  height: int = 480, max_links: int = 300) -> go.Figure:
     """Sankey diagram of a layered DiGraph (vertices = groups, edge width = ``weight``).
 
     Vertices are placed in columns by their ``column`` attribute (layer / node-set index or name,
-    in first-seen order along a topological sort) so every layer lines up vertically.
+    in first-seen order along a topological sort) so every layer lines up vertically. Only the
+    ``max_links`` heaviest links are drawn (a layer graph of barely split node sets has thousands,
+    which the browser lays out slowly and nobody can read); the figure says how many were left out.
     """
     if graph.number_of_edges() == 0:
         return empty_figure("no live connections at this threshold")
@@ -179,6 +181,11 @@ def sankey_figure(graph: nx.DiGraph, *, weight: str = "weight", column: str = "l
         hov.append(str(data.get("hover", f"{w:g}")))
     if not val:
         return empty_figure("no live connections at this threshold")
+    hidden = 0
+    if len(val) > max_links:
+        keep = np.sort(np.argsort(np.asarray(val), kind="stable")[::-1][:max_links])
+        hidden = len(val) - max_links
+        src, dst, val, hov = ([seq[i] for i in keep] for seq in (src, dst, val, hov))
     fig = go.Figure(go.Sankey(
         arrangement="snap",
         node=dict(label=[str(graph.nodes[n].get("label", n)) for n in nodes],
@@ -190,7 +197,10 @@ def sankey_figure(graph: nx.DiGraph, *, weight: str = "weight", column: str = "l
         link=dict(source=src, target=dst, value=val, customdata=hov,
                   hovertemplate="%{customdata}<extra></extra>"),
     ))
-    fig.update_layout(height=height, margin=dict(l=5, r=5, t=10, b=10))
+    fig.update_layout(height=height, margin=dict(l=5, r=5, t=30 if hidden else 10, b=10))
+    if hidden:
+        fig.update_layout(title=dict(text=f"the {max_links} heaviest links of {max_links + hidden} "
+                                          f"({hidden} lighter ones not drawn)", font=dict(size=12)))
     return fig
 
 
