@@ -62,6 +62,15 @@ def sweep(full: bool) -> list[tuple[str, dict]]:
     ]
     if not full:
         return quick
+    cc = {"method": "hard-cocluster"}
+    cocluster = [
+        ("ours: hard-cocluster (co-clustered warm start)", cc),
+        ("hard-cocluster 160 nodes", {**cc, "nodes": 160}),
+        ("hard-cocluster depth 1", {**cc, "depth": 1}),
+        ("hard-cocluster depth 1 160 nodes", {**cc, "depth": 1, "nodes": 160}),
+        ("fc depth 1", {"method": "fc", "depth": 1}),
+        ("fc depth 1 160 nodes", {"method": "fc", "depth": 1, "nodes": 160}),
+    ]
     return quick + [
         ("paper + union mask", {"method": "hard-learned", "mask": "union"}),
         ("paper + theta lr x1", {"method": "hard-learned", "theta_lr_mult": 1.0}),
@@ -87,7 +96,7 @@ def sweep(full: bool) -> list[tuple[str, dict]]:
           "membership_init_scale": 0.0, "membership_init_noise": 0.01, "class_init_noise": 0.01,
           "membership_warmup": 5, "soft_epochs": 1000, "budget_rho": None, "temperature_end": 0.05,
           "fanin_init": "off"}),
-    ]
+    ] + cocluster
 
 
 def _json_num(x):
@@ -111,6 +120,10 @@ def analyse(run_dir: Path, permutations: int = 199, seed: int = 0) -> dict:
         return _json_num(stats.observed), _json_num(stats.z)
 
     out["ari_w"], out["z_w"] = agreement("weights")
+    cc = [m["cocluster_classes"] for m in run.metrics if "cocluster_classes" in m]
+    if cc:  # hard-cocluster: the class groups right after the co-clustering, before any theta training
+        stats = compare_partition(coarse, np.asarray(cc[0]), perms)["ari"]
+        out["ari_cc"], out["z_cc"] = _json_num(stats.observed), _json_num(stats.z)
     if run.class_set is None:
         return out
     out["ari_p"], out["z_p"] = agreement("probability")
@@ -154,7 +167,8 @@ def summarise(rows: list[dict]) -> list[dict]:
     table = []
     for label, rs in by.items():
         item = {"label": label, "seeds": len(rs), "config": rs[0]["config"]}
-        for key in ("acc", "ari_p", "z_p", "ari_t", "ari_w", "z_w", "dead_classes", "seconds"):
+        for key in ("acc", "ari_p", "z_p", "ari_t", "z_t", "ari_w", "z_w", "ari_cc", "z_cc", "dead_classes",
+                    "seconds"):
             vals = [r["stats"].get(key) if key != "seconds" else r["seconds"] for r in rs]
             vals = [v for v in vals if v is not None]
             item[key] = _json_num(np.mean(vals)) if vals else None

@@ -20,7 +20,7 @@ import math
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-__all__ = ["balanced_assign", "spectral_cocluster", "assign_inputs"]
+__all__ = ["balanced_assign", "spectral_cocluster", "signed_row_clusters", "assign_inputs"]
 
 
 def balanced_assign(cost: np.ndarray, capacity: int | None = None) -> np.ndarray:
@@ -105,6 +105,31 @@ def spectral_cocluster(A: np.ndarray, k: int, seed: int = 0, n_vectors: int | No
     km = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(Z)
     dist = ((Z[:, None, :] - km.cluster_centers_[None, :, :]) ** 2).sum(axis=2)  # (r + c, k)
     return balanced_assign(dist[:r], row_capacity), balanced_assign(dist[r:], col_capacity)
+
+
+def signed_row_clusters(W: np.ndarray, k: int, seed: int = 0, capacity: int | None = None) -> np.ndarray:
+    """Balanced k-means of the L2-normalised *signed* rows of ``W`` (rows, in); cluster per row.
+
+    The weight-induced hierarchy compares classes by the cosine of their signed weight rows;
+    ``|W|`` (what :func:`spectral_cocluster` sees) drops the signs, and with them most of the
+    superclass signal (measured: ARI 0.09 vs 0.66 on the same warm-up weights,
+    docs/emergence.md). k-means on the unit rows, then :func:`balanced_assign` on the squared
+    distances to the centres. Deterministic given ``seed``.
+
+    >>> W = np.array([[1., 0.1], [2., -0.1], [-1., 0.], [-3., 0.2]])
+    >>> a = signed_row_clusters(W, 2)
+    >>> bool(a[0] == a[1] and a[2] == a[3] and a[0] != a[2])
+    True
+    """
+    from sklearn.cluster import KMeans
+
+    W = np.asarray(W, dtype=np.float64)
+    if W.ndim != 2 or not 1 <= k <= W.shape[0] or not np.isfinite(W).all():
+        raise ValueError(f"W must be a finite (rows, in) matrix with at least k={k} rows, got shape {W.shape}")
+    U = W / np.maximum(np.linalg.norm(W, axis=1, keepdims=True), 1e-12)  # (rows, in), unit rows
+    km = KMeans(n_clusters=k, n_init=10, random_state=seed).fit(U)
+    dist = ((U[:, None, :] - km.cluster_centers_[None, :, :]) ** 2).sum(axis=2)  # (rows, k)
+    return balanced_assign(dist, capacity)
 
 
 def assign_inputs(W: np.ndarray, out_assign: np.ndarray, k: int, capacity: int | None = None) -> np.ndarray:

@@ -217,7 +217,9 @@ def cocluster_memberships(model: nn.Module, config: Any) -> dict[str, np.ndarray
     """Set every learned membership from a balanced co-clustering of the weights (ours).
 
     The class layer ``|W|`` (classes, h_last) is co-clustered (:func:`blockout.cocluster.spectral_cocluster`,
-    seeded by ``config.seed``); each earlier hidden node set is assigned from the layer after it
+    seeded by ``config.seed``), or with ``config.cocluster_method == "signed"`` the classes are
+    clustered by their signed weight rows (:func:`blockout.cocluster.signed_row_clusters`) and
+    the last hidden set assigned against them; each earlier hidden node set is assigned from the layer after it
     (:func:`blockout.cocluster.assign_inputs`). Categorical sets get logits
     ``config.cocluster_scale * onehot``; Bernoulli sets get P = ``cocluster_class_high`` in the
     node's cluster and ``cocluster_class_low`` elsewhere. Fixed node sets are left alone. With
@@ -225,12 +227,17 @@ def cocluster_memberships(model: nn.Module, config: Any) -> dict[str, np.ndarray
     (:func:`rownorm_rescale`). Marks the model's ``cocluster_done`` buffer. Returns
     ``{node set: assignment (n,)}``.
     """
-    from blockout.cocluster import assign_inputs, spectral_cocluster
+    from blockout.cocluster import assign_inputs, signed_row_clusters, spectral_cocluster
 
     k = model.clusters
     names, layers = model.set_names, model.layer_names
     W_cls = model.fc[layers[-1]].weight.detach().float().cpu().numpy()  # (classes, h_last)
-    rows, cols = spectral_cocluster(W_cls, k, seed=int(config.seed))
+    if getattr(config, "cocluster_method", "spectral") == "signed":
+        # classes by their signed weight rows, then the last hidden set against those clusters
+        rows = signed_row_clusters(W_cls, k, seed=int(config.seed))
+        cols = assign_inputs(W_cls, rows, k)
+    else:
+        rows, cols = spectral_cocluster(W_cls, k, seed=int(config.seed))
     assign = {names[-1]: rows, names[-2]: cols}
     for j in range(len(layers) - 2, -1, -1):  # fc_j: names[j] -> names[j + 1]
         if names[j] == "trunk":
