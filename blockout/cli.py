@@ -207,8 +207,8 @@ def run_is_complete(run_dir: Path) -> bool:
 def add_demo(sub) -> None:
     p = sub.add_parser("demo", help="train the default synthetic demo run and show it",
                        description="Train the demo recipe (blockout/configs/demo.json: the synthetic dataset, "
-                                   "hard-learned Blockout) into checkpoints/demo, skipping or resuming it when it "
-                                   "exists, then print its inspect summary.")
+                                   "our hard-cocluster recipe, docs/emergence.md) into checkpoints/demo, skipping "
+                                   "or resuming it when it exists, then print its inspect summary.")
     p.add_argument("--out", default=str(Path("checkpoints") / DEMO_NAME), metavar="DIR",
                    help="run folder (default: checkpoints/demo)")
     p.add_argument("--epochs", type=int, default=None, metavar="N", help="override the recipe's epochs")

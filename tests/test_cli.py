@@ -198,7 +198,7 @@ class TestDemo:
         from blockout.config import TrainConfig
 
         cfg = TrainConfig.from_dict(demo_config())
-        assert cfg.dataset == "synthetic" and cfg.method == "hard-learned" and cfg.nodes == 512 and cfg.depth == 2
+        assert cfg.dataset == "synthetic" and cfg.method == "hard-cocluster" and cfg.nodes == 160 and cfg.depth == 1
 
     def test_trains_once_then_reuses(self, hierarchy_file, tmp_path, capsys, monkeypatch):
         import blockout.cli as bcli
