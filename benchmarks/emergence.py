@@ -71,6 +71,17 @@ def sweep(full: bool) -> list[tuple[str, dict]]:
         ("fc depth 1", {"method": "fc", "depth": 1}),
         ("fc depth 1 160 nodes", {"method": "fc", "depth": 1, "nodes": 160}),
     ]
+    # round 4: reducing the accuracy cost of the one-step switch (depth 1, 160 nodes, the demo recipe)
+    d1 = {**cc, "depth": 1, "nodes": 160}
+    cocluster += [
+        ("r4 freeze 11", {**d1, "freeze_after": 11}),
+        ("r4 class low 0.15 no freeze", {**d1, "cocluster_class_low": 0.15, "freeze_after": None}),
+        ("r4 anneal 5", {**d1, "cocluster_anneal_epochs": 5}),
+        ("r4 anneal 10", {**d1, "cocluster_anneal_epochs": 10, "freeze_after": 25}),
+        ("r4 class low 0.1 no freeze", {**d1, "cocluster_class_low": 0.1, "freeze_after": None}),
+        ("r4 class low 0.15 theta lr x1 no freeze", {**d1, "cocluster_class_low": 0.15, "freeze_after": None,
+                                                     "theta_lr_mult": 1.0}),
+    ]
     return quick + [
         ("paper + union mask", {"method": "hard-learned", "mask": "union"}),
         ("paper + theta lr x1", {"method": "hard-learned", "theta_lr_mult": 1.0}),
@@ -221,7 +232,21 @@ def main(argv=None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the run folders under .bench/emergence")
     ap.add_argument("--name", default=None, help="result file stem (default: emergence or emergence_quick)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads per training run (default: 2)")
+    ap.add_argument("--first-seed", type=int, default=0, help="first seed (seeds run in parallel processes)")
+    ap.add_argument("--merge", default=None, help="comma list of result stems: pool their runs into --name "
+                    "(no training; e.g. one process per seed)")
     args = ap.parse_args(argv)
+    if args.merge:
+        if not args.name:
+            raise SystemExit("--merge needs --name (the pooled result file stem)")
+        parts = [json.loads((RESULTS / f"{stem.strip()}.json").read_text()) for stem in args.merge.split(",")]
+        rows = [r for p in parts for r in p["runs"]]
+        meta = {**parts[0]["meta"], "seeds": len({r["seed"] for r in rows}), "merged_from": args.merge}
+        table = summarise(rows)
+        atomic_write_json(RESULTS / f"{args.name}.json", {"meta": meta, "table": table, "runs": rows})
+        atomic_write_text(RESULTS / f"{args.name}.md", markdown(table, meta))
+        print(markdown(table, meta))
+        return 0
 
     full = not args.quick
     seeds = args.seeds or (3 if full else 1)
@@ -236,7 +261,7 @@ def main(argv=None) -> int:
     THREADS = args.threads
     rows = []
     for label, over in configs:
-        for seed in range(seeds):
+        for seed in range(args.first_seed, args.first_seed + seeds):
             cfg = {**BASE, "epochs": epochs, "image_size": image_size, "seed": seed, **over}
             slug = "".join(ch if ch.isalnum() else "_" for ch in label)
             run_dir = WORK / f"{name}-{slug}-s{seed}"

@@ -188,6 +188,9 @@ class TrainConfig:
     cocluster_at: int | None = _opt(None, "co-clustered warm start (ours): for this many epochs the Blockout "
                                     "layers act as plain FC layers (theta untrained); then every membership is set "
                                     "from a balanced spectral co-clustering of the weights (null: off)")
+    cocluster_anneal_epochs: int = _opt(0, "after the co-clustering, fade the mask in over this many epochs: each "
+                                        "Blockout layer uses W * (a + (1 - a) M) with a falling linearly from 1 to 0 "
+                                        "per step (0: the one-step switch)")
     cocluster_method: str = _opt("spectral", "how the class layer is clustered: spectral co-clustering of |W| "
                                  "(Dhillon) or balanced k-means of the signed class weight rows, hidden nodes then "
                                  "assigned to the class clusters", ("spectral", "signed"))
@@ -275,6 +278,11 @@ class TrainConfig:
                 raise UserError(f"{name} must be in [0, 1], got {getattr(self, name)!r}")
         if self.cocluster_at is not None and self.cocluster_at < 1:
             raise UserError(f"cocluster_at must be at least 1 (or null), got {self.cocluster_at!r}")
+        if self.cocluster_anneal_epochs < 0:
+            raise UserError(f"cocluster_anneal_epochs must be 0 or more, got {self.cocluster_anneal_epochs!r}")
+        if self.cocluster_anneal_epochs and self.cocluster_at is None:
+            raise UserError(f"cocluster_anneal_epochs={self.cocluster_anneal_epochs!r} needs cocluster_at "
+                            "(the mask fades in after the co-clustering)")
         if not 0.0 <= self.cocluster_scale < float("inf"):
             raise UserError(f"cocluster_scale must be a finite number >= 0, got {self.cocluster_scale!r}")
         if not 0.0 < self.cocluster_class_low < self.cocluster_class_high < 1.0:

@@ -41,6 +41,7 @@ __all__ = [
     "temperature_at",
     "learning_progress",
     "cocluster_memberships",
+    "anneal_blend",
     "rownorm_rescale",
 ]
 
@@ -66,6 +67,27 @@ def learning_progress(step: int, steps_per_epoch: int, epochs: int, freeze_after
     learn_epochs = freeze_after if freeze_after else epochs
     total = max(1, steps_per_epoch * learn_epochs)
     return min(1.0, step / total)
+
+
+def anneal_blend(step: int, steps_per_epoch: int, cocluster_at: int | None, anneal_epochs: int) -> float:
+    """Share ``a`` of the plain layer in ``W * (a + (1 - a) M)`` for the training step ``step`` (0-based).
+
+    After the co-clustering (at the start of epoch ``cocluster_at``) ``a`` falls linearly from 1 to
+    0 over ``anneal_epochs`` epochs, one notch per step, so the weights adapt while the off-cluster
+    connections fade (the one-step switch destroyed the warm-up features, docs/emergence.md Round 4).
+    0 when there is no annealing or it is over; 0 before the switch too (the model is plain then).
+
+    >>> [round(anneal_blend(s, 2, 1, 2), 2) for s in range(1, 7)]  # steps 0-1: the plain epoch
+    [0.0, 0.75, 0.5, 0.25, 0.0, 0.0]
+    >>> anneal_blend(5, 2, 1, 0), anneal_blend(1, 2, None, 3)
+    (0.0, 0.0)
+    """
+    if not anneal_epochs or cocluster_at is None:
+        return 0.0
+    done = step - cocluster_at * steps_per_epoch + 1  # masked steps including this one
+    if done < 1:
+        return 0.0
+    return float(max(0.0, 1.0 - done / (anneal_epochs * steps_per_epoch)))
 
 
 def _layer_sets(model: nn.Module):

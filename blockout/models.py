@@ -189,6 +189,9 @@ class BlockoutNet(nn.Module):
         # plain: every Blockout layer acts as nn.Linear (W, b; no mask): the warm-up phase of the
         # co-clustered warm start (ours). Not saved: the trainer sets it from the epoch.
         self.plain = False
+        # mask_blend a in [0, 1]: every Blockout layer uses W * (a + (1 - a) M), the plain layer fading
+        # into the masked one after the co-clustering (ours). Not saved: the trainer sets it from the step.
+        self.mask_blend = 0.0
 
         sizes = [self.trunk.out_features] + [self.nodes] * self.depth + [self.num_classes]
         set_names = ["trunk"] + [f"h{i}" for i in range(1, self.depth + 1)] + ["classes"]
@@ -289,6 +292,10 @@ class BlockoutNet(nn.Module):
                 if self.plain and self.is_blockout:  # warm-up of the co-clustered start: a plain FC net
                     layer = self.fc[lname]
                     h = nn.functional.linear(h, layer.weight, layer.bias)
+                elif self.mask_blend > 0.0 and self.is_blockout:
+                    # a (W x + b) + (1 - a) ((W * M) x + b) = (W * (a + (1 - a) M)) x + b
+                    layer, a = self.fc[lname], float(self.mask_blend)
+                    h = a * nn.functional.linear(h, layer.weight, layer.bias) + (1.0 - a) * layer(h)
                 else:
                     h = self.fc[lname](h)
                 if i < last:
@@ -297,7 +304,8 @@ class BlockoutNet(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"method={self.method!r}, trunk={self.trunk_kind!r}, nodes={self.nodes}, depth={self.depth}, "
-                f"clusters={self.clusters}, classes={self.num_classes}" + (", plain=True" if self.plain else ""))
+                f"clusters={self.clusters}, classes={self.num_classes}" + (", plain=True" if self.plain else "")
+                + (f", mask_blend={self.mask_blend:.3g}" if self.mask_blend else ""))
 
     # ------------------------------------------------------------------ introspection
     def theta_parameters(self) -> list[nn.Parameter]:

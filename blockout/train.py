@@ -459,6 +459,9 @@ def _train(config, info, resume, on_step, load_dataset) -> TrainResult:
                         progress = emg.learning_progress(prog.step, steps_per_epoch, config.epochs,
                                                          config.freeze_after)
                         emg.apply_schedules(model, config, progress)
+                        if config.cocluster_anneal_epochs:  # the mask fades in after the co-clustering
+                            model.mask_blend = emg.anneal_blend(prog.step, steps_per_epoch, config.cocluster_at,
+                                                                config.cocluster_anneal_epochs)
                     with autocast():
                         logits = ddp_model(x)
                         loss = nn.functional.cross_entropy(logits.float(), y)

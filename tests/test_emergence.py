@@ -459,3 +459,61 @@ class TestCoclusterPhase:
         assert bool(a["cocluster_done"])
         for key in a:
             assert torch.equal(a[key], b[key]), key
+
+
+from blockout.emergence import anneal_blend  # noqa: E402
+
+
+class TestCoclusterAnneal:
+    def test_blend_falls_linearly_per_step_after_the_switch(self):
+        # 10 steps per epoch, switch at epoch 2 (step 20), 3 epochs of annealing
+        vals = [anneal_blend(s, 10, 2, 3) for s in range(0, 60)]
+        assert vals[:20] == [0.0] * 20  # plain warm-up: the blend is not used
+        assert vals[20] == pytest.approx(1 - 1 / 30) and vals[34] == pytest.approx(0.5)
+        assert all(a > b for a, b in zip(vals[20:49], vals[21:50]))
+        assert vals[49:] == [0.0] * 11
+
+    def test_bad_values(self):
+        with pytest.raises(UserError, match="cocluster_anneal_epochs must be 0 or more, got -1"):
+            TrainConfig(cocluster_at=2, cocluster_anneal_epochs=-1)
+        with pytest.raises(UserError, match="cocluster_anneal_epochs=3 needs cocluster_at"):
+            TrainConfig(cocluster_anneal_epochs=3)
+
+    @pytest.mark.parametrize("a", [0.0, 0.3, 1.0])
+    def test_blended_forward_is_the_interpolated_mask(self, a):
+        cfg = TrainConfig.from_dict({"method": "hard-cocluster", "clusters": 3, "nodes": 6, "epochs": 3})
+        torch.manual_seed(0)
+        model = build_model(cfg, (5,), 4).eval()  # eval: the expected mask, deterministic
+        model.mask_blend = a
+        x = torch.randn(7, 5)
+        h = x
+        for i, lname in enumerate(model.layer_names):
+            layer = model.fc[lname]
+            m = layer.expected_mask() * layer.scale  # (out, in)
+            h = torch.nn.functional.linear(h, layer.weight * (a + (1 - a) * m), layer.bias)
+            h = torch.relu(h) if i < len(model.layer_names) - 1 else h
+        assert torch.allclose(model(x), h, atol=1e-6)
+
+    def test_trainer_fades_the_mask_in_and_resumes_exactly(self, hier_file, tmp_path):
+        seen = {}
+
+        def record(step, model):  # 4 steps per epoch; switch at epoch 2 (step 5), anneal 2 epochs
+            seen[step] = model.mask_blend
+
+        kw = dict(method="hard-cocluster", cocluster_at=1, cocluster_anneal_epochs=2, freeze_after=3, epochs=4)
+        full, part = tmp_path / "full", tmp_path / "part"
+        train(tiny_cfg(hier_file, full, **kw), on_step=record)
+        assert [round(seen[s], 3) for s in range(4, 14)] == [0.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125,
+                                                             0.0, 0.0]
+
+        def ctrl_c(step, model):
+            if step == 7:  # mid-annealing
+                raise KeyboardInterrupt
+
+        assert train(tiny_cfg(hier_file, part, **kw), on_step=ctrl_c).status == "interrupted"
+        from blockout.train import resume_config
+
+        train(resume_config(part), resume=True)
+        a, b = load_train_state(full / rf.TRAIN_STATE)["model"], load_train_state(part / rf.TRAIN_STATE)["model"]
+        for key in a:
+            assert torch.equal(a[key], b[key]), key
