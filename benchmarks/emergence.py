@@ -73,12 +73,17 @@ def sweep(full: bool) -> list[tuple[str, dict]]:
     ]
     # round 4: reducing the accuracy cost of the one-step switch (depth 1, 160 nodes, the demo recipe)
     d1 = {**cc, "depth": 1, "nodes": 160}
+    # the round-3 recipe (class P 0.01, frozen at two thirds), now that the preset has changed
+    r3 = {"cocluster_class_low": 0.01, "freeze_after": 20}
     cocluster += [
-        ("r4 freeze 11", {**d1, "freeze_after": 11}),
+        ("round-3 recipe, depth 1, 160 nodes (class low 0.01, freeze 20)", {**d1, **r3}),
+        ("round-3 recipe, depth 2, 80 nodes (class low 0.01, freeze 20)", {**cc, **r3}),
+        ("r4 freeze 11", {**d1, **r3, "freeze_after": 11}),
         ("r4 class low 0.15 no freeze", {**d1, "cocluster_class_low": 0.15, "freeze_after": None}),
-        ("r4 anneal 5", {**d1, "cocluster_anneal_epochs": 5}),
-        ("r4 anneal 10", {**d1, "cocluster_anneal_epochs": 10, "freeze_after": 25}),
+        ("r4 anneal 5", {**d1, **r3, "cocluster_anneal_epochs": 5}),
+        ("r4 anneal 10", {**d1, **r3, "cocluster_anneal_epochs": 10, "freeze_after": 25}),
         ("r4 class low 0.1 no freeze", {**d1, "cocluster_class_low": 0.1, "freeze_after": None}),
+        ("r4 class low 0.2 no freeze", {**d1, "cocluster_class_low": 0.2, "freeze_after": None}),
         ("r4 class low 0.15 theta lr x1 no freeze", {**d1, "cocluster_class_low": 0.15, "freeze_after": None,
                                                      "theta_lr_mult": 1.0}),
     ]

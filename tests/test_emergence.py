@@ -402,7 +402,9 @@ class TestAssignInputs:
 class TestCoclusterPhase:
     def test_recipe_preset(self):
         cfg = TrainConfig.from_dict({"method": "hard-cocluster", "epochs": 30})
-        assert (cfg.cocluster_at, cfg.freeze_after, cfg.mask, cfg.hidden_membership) == (10, 20, "union", "categorical")
+        assert (cfg.cocluster_at, cfg.freeze_after, cfg.mask, cfg.hidden_membership) == (10, None, "union", "categorical")
+        # round 4: off-branch class connections survive at a reduced rate (docs/emergence.md)
+        assert (cfg.cocluster_class_high, cfg.cocluster_class_low, cfg.cocluster_anneal_epochs) == (0.95, 0.15, 0)
 
     def test_bad_values(self):
         with pytest.raises(UserError, match="cocluster_at must be at least 1"):
