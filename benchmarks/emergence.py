@@ -84,6 +84,9 @@ def sweep(full: bool) -> list[tuple[str, dict]]:
         ("r4 anneal 10", {**d1, **r3, "cocluster_anneal_epochs": 10, "freeze_after": 25}),
         ("r4 class low 0.1 no freeze", {**d1, "cocluster_class_low": 0.1, "freeze_after": None}),
         ("r4 class low 0.2 no freeze", {**d1, "cocluster_class_low": 0.2, "freeze_after": None}),
+        ("r4 low 0.15 + anneal 5", {**d1, "cocluster_anneal_epochs": 5}),
+        ("r4 low 0.15 + class high 0.99", {**d1, "cocluster_class_high": 0.99}),
+        ("r4 low 0.15 + cocluster at 5", {**d1, "cocluster_at": 5}),
         ("r4 class low 0.15 theta lr x1 no freeze", {**d1, "cocluster_class_low": 0.15, "freeze_after": None,
                                                      "theta_lr_mult": 1.0}),
     ]
