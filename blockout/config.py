@@ -10,13 +10,13 @@ an enumeration) and, if needed, a check in :meth:`TrainConfig.validate`; the fla
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from analysis.runfolder import read_json
 from blockout.errors import UserError
 
 #: The paper's six methods (DESIGN §1), in the order of its table.
@@ -334,13 +334,7 @@ class TrainConfig:
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """Read a JSON object from ``path`` with one-line errors for every failure."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"config file not found: {path}")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"config file {path} is not valid JSON ({exc})") from None
+    data = read_json(path, "config file")
     if not isinstance(data, dict):
         raise UserError(f"config file {path} must hold a JSON object, got {type(data).__name__}")
     return data

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from analysis.errors import UserError
-from analysis.runfolder import atomic_write_text
+from analysis.runfolder import atomic_write_text, read_json
 
 FORMAT = "blockout-wordnet-snapshot"
 FORMAT_VERSION = 1
@@ -150,14 +150,7 @@ class Snapshot:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Snapshot":
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"WordNet snapshot not found: {path}")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise UserError(f"{path} is not valid JSON ({exc})") from None
-        return cls.from_dict(data, str(path))
+        return cls.from_dict(read_json(path, "WordNet snapshot"), str(path))
 
 
 @lru_cache(maxsize=1)

@@ -20,6 +20,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from analysis.runfolder import read_json
 from blockout.errors import UserError
 
 CIFAR_LABELS_FILE = Path(__file__).with_name("cifar_labels.json")
@@ -183,16 +184,7 @@ def load_hierarchy(path: str | Path) -> Hierarchy:
     UserError
         The file is missing, not JSON, or not a valid hierarchy.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"hierarchy file not found: {path}")
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not UTF-8 text; expected a JSON hierarchy") from None
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
-    return parse_hierarchy(obj, source=str(path))
+    return parse_hierarchy(read_json(path, "hierarchy file"), source=str(path))
 
 
 @lru_cache(maxsize=1)
