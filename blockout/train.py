@@ -427,11 +427,11 @@ def _train(config, info, resume, on_step, load_dataset) -> TrainResult:
             "world_size": info.world_size,
         })
 
-    def snapshot(tags=(), weights=False) -> None:
+    def snapshot(tags=(), weights=False, probs=None) -> None:
         if not info.is_main:
             return
         w, b = model.layer_params() if weights else (None, None)
-        writer.snapshot(prog.step, prog.epochs_done, model.node_set_probs(), w, b,
+        writer.snapshot(prog.step, prog.epochs_done, model.node_set_probs() if probs is None else probs, w, b,
                         multipliers=emg.multiplier_arrays(model) or None, tags=tags)
 
     if state is None:
@@ -532,7 +532,7 @@ def _train(config, info, resume, on_step, load_dataset) -> TrainResult:
                 if test_acc > prog.best_acc:
                     prog.best_acc, prog.best_step = test_acc, prog.step
                     tags.append("best")
-                snapshot(tags=tags, weights=True)
+                snapshot(tags=tags, weights=True, probs=probs)  # the P the metrics record summarised
                 if prog.epochs_done == config.epochs:
                     prog.finished = True
                 checkpoint()
