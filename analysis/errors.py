@@ -12,4 +12,5 @@ class UserError(Exception):
 
 
 class RunFormatError(UserError):
-    """A run folder or snapshot file is missing, truncated or not a Blockout run."""
+    """A file the project reads (run folder, snapshot, config, hierarchy or WordNet snapshot) is
+    missing, truncated or malformed."""
