@@ -115,8 +115,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def add_inspect(sub) -> None:
     p = sub.add_parser("inspect", help="summarise a run folder",
-                       description="Config, best and final accuracy, and per node set: size, k, mean P, "
-                                   "share of P < 0.1 and > 0.9, nodes per cluster and dead nodes at a threshold.")
+                       description="First the verdict (did branches form: per learned node set its outcome, "
+                                   "branches, dead and full nodes), then config, best and final accuracy, and per "
+                                   "node set: size, k, mean P, share of P < 0.1 and > 0.9, nodes per cluster and "
+                                   "dead nodes at a threshold.")
     p.add_argument("run", metavar="RUN", help="run folder (holds run.json)")
     p.add_argument("--json", action="store_true", help="print one JSON object (keys in the README)")
     p.add_argument("--threshold", type=float, default=0.5, metavar="T",
@@ -126,12 +128,17 @@ def add_inspect(sub) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    from analysis.run import load_run
     from analysis.summary import summarize_run
+    from analysis.verdict import run_verdict
 
     summary = summarize_run(args.run, step=args.step, threshold=args.threshold)
+    verdict = run_verdict(load_run(args.run), None, threshold=args.threshold, step=args.step)
     if args.json:
-        print(json.dumps(summary, allow_nan=False))
+        print(json.dumps({**summary, "verdict": verdict.to_dict()}, allow_nan=False))
     else:
+        print("\n".join(verdict.sentences))
+        print()
         print(format_summary(summary))
     return 0
 
@@ -306,7 +313,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def add_compare(sub) -> None:
     p = sub.add_parser("compare", help="compare a run's class hierarchy with WordNet / coarse classes",
-                       description="Agreement (ARI, NMI, Fowlkes-Mallows) of the network's class groups with "
+                       description="First the verdict (did branches form; do the memberships group classes like "
+                                   "the best-supported reference, side by side with the weights), then the "
+                                   "agreement (ARI, NMI, Fowlkes-Mallows) of the network's class groups with "
                                    "WordNet hypernyms at each depth and with the dataset's coarse classes, and "
                                    "Spearman correlation of class distances with a Mantel test; every statistic "
                                    "with a null from the same dendrogram with permuted class labels (z, p).")
@@ -329,11 +338,20 @@ def add_compare(sub) -> None:
 def cmd_compare(args: argparse.Namespace) -> int:
     from analysis.compare import compare_run, format_report
     from analysis.run import load_run
+    from analysis.verdict import run_verdict
 
-    report = compare_run(load_run(args.run), reference=args.reference, threshold=args.threshold,
+    run = load_run(args.run)
+    report = compare_run(run, reference=args.reference, threshold=args.threshold,
                          step=args.step, source=args.source, method=args.method,
                          permutations=args.permutations, seed=args.seed)
-    print(report.to_json() if args.json else format_report(report))
+    verdict = run_verdict(run, report, threshold=args.threshold, step=args.step)
+    if args.json:
+        print(json.dumps({**report.to_dict(), "verdict": verdict.to_dict()}, allow_nan=False,
+                         ensure_ascii=False))
+    else:
+        print("\n".join(verdict.sentences))
+        print()
+        print(format_report(report))
     return 0
 
 
@@ -452,7 +470,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.handler(args) or 0)
+        code = int(args.handler(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        # the reader went away (`blockout inspect RUN | head`): not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except UserError as exc:
         msg = " ".join(str(exc).split("\n"))
         print(f"blockout: error: {msg}", file=sys.stderr)
