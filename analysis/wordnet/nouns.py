@@ -304,6 +304,29 @@ class WordNet:
             return [[name]]
         return [path + [name] for p in parents for path in self.hypernym_paths(p)]
 
+    def leaves(self, under: str = "entity.n.01", instances: bool = False) -> list[str]:
+        """Synsets under ``under`` (inclusive) without hyponyms, in offset order; instances
+        (named individuals such as ``einstein.n.01``) only with ``instances``.
+
+        >>> load_wordnet().leaves("big_cat.n.01")[:3]
+        ['leopard.n.02', 'leopardess.n.01', 'panther.n.02']
+        """
+        top = self._index(under)
+        out, seen, todo = [], set(), [top]
+        while todo:
+            i = todo.pop()
+            if i in seen:
+                continue
+            seen.add(i)
+            kids = [self._row[c] for c in self.hyponyms(self.names[i])]
+            if not instances:
+                kids = [k for k in kids if self._hyper[k]]
+            if kids:
+                todo.extend(kids)
+            elif instances or self._hyper[i] or i == top:
+                out.append(i)
+        return [self.names[i] for i in sorted(out)]
+
     def hyponyms(self, name: str) -> list[str]:
         """Direct hyponyms and instance hyponyms of ``name`` (inverse of :meth:`parents`)."""
         if not hasattr(self, "_children"):
