@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Mapping, Sequence
 
@@ -477,38 +478,67 @@ def coarse_distances(labels: Sequence[int]) -> np.ndarray:
 
 
 def reference_set(class_names: Sequence[str], wnids=None, coarse_labels=None, coarse_names=None,
-                  reference: str = "all", snapshot=None) -> tuple[list, dict[str, np.ndarray], list[str]]:
+                  reference="all", snapshot=None, synsets=None) -> tuple[list, dict[str, np.ndarray], list[str]]:
     """Reference groupings and distances for a run's classes: ``(groupings, distances, notes)``.
 
-    ``reference`` is ``wordnet``, ``coarse`` or ``all`` (each that is available; one asked for
-    explicitly and unavailable is a UserError).
+    ``reference`` is ``wordnet``, ``coarse``, ``all`` (each that is available; one asked for
+    explicitly and unavailable is a UserError), the path of a JSON hierarchy file (your own
+    reference, :mod:`analysis.reference`), or a list of these. ``synsets`` overrides the WordNet
+    synset of some classes: a ``{class name: synset name or wnid}`` mapping or the path of such
+    a JSON file (:mod:`analysis.wordnet.resolve`). Synsets guessed from class names (most
+    frequent sense) are listed in the notes.
     """
-    from analysis.wordnet.references import (class_synsets, coarse_grouping, require_synsets,
-                                             wordnet_depth_groupings, wordnet_distances)
-    from analysis.wordnet.snapshot import bundled_snapshot
+    from analysis.reference import file_reference
+    from analysis.wordnet.nouns import load_wordnet
+    from analysis.wordnet.references import (coarse_grouping, require_synsets, wordnet_depth_groupings,
+                                             wordnet_distances)
+    from analysis.wordnet.resolve import check_synset_map, guess_note, load_synset_map, resolve_class_synsets
 
-    if reference not in REFERENCES:
-        raise UserError(f"reference must be one of {REFERENCES}, got {reference!r}")
+    refs = [reference] if isinstance(reference, (str, os.PathLike)) else list(reference)
+    if not refs:
+        raise UserError(f"no reference given: use {', '.join(REFERENCES)} or a JSON hierarchy file")
+    keys = {r for r in refs if isinstance(r, str) and r in REFERENCES}
+    files = [r for r in refs if not (isinstance(r, str) and r in REFERENCES)]
+    explicit = "all" not in keys
     groupings, distances, notes = [], {}, []
-    if reference in ("wordnet", "all"):
-        snap = snapshot if snapshot is not None else bundled_snapshot()
-        synsets = class_synsets(class_names, wnids, snap)
-        if None in synsets and reference == "all":
-            missing = sum(s is None for s in synsets)
-            notes.append(f"WordNet reference skipped: {missing} of {len(synsets)} classes have no synset")
+    if keys & {"wordnet", "all"}:
+        snap = snapshot if snapshot is not None else load_wordnet()
+        overrides = None
+        if synsets is not None:
+            overrides = (check_synset_map(synsets, class_names, snap) if isinstance(synsets, Mapping)
+                         else load_synset_map(synsets, class_names, snap))
+        resolved = resolve_class_synsets(class_names, wnids, overrides, snap)
+        found = [r.synset for r in resolved]
+        if None in found and not ("wordnet" in keys and explicit):
+            missing = [r.class_name for r in resolved if r.synset is None]
+            notes.append(f"WordNet reference skipped: {len(missing)} of {len(found)} classes have no synset "
+                         f"(e.g. {', '.join(map(repr, missing[:3]))}; map them with --synsets FILE)")
         else:
-            synsets = require_synsets(class_names, synsets)
-            groupings += wordnet_depth_groupings(snap, synsets)
-            distances["wordnet"] = wordnet_distances(snap, synsets)
-    if reference in ("coarse", "all"):
+            found = require_synsets(class_names, found)
+            groupings += wordnet_depth_groupings(snap, found)
+            distances["wordnet"] = wordnet_distances(snap, found)
+            note = guess_note(resolved, snap)
+            if note:
+                notes.append(note)
+    if keys & {"coarse", "all"}:
         if coarse_labels is None:
-            if reference == "coarse":
+            if "coarse" in keys and explicit:
                 raise UserError("the run's dataset has no coarse labels (reference 'coarse')")
             notes.append("coarse reference skipped: the run's dataset has no coarse labels")
         else:
             g = coarse_grouping(coarse_labels, coarse_names)
             groupings.append(g)
             distances["coarse"] = coarse_distances(g.labels)
+    for f in files:
+        file_groups, name, tree = file_reference(f, class_names)
+        if name in distances or name in REFERENCES:
+            name = f"{name}_file"
+            file_groups, name, tree = file_reference(f, class_names, name=name)
+        if not file_groups:
+            notes.append(f"{f}: every level of the file puts all classes in one group or each class alone; "
+                         "only its tree distances are compared")
+        groupings += file_groups
+        distances[name] = tree
     if not groupings and not distances:
         raise UserError("no reference available: " + "; ".join(notes))
     return groupings, distances, notes
@@ -525,10 +555,13 @@ def degenerate_note(grouping, class_names: Sequence[str]) -> str:
             f"isolates that one class scores ARI 1 there")
 
 
-def compare_run(run, reference: str = "all", threshold: float = 0.5, step: int | None = None,
+def compare_run(run, reference="all", threshold: float = 0.5, step: int | None = None,
                 source: str = "both", method: str = "probability", permutations: int = 999,
-                seed: int = 0, snapshot=None) -> ComparisonReport:
+                seed: int = 0, snapshot=None, synsets=None) -> ComparisonReport:
     """Compare a loaded run's class hierarchies (memberships and/or weights) with references.
+
+    ``reference`` and ``synsets`` as for :func:`reference_set` (a keyword, a hierarchy file, or
+    a list of these; WordNet synset overrides).
 
     ``method`` is the membership-based distance (``probability`` or ``connectivity``, see
     :mod:`analysis.hierarchy`); ``source`` picks the membership hierarchy, the one induced from
@@ -543,7 +576,7 @@ def compare_run(run, reference: str = "all", threshold: float = 0.5, step: int |
     if permutations < 0:
         raise UserError(f"--permutations must be >= 0, got {permutations}")
     groupings, ref_d, notes = reference_set(run.class_names, run.wnids, run.coarse_labels,
-                                            run.coarse_names, reference, snapshot)
+                                            run.coarse_names, reference, snapshot, synsets)
     hierarchies = []
     if source in ("memberships", "both"):
         if run.class_set is None:

@@ -12,5 +12,5 @@ class UserError(Exception):
 
 
 class RunFormatError(UserError):
-    """A file the project reads (run folder, snapshot, config, hierarchy or WordNet snapshot) is
+    """A file the project reads (run folder, snapshot, config, hierarchy or WordNet data) is
     missing, truncated or malformed."""

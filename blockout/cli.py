@@ -320,8 +320,16 @@ def add_compare(sub) -> None:
                                    "Spearman correlation of class distances with a Mantel test; every statistic "
                                    "with a null from the same dendrogram with permuted class labels (z, p).")
     p.add_argument("run", metavar="RUN", help="run folder (holds run.json)")
-    p.add_argument("--reference", choices=("wordnet", "coarse", "all"), default="all",
-                   help="reference hierarchy (default: all that the run's classes allow)")
+    p.add_argument("--reference", action="append", default=None, metavar="wordnet|coarse|all|FILE.json",
+                   help="reference hierarchy: WordNet hypernyms, the dataset's coarse classes, all that the "
+                        "run's classes allow (the default), or your own nested {group: [classes]} JSON file "
+                        "(the --hierarchy format, any depth: every level is a reference partition, its tree "
+                        "distances go to the Mantel test); repeat to combine, e.g. --reference all "
+                        "--reference mine.json")
+    p.add_argument("--synsets", default=None, metavar="FILE.json",
+                   help='WordNet synsets for some classes, overriding wnids, the curated table and guesses: '
+                        '{"class name": "synset.n.01" or "n01234567"}. Class names that are WordNet nouns '
+                        "otherwise take their most frequent sense, listed in the notes as guesses")
     p.add_argument("--threshold", type=float, default=0.5, metavar="T",
                    help="membership threshold for connectivity distances (default: 0.5)")
     p.add_argument("--step", type=int, default=None, metavar="S", help="snapshot step (default: the last)")
@@ -341,9 +349,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from analysis.verdict import run_verdict
 
     run = load_run(args.run)
-    report = compare_run(run, reference=args.reference, threshold=args.threshold,
+    report = compare_run(run, reference=args.reference or ["all"], threshold=args.threshold,
                          step=args.step, source=args.source, method=args.method,
-                         permutations=args.permutations, seed=args.seed)
+                         permutations=args.permutations, seed=args.seed, synsets=args.synsets)
     verdict = run_verdict(run, report, threshold=args.threshold, step=args.step)
     if args.json:
         print(json.dumps({**report.to_dict(), "verdict": verdict.to_dict()}, allow_nan=False,

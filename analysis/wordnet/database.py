@@ -1,5 +1,7 @@
 """Read WordNet 3.0 noun synsets straight from the database files (``index.noun``, ``data.noun``).
 
+Used by ``scripts/build_wordnet.py`` to build the shipped hierarchy (:mod:`analysis.wordnet.nouns`).
+
 No nltk needed: ``data.noun`` is addressed by byte offset (the synset offset *is* the byte
 offset of its line), and ``index.noun`` gives each lemma's senses in order, from which the
 nltk-style name ``lemma.n.NN`` follows exactly as nltk builds it (first lemma of the synset,
@@ -160,29 +162,3 @@ class NounDatabase:
             if candidate in self.index:
                 return self.synset_at(self.index[candidate][0])
         return None
-
-
-def resolve_labels(db: NounDatabase, labels: list[str]) -> tuple[list[str], list[str]]:
-    """Synset names for labels given as synset names, ImageNet wnids or plain words.
-
-    Plain words take their *first* noun sense, which is often not the intended one; they are
-    returned as the second list so callers can warn about them. Unknown labels raise UserError.
-    """
-    from analysis.wordnet.table import curated_synset
-
-    out, guessed = [], []
-    for label in labels:
-        text = label.strip()
-        if parse_wnid(text) is not None or _NAME.match(text):
-            out.append(db.synset(text).name)
-            continue
-        curated = curated_synset(text)
-        if curated is not None:
-            out.append(curated)
-            continue
-        raw = db.first_sense(text)
-        if raw is None:
-            raise UserError(f"label {label!r} is not a WordNet noun, synset name or wnid")
-        out.append(raw.name)
-        guessed.append(f"{label} -> {raw.name}")
-    return out, guessed

@@ -16,9 +16,9 @@ from typing import Sequence
 import numpy as np
 
 from analysis.errors import UserError
-from analysis.wordnet.snapshot import Snapshot, bundled_snapshot
+from analysis.wordnet.nouns import WordNet, load_wordnet
+from analysis.wordnet.resolve import resolve_class_synsets
 from analysis.wordnet.similarity import lowest_common_hypernym, wordnet_distance_matrix
-from analysis.wordnet.table import curated_synset
 
 
 @dataclass
@@ -42,25 +42,14 @@ class ReferenceGrouping:
 
 
 def class_synsets(class_names: Sequence[str], wnids: Sequence[str | None] | None = None,
-                  snapshot: Snapshot | None = None) -> list[str | None]:
-    """The synset of each class: by WordNet id when given, else the curated table, else the
-    class name itself when it is a synset name of the snapshot. None where unknown.
+                  snapshot: WordNet | None = None, overrides=None) -> list[str | None]:
+    """The synset of each class (None where unknown); see :mod:`analysis.wordnet.resolve` for
+    the order (override, WordNet id, curated table, synset name, most frequent sense).
 
-    >>> class_synsets(["tiger", "maple_tree", "zebra", "dog.n.01", "zebra.n.01"])
-    ['tiger.n.02', 'maple.n.02', None, 'dog.n.01', None]
+    >>> class_synsets(["tiger", "maple_tree", "zebra", "dog.n.01", "T-shirt/top"])
+    ['tiger.n.02', 'maple.n.02', 'zebra.n.01', 'dog.n.01', None]
     """
-    snap = snapshot if snapshot is not None else bundled_snapshot()
-    out: list[str | None] = []
-    for i, name in enumerate(class_names):
-        wnid = wnids[i] if wnids is not None and i < len(wnids) else None
-        found = snap.by_wnid(wnid) if wnid else None
-        if found is None:
-            cur = curated_synset(name)
-            found = cur if cur is not None and cur in snap else None
-        if found is None and name in snap:
-            found = name
-        out.append(found)
-    return out
+    return [r.synset for r in resolve_class_synsets(class_names, wnids, overrides, snapshot)]
 
 
 def require_synsets(class_names: Sequence[str], synsets: Sequence[str | None]) -> list[str]:
@@ -68,22 +57,22 @@ def require_synsets(class_names: Sequence[str], synsets: Sequence[str | None]) -
     missing = [c for c, s in zip(class_names, synsets) if s is None]
     if missing:
         more = f" (and {len(missing) - 5} more)" if len(missing) > 5 else ""
-        raise UserError(f"no WordNet synset for class(es) {', '.join(map(repr, missing[:5]))}{more}; "
-                        "give WordNet ids in the run's dataset info or build a snapshot with "
-                        "scripts/build_wordnet_snapshot.py")
+        raise UserError(f"no WordNet synset for class(es) {', '.join(map(repr, missing[:5]))}{more}: not a WordNet "
+                        "noun, synset name or wnid; map them with --synsets FILE "
+                        '(JSON {"class name": "synset.n.01" or "n01234567"})')
     return list(synsets)  # type: ignore[arg-type]
 
 
-def chosen_path(snap: Snapshot, name: str) -> list[str]:
+def chosen_path(snap: WordNet, name: str) -> list[str]:
     """The root-to-synset path used for depth groupings: longest, then smallest by names.
 
-    >>> chosen_path(bundled_snapshot(), "tiger.n.02")[:3]
+    >>> chosen_path(load_wordnet(), "tiger.n.02")[:3]
     ['entity.n.01', 'physical_entity.n.01', 'object.n.01']
     """
     return min(snap.hypernym_paths(name), key=lambda p: (-len(p), p))
 
 
-def wordnet_depth_groupings(snap: Snapshot, synsets: Sequence[str], min_groups: int = 2,
+def wordnet_depth_groupings(snap: WordNet, synsets: Sequence[str], min_groups: int = 2,
                             drop_trivial: bool = True) -> list[ReferenceGrouping]:
     """Groupings by the ancestor at each depth d = 1, 2, ... of each class's chosen path.
 
@@ -131,19 +120,19 @@ def coarse_grouping(coarse_labels: Sequence[int], coarse_names: Sequence[str] | 
     return ReferenceGrouping("coarse", labels.astype(np.int64), names, depth=None, kind="coarse")
 
 
-def wordnet_distances(snap: Snapshot, synsets: Sequence[str]) -> np.ndarray:
+def wordnet_distances(snap: WordNet, synsets: Sequence[str]) -> np.ndarray:
     """Square ``1 - Wu-Palmer`` distances between the classes' synsets."""
     return wordnet_distance_matrix(snap, synsets)
 
 
-def lch_labeler(snap: Snapshot | None = None):
+def lch_labeler(snap: WordNet | None = None):
     """A function ``label(synset_names) -> 'name' or None`` for inner tree vertices.
 
     >>> label = lch_labeler()
     >>> label(["tiger.n.02", "lion.n.01", "leopard.n.02"])
     'big_cat.n.01'
     """
-    snap = snap if snap is not None else bundled_snapshot()
+    snap = snap if snap is not None else load_wordnet()
 
     def label(names):
         names = [n for n in names if n is not None]
@@ -153,17 +142,17 @@ def lch_labeler(snap: Snapshot | None = None):
 
 
 def class_lch_labeler(class_names: Sequence[str], wnids: Sequence[str | None] | None = None,
-                      snapshot: Snapshot | None = None):
+                      snapshot: WordNet | None = None, overrides=None):
     """A ``label(class_indices) -> synset name | None`` function for :mod:`analysis.graphs`.
 
     Classes without a synset are ignored; None when no class of the vertex has one.
 
     >>> label = class_lch_labeler(["tiger", "lion", "zebra", "table"])
-    >>> label([0, 1, 2]), label([0, 3]), label([2])
-    ('big_cat.n.01', 'whole.n.02', None)
+    >>> label([0, 1]), label([0, 1, 2]), label([0, 3]), label([2])
+    ('big_cat.n.01', 'placental.n.01', 'whole.n.02', 'zebra.n.01')
     """
-    snap = snapshot if snapshot is not None else bundled_snapshot()
-    synsets = class_synsets(class_names, wnids, snap)
+    snap = snapshot if snapshot is not None else load_wordnet()
+    synsets = class_synsets(class_names, wnids, snap, overrides)
     base = lch_labeler(snap)
 
     def label(indices):
