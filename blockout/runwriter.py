@@ -168,3 +168,78 @@ class RunWriter:
             self._write_index()
             for e in late:
                 (self.snapshot_dir / e["file"]).unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# one writer per run folder
+
+#: The lock file in a run folder (hidden: readers and uploads ignore it).
+LOCK_NAME = ".lock"
+
+
+class RunLock:
+    """An advisory lock (``fcntl.flock``) on ``<run>/.lock``: one writing process per run folder.
+
+    The lock is the operating system's, so it vanishes with the process that holds it: a run
+    killed with SIGKILL never leaves a stale lock behind. The file keeps the holder's pid, only
+    to name it in the message another process gets.
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self._fd: int | None = None
+
+    def acquire(self) -> "RunLock":
+        import fcntl
+        import os
+
+        from blockout.errors import UserError
+
+        if self._fd is not None:
+            return self
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise UserError(f"--out {self.run_dir} exists and is not a folder")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        path = self.run_dir / LOCK_NAME
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise UserError(f"run folder {self.run_dir} is being written by another blockout process "
+                            f"(pid {holder}); wait for it to finish, or stop it, then try again") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        import fcntl
+        import os
+
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def clear_unfinished_run(run_dir: str | Path) -> None:
+    """Remove what a run killed before its first checkpoint wrote (``run.json``, metrics,
+    snapshots), so it can start again from the beginning. Call only while holding the lock."""
+    import shutil
+
+    run_dir = Path(run_dir)
+    for name in (rf.RUN_JSON, rf.METRICS):
+        (run_dir / name).unlink(missing_ok=True)
+    snaps = run_dir / rf.SNAPSHOT_DIR
+    if snaps.is_symlink():
+        snaps.unlink()
+    elif snaps.is_dir():
+        shutil.rmtree(snaps)
