@@ -150,6 +150,27 @@ class RunWriter:
             rf.save_npz(path, {k: v for k, v in arrays.items()
                                if not k.startswith((rf.WEIGHT_PREFIX, rf.BIAS_PREFIX))})
 
+    def repair(self) -> None:
+        """Finish what a killed write left half done: a snapshot still holding weights after the
+        index dropped them (the index is written first), and snapshot files on disk that the
+        index never listed (written just before a kill) are removed."""
+        if not self.enabled:
+            return
+        listed = {e["file"] for e in self._entries}
+        for e in self._entries:
+            path = self.snapshot_dir / e["file"]
+            if not e.get("has_weights") and path.is_file():
+                with rf.NpzFile(path) as npz:
+                    stale = any(k.startswith((rf.WEIGHT_PREFIX, rf.BIAS_PREFIX)) for k in npz.files)
+                if stale:
+                    arrays = rf.load_npz(path)
+                    rf.save_npz(path, {k: v for k, v in arrays.items()
+                                       if not k.startswith((rf.WEIGHT_PREFIX, rf.BIAS_PREFIX))})
+        if (self.snapshot_dir / rf.SNAPSHOT_INDEX).is_file():
+            for path in self.snapshot_dir.glob("step_*.npz"):
+                if path.name not in listed:
+                    path.unlink()
+
     def truncate_after(self, step: int) -> None:
         """Forget metrics and snapshots written after ``step`` (resuming from an earlier checkpoint)."""
         if not self.enabled:

@@ -343,10 +343,13 @@ def train(config: TrainConfig, *, resume: bool = False,
     info = bdist.setup(config.device)
     run_dir = Path(config.out) if config.out else default_out(config)
     lock = RunLock(run_dir) if info.is_main else None
+    failed = True
     try:
         if lock is not None:
             lock.acquire()
-        return _train(config, info, resume, on_step, load_dataset)
+        result = _train(config, info, resume, on_step, load_dataset)
+        failed = False
+        return result
     except OSError as exc:
         if exc.errno not in _DISK_ERRNOS:
             raise
@@ -356,7 +359,7 @@ def train(config: TrainConfig, *, resume: bool = False,
     finally:
         if lock is not None:
             lock.release()
-        bdist.cleanup(info)
+        bdist.cleanup(info, failed=failed)
 
 
 #: errors of the disk rather than of the program: reported as one line with how to resume
@@ -451,6 +454,7 @@ def _train(config, info, resume, on_step, load_dataset) -> TrainResult:
                     "sampling RNG re-seeded, so results will not match an uninterrupted run exactly")
             torch.manual_seed(config.seed * 1_000_003 + info.rank + 1 + prog.step)
         writer.truncate_after(prog.step)
+        writer.repair()
         if info.is_main:
             log(f"resuming {run_dir} at step {prog.step} (epoch {prog.epochs_done + 1}, "
                 f"batch {prog.batch_in_epoch}/{steps_per_epoch})")
