@@ -28,7 +28,7 @@ LIMITS: dict[str, tuple[str, int, str]] = {
     "max_npz_members": ("BLOCKOUT_MAX_NPZ_MEMBERS", 10_000, "arrays in one snapshot file"),
     "max_nodes": ("BLOCKOUT_MAX_NODES", 10_000_000, "nodes of one node set or features of one layer"),
     "max_clusters": ("BLOCKOUT_MAX_CLUSTERS", 100_000, "clusters k of one node set"),
-    "max_classes": ("BLOCKOUT_MAX_CLASSES", 1_000_000, "classes of a dataset or hierarchy"),
+    "max_classes": ("BLOCKOUT_MAX_CLASSES", 100_000, "classes of a dataset or hierarchy"),
     "max_snapshots": ("BLOCKOUT_MAX_SNAPSHOTS", 1_000_000, "entries of snapshots/index.json"),
     "max_image_pixels": ("BLOCKOUT_MAX_IMAGE_PIXELS", 64_000_000, "pixels of one image in an image folder"),
     "max_upload_bytes": ("BLOCKOUT_MAX_UPLOAD_BYTES", 512 << 20,
