@@ -195,7 +195,19 @@ def load_hierarchy(path: str | Path) -> Hierarchy:
     UserError
         The file is missing, not JSON, or not a valid hierarchy.
     """
-    return parse_hierarchy(read_json(path, "hierarchy file"), source=str(path))
+    obj = read_json(path, "hierarchy file")  # size, depth and duplicate group keys checked there
+    from analysis.limits import hint, limit
+
+    leaves, stack = 0, [obj]
+    while stack:  # count classes before building anything per class
+        node = stack.pop()
+        if isinstance(node, Mapping):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            leaves += len(node)
+    if leaves > limit("max_classes"):
+        raise UserError(f"{path}: the hierarchy lists {leaves} classes, too many {hint('max_classes')}")
+    return parse_hierarchy(obj, source=str(path))
 
 
 def align_classes(h: Hierarchy, class_names: Sequence[str], source: str = "reference") -> list[tuple[str, ...]]:

@@ -14,7 +14,6 @@ message names the file.
 from __future__ import annotations
 
 import re
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,10 @@ import numpy as np
 
 from analysis import runfolder as rf
 from analysis.errors import RunFormatError
+from analysis.limits import hint, limit
 
-__all__ = ["NodeSet", "Layer", "Snapshot", "Weights", "Run", "load_run", "load_snapshot"]
+__all__ = ["NodeSet", "Layer", "Snapshot", "Weights", "Run", "load_run", "load_snapshot", "read_run_meta",
+           "snapshot_shapes"]
 
 _STEP_RE = re.compile(r"^step_(\d+)\.npz$")
 
@@ -62,46 +63,35 @@ class Snapshot:
     ----------
     path : path of a ``step_XXXXXXXX.npz`` file.
     step : the training step; parsed from the file name when ``None``.
+    shapes : ``{array name: shape}`` that the run's topology demands; an array whose ``.npy``
+        header disagrees is refused before its data is read.
     """
 
-    def __init__(self, path: str | Path, step: int | None = None):
+    def __init__(self, path: str | Path, step: int | None = None, shapes: dict | None = None):
         self.path = Path(path)
         if step is None:
             m = _STEP_RE.match(self.path.name)
             step = int(m.group(1)) if m else -1
         self.step = int(step)
-        self._npz: Any = None
-        self._keys: list[str] | None = None
+        self.shapes = dict(shapes or {})
+        self._npz: rf.NpzFile | None = None
         self._cache: dict[str, np.ndarray] = {}
 
-    def _open(self):
+    def _open(self) -> rf.NpzFile:
         if self._npz is None:
-            if not self.path.is_file():
-                raise RunFormatError(f"snapshot not found: {self.path}")
-            try:
-                self._npz = np.load(self.path, allow_pickle=False)
-                self._keys = list(self._npz.files)
-            except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-                raise RunFormatError(f"{self.path} is not a readable snapshot ({exc})") from None
+            self._npz = rf.NpzFile(self.path).open()
         return self._npz
 
     def keys(self) -> list[str]:
         """Names of the arrays stored in the file (``probs__h1``, ``weight__fc1``, ...)."""
-        self._open()
-        return list(self._keys or [])
+        return self._open().files
 
     def array(self, key: str) -> np.ndarray:
         """The array stored under ``key`` (read once, then cached)."""
         if key not in self._cache:
-            npz = self._open()
-            if key not in self._keys:
-                raise RunFormatError(f"{self.path} has no array {key!r}")
-            try:
-                arr = npz[key]
-            except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
-                raise RunFormatError(f"{self.path}: array {key!r} is unreadable ({exc})") from None
-            if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
-                raise RunFormatError(f"{self.path}: array {key!r} is not numeric ({arr.dtype})")
+            arr = self._open().array(key, self.shapes.get(key))
+            if key.startswith(rf.PROBS_PREFIX):
+                rf.check_probs(arr, f"{self.path}: array {key!r}")
             self._cache[key] = arr
         return self._cache[key]
 
@@ -307,40 +297,148 @@ def _req(obj: dict, key: str, typ, where: Path):
     if not isinstance(obj, dict) or key not in obj:
         raise RunFormatError(f"{where}: missing field {key!r}")
     val = obj[key]
-    if typ is not None and not isinstance(val, typ):
+    if typ is not None and (not isinstance(val, typ) or (typ is int and isinstance(val, bool))):
         raise RunFormatError(f"{where}: field {key!r} should be {typ.__name__}, got {type(val).__name__}")
+    return val
+
+
+def _opt_str(d: dict, key: str, where: Path, what: str) -> str | None:
+    val = d.get(key)
+    if val is not None and not isinstance(val, str):
+        raise RunFormatError(f"{where}: {what} field {key!r} should be a string or null, got {val!r:.40}")
+    return val
+
+
+def _count(d: dict, key: str, where: Path, what: str, lo: int, cap: str) -> int:
+    val = _req(d, key, int, where)
+    if val < lo or val > limit(cap):
+        raise RunFormatError(f"{where}: {what} has {key} = {val}; allowed {lo}..{limit(cap)} {hint(cap)}"
+                             if val > limit(cap) else f"{where}: {what} has {key} = {val}, must be >= {lo}")
     return val
 
 
 def _parse_node_set(d: Any, where: Path) -> NodeSet:
     if not isinstance(d, dict):
-        raise RunFormatError(f"{where}: a node set entry is not an object: {d!r}")
-    size, k = _req(d, "size", int, where), _req(d, "clusters", int, where)
-    if size < 0 or k < 1:
-        raise RunFormatError(f"{where}: node set {d.get('name')!r} has size {size}, clusters {k}")
-    return NodeSet(
-        name=str(_req(d, "name", str, where)),
-        size=size,
-        clusters=k,
-        trainable=bool(d.get("trainable", True)),
-        role=str(d.get("role") or "hidden"),
-        membership=d.get("membership"),
-    )
+        raise RunFormatError(f"{where}: a node set entry is not an object: {d!r:.60}")
+    name = _req(d, "name", str, where)
+    what = f"node set {name!r}"
+    size = _count(d, "size", where, what, 0, "max_nodes")
+    k = _count(d, "clusters", where, what, 1, "max_clusters")
+    if size * k * 8 > limit("max_array_bytes"):
+        raise RunFormatError(f"{where}: {what} declares {size} x {k} memberships {hint('max_array_bytes')}")
+    trainable = d.get("trainable", True)
+    if not isinstance(trainable, bool):
+        raise RunFormatError(f"{where}: {what} field 'trainable' should be true or false, got {trainable!r:.40}")
+    return NodeSet(name=name, size=size, clusters=k, trainable=trainable,
+                   role=_opt_str(d, "role", where, what) or "hidden",
+                   membership=_opt_str(d, "membership", where, what))
 
 
 def _parse_layer(d: Any, where: Path) -> Layer:
     if not isinstance(d, dict):
-        raise RunFormatError(f"{where}: a layer entry is not an object: {d!r}")
-    return Layer(
-        name=str(_req(d, "name", str, where)),
-        in_set=d.get("in_set"),
-        out_set=d.get("out_set"),
-        in_features=int(_req(d, "in_features", int, where)),
-        out_features=int(_req(d, "out_features", int, where)),
-        mask=d.get("mask"),
-        mode=d.get("mode"),
-        role=str(d.get("role") or "hidden"),
-    )
+        raise RunFormatError(f"{where}: a layer entry is not an object: {d!r:.60}")
+    name = _req(d, "name", str, where)
+    what = f"layer {name!r}"
+    fin = _count(d, "in_features", where, what, 0, "max_nodes")
+    fout = _count(d, "out_features", where, what, 0, "max_nodes")
+    if fin * fout * 4 > limit("max_array_bytes"):
+        raise RunFormatError(f"{where}: {what} declares a {fout} x {fin} weight {hint('max_array_bytes')}")
+    return Layer(name=name, in_set=_opt_str(d, "in_set", where, what), out_set=_opt_str(d, "out_set", where, what),
+                 in_features=fin, out_features=fout, mask=_opt_str(d, "mask", where, what),
+                 mode=_opt_str(d, "mode", where, what), role=_opt_str(d, "role", where, what) or "hidden")
+
+
+def snapshot_shapes(node_sets: list[NodeSet], layers: list[Layer]) -> dict[str, tuple[int, ...]]:
+    """The shape each snapshot array must have, from the topology.
+
+    >>> snapshot_shapes([NodeSet("h", 4, 2)], [Layer("fc", None, "h", 3, 4)])
+    {'probs__h': (4, 2), 'weight__fc': (4, 3), 'bias__fc': (4,)}
+    """
+    out: dict[str, tuple[int, ...]] = {}
+    for ns in node_sets:
+        out[rf.PROBS_PREFIX + ns.name] = (ns.size, ns.clusters)
+    for lay in layers:
+        out[rf.WEIGHT_PREFIX + lay.name] = (lay.out_features, lay.in_features)
+        out[rf.BIAS_PREFIX + lay.name] = (lay.out_features,)
+    return out
+
+
+def _str_list(val: Any, where: Path, key: str, nullable_items: bool = False) -> list | None:
+    if val is None:
+        return None
+    ok = isinstance(val, list) and all(isinstance(v, str) or (nullable_items and v is None) for v in val)
+    if not ok:
+        raise RunFormatError(f"{where}: dataset field {key!r} should be a list of strings, got {val!r:.60}")
+    if len(val) > limit("max_classes"):
+        raise RunFormatError(f"{where}: dataset field {key!r} lists {len(val)} entries {hint('max_classes')}")
+    return list(val)
+
+
+def read_run_meta(path: str | Path) -> tuple[Path, dict, list[NodeSet], list[Layer]]:
+    """``run.json`` of the run folder ``path``, validated: ``(folder, meta, node sets, layers)``.
+
+    Checks the format, the types of every field the readers use, the topology's sizes against
+    the limits of :mod:`analysis.limits` and the layers against their node sets, so that no
+    later reader allocates from an unchecked number. ``meta["config"]`` and
+    ``meta["dataset"]`` are always dicts afterwards.
+    """
+    path = Path(path)
+    if path.name == rf.RUN_JSON and path.is_file():
+        path = path.parent
+    if not path.exists():
+        raise RunFormatError(f"run folder not found: {path}")
+    if not path.is_dir():
+        raise RunFormatError(f"not a run folder (expected a folder with {rf.RUN_JSON}): {path}")
+    run_json = rf.confine(path, rf.RUN_JSON, rf.RUN_JSON)
+    meta = rf.read_json(run_json, f"{rf.RUN_JSON} of run")
+    if not isinstance(meta, dict) or meta.get("format") != rf.FORMAT:
+        raise RunFormatError(f"{run_json} is not a Blockout run (no \"format\": \"{rf.FORMAT}\")")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version > rf.FORMAT_VERSION:
+        raise RunFormatError(
+            f"{run_json} has format_version {version!r:.20}; this version reads up to {rf.FORMAT_VERSION}"
+        )
+    for key in ("config", "dataset"):
+        if meta.get(key) is None:
+            meta[key] = {}
+        elif not isinstance(meta[key], dict):
+            raise RunFormatError(f"{run_json}: {key!r} should be an object, got {type(meta[key]).__name__}")
+    if meta.get("name") is not None and not isinstance(meta["name"], str):
+        raise RunFormatError(f"{run_json}: 'name' should be a string, got {meta['name']!r:.40}")
+    topo = _req(meta, "topology", dict, run_json)
+    node_sets = [_parse_node_set(d, run_json) for d in _req(topo, "node_sets", list, run_json)]
+    layers = [_parse_layer(d, run_json) for d in _req(topo, "layers", list, run_json)]
+    for kind, names in (("node set", [n.name for n in node_sets]), ("layer", [lay.name for lay in layers])):
+        dup = sorted({n for n in names if names.count(n) > 1}) if len(names) < 10_000 else []
+        if dup or len(names) >= 10_000:
+            raise RunFormatError(f"{run_json}: {kind} names must be unique and fewer than 10000 "
+                                 f"(repeated: {dup[:3]})")
+    sizes = {n.name: n.size for n in node_sets}
+    for lay in layers:
+        for side, feat in ((lay.in_set, lay.in_features), (lay.out_set, lay.out_features)):
+            if side is not None and side not in sizes:
+                raise RunFormatError(f"{run_json}: layer {lay.name!r} names unknown node set {side!r}")
+            if side is not None and sizes[side] != feat:
+                raise RunFormatError(
+                    f"{run_json}: layer {lay.name!r} has {feat} features but node set {side!r} has {sizes[side]}"
+                )
+    ds = meta["dataset"]
+    where = run_json
+    names = _str_list(ds.get("class_names"), where, "class_names") or []
+    _str_list(ds.get("wnids"), where, "wnids", nullable_items=True)
+    _str_list(ds.get("coarse_names"), where, "coarse_names")
+    labels = ds.get("coarse_labels")
+    if labels is not None and not (isinstance(labels, list) and all(rf._is_int(v) for v in labels)):
+        raise RunFormatError(f"{where}: dataset field 'coarse_labels' should be a list of integers, got {labels!r:.60}")
+    if ds.get("hierarchy") is not None and not isinstance(ds["hierarchy"], (dict, list)):
+        raise RunFormatError(f"{where}: dataset field 'hierarchy' should be an object, a list or null")
+    cs = next((n for n in node_sets if n.role == "classes"), None)
+    if names and cs is not None and len(names) != cs.size:
+        raise RunFormatError(f"{where}: {len(names)} class names but the class node set {cs.name!r} has "
+                             f"{cs.size} nodes")
+    if cs is not None and cs.size > limit("max_classes"):
+        raise RunFormatError(f"{where}: the class node set {cs.name!r} has {cs.size} nodes {hint('max_classes')}")
+    return path, meta, node_sets, layers
 
 
 def _scan_snapshots(snap_dir: Path) -> list[dict]:
@@ -351,6 +449,8 @@ def _scan_snapshots(snap_dir: Path) -> list[dict]:
             m = _STEP_RE.match(p.name)
             if m:
                 out.append({"step": int(m.group(1)), "file": p.name, "has_weights": None, "tags": []})
+                if len(out) > limit("max_snapshots"):
+                    raise RunFormatError(f"{snap_dir} holds too many snapshots {hint('max_snapshots')}")
     return sorted(out, key=lambda e: e["step"])
 
 
@@ -369,74 +469,39 @@ def load_run(path: str | Path) -> Run:
     Raises
     ------
     RunFormatError
-        When ``run.json`` is missing, not JSON or not a Blockout run; when the index names a
-        snapshot file that does not exist; when a node set's size disagrees with a layer.
+        One line naming the file for anything wrong: ``run.json`` missing, not JSON, not a
+        Blockout run or of the wrong types; sizes over the limits of :mod:`analysis.limits`; an
+        index entry that is malformed, names a file outside the run folder or a missing one; a
+        node set's size that disagrees with a layer.
     """
-    path = Path(path)
-    if path.is_file() and path.name == rf.RUN_JSON:
-        path = path.parent
-    if not path.exists():
-        raise RunFormatError(f"run folder not found: {path}")
-    if not path.is_dir():
-        raise RunFormatError(f"not a run folder (expected a folder with {rf.RUN_JSON}): {path}")
-    run_json = path / rf.RUN_JSON
-    meta = rf.read_json(run_json, f"{rf.RUN_JSON} of run")
-    if not isinstance(meta, dict) or meta.get("format") != rf.FORMAT:
-        raise RunFormatError(f"{run_json} is not a Blockout run (no \"format\": \"{rf.FORMAT}\")")
-    version = meta.get("format_version")
-    if not isinstance(version, int) or version > rf.FORMAT_VERSION:
-        raise RunFormatError(
-            f"{run_json} has format_version {version!r}; this version reads up to {rf.FORMAT_VERSION}"
-        )
-    topo = _req(meta, "topology", dict, run_json)
-    node_sets = [_parse_node_set(d, run_json) for d in _req(topo, "node_sets", list, run_json)]
-    layers = [_parse_layer(d, run_json) for d in _req(topo, "layers", list, run_json)]
-    sizes = {n.name: n.size for n in node_sets}
-    for lay in layers:
-        for side, feat in ((lay.in_set, lay.in_features), (lay.out_set, lay.out_features)):
-            if side is not None and side not in sizes:
-                raise RunFormatError(f"{run_json}: layer {lay.name!r} names unknown node set {side!r}")
-            if side is not None and sizes[side] != feat:
-                raise RunFormatError(
-                    f"{run_json}: layer {lay.name!r} has {feat} features but node set {side!r} has {sizes[side]}"
-                )
-
-    ds = meta.get("dataset") or {}
-    if not isinstance(ds, dict):
-        raise RunFormatError(f"{run_json}: 'dataset' is not an object")
-    class_names = [str(c) for c in (ds.get("class_names") or [])]
+    path, meta, node_sets, layers = read_run_meta(path)
+    ds = meta["dataset"]
+    class_names = list(ds.get("class_names") or [])
     if not class_names:
         cs = next((n for n in node_sets if n.role == "classes"), None)
         class_names = [f"class {i}" for i in range(cs.size if cs else 0)]
 
-    snap_dir = path / rf.SNAPSHOT_DIR
+    snap_dir = rf.confine(path, rf.SNAPSHOT_DIR, "snapshots folder")
     index = snap_dir / rf.SNAPSHOT_INDEX
-    if index.is_file():
-        entries = []
-        for e in rf.iter_snapshot_entries(path):
-            if not isinstance(e, dict) or "step" not in e:
-                raise RunFormatError(f"{index}: an entry has no 'step': {e!r}")
-            e = dict(e)
-            e.setdefault("file", rf.snapshot_filename(e["step"]))
-            e["step"] = int(e["step"])
-            e.setdefault("tags", [])
-            entries.append(e)
+    if index.exists():
+        entries = rf.iter_snapshot_entries(path)
     else:
         entries = _scan_snapshots(snap_dir)
+    shapes = snapshot_shapes(node_sets, layers)
     snapshots: dict[int, Snapshot] = {}
     for e in entries:
-        f = snap_dir / str(e["file"])
+        f = rf.confine(snap_dir, e["file"], f"snapshot file of step {e['step']}")
         if not f.is_file():
-            raise RunFormatError(f"snapshot listed in {index} not found: {f}")
-        snapshots[e["step"]] = Snapshot(f, e["step"])
+            raise RunFormatError(f"snapshot listed in {index} not found: {e['file']}")
+        snapshots[e["step"]] = Snapshot(f, e["step"], shapes)
     for e in entries:
         if e.get("has_weights") is None:
             e["has_weights"] = snapshots[e["step"]].has_weights
 
     return Run(
         path=path,
-        name=str(meta.get("name") or path.name),
-        config=meta.get("config") or {},
+        name=rf.safe_name(meta.get("name"), fallback=rf.safe_name(path.name)),
+        config=meta["config"],
         dataset=ds,
         class_names=class_names,
         wnids=ds.get("wnids"),
@@ -445,7 +510,7 @@ def load_run(path: str | Path) -> Run:
         hierarchy=ds.get("hierarchy"),
         node_sets=node_sets,
         layers=layers,
-        metrics=rf.read_jsonl(path / rf.METRICS),
+        metrics=rf.read_jsonl(path / rf.METRICS, root=path),
         snapshot_entries=entries,
         steps=sorted(snapshots),
         meta={k: meta.get(k) for k in ("created", "versions", "format_version")},

@@ -104,20 +104,25 @@ def summarize_run(run_dir: str | Path, step: int | None = None, threshold: float
         raise UserError(f"threshold must be in (0, 1], got {threshold!r}")
     if not run_dir.is_dir():
         raise UserError(f"run folder not found: {run_dir}")
-    run = rf.read_json(run_dir / rf.RUN_JSON, "run.json")
-    if not isinstance(run, dict) or run.get("format") != rf.FORMAT:
-        raise RunFormatError(f"{run_dir / rf.RUN_JSON} is not a blockout run (format "
-                             f"{run.get('format') if isinstance(run, dict) else None!r})")
-    config = run.get("config") or {}
-    dataset = run.get("dataset") or {}
+    from analysis.run import read_run_meta, snapshot_shapes  # validates run.json before any allocation
+
+    run_dir, run, node_set_objs, layer_objs = read_run_meta(run_dir)
+    config = run["config"]
+    dataset = run["dataset"]
     topology = run.get("topology") or {}
-    metrics = rf.read_jsonl(run_dir / rf.METRICS)
+    metrics = rf.read_jsonl(run_dir / rf.METRICS, root=run_dir)
     entries = list(rf.iter_snapshot_entries(run_dir))
     entry = _pick_entry(entries, step, run_dir)
 
     probs: dict[str, np.ndarray] = {}
     if entry is not None:
-        probs = rf.split_snapshot(rf.load_npz(run_dir / rf.SNAPSHOT_DIR / entry["file"]))["probs"]
+        snap = rf.confine(run_dir / rf.SNAPSHOT_DIR, entry["file"], f"snapshot file of step {entry['step']}")
+        shapes = snapshot_shapes(node_set_objs, layer_objs)
+        with rf.NpzFile(snap) as npz:
+            for key in npz.files:
+                if key.startswith(rf.PROBS_PREFIX):
+                    probs[key[len(rf.PROBS_PREFIX):]] = rf.check_probs(npz.array(key, shapes.get(key)),
+                                                                       f"{snap}: array {key!r}")
 
     node_sets = []
     for ns in topology.get("node_sets", []):
@@ -139,7 +144,11 @@ def summarize_run(run_dir: str | Path, step: int | None = None, threshold: float
         item["live_fraction"] = live_fraction(probs[a], probs[b], threshold) if a in probs and b in probs else None
         layers.append(item)
 
-    best = max(metrics, key=lambda r: (r.get("test_acc", float("-inf")), -r.get("step", 0)), default=None)
+    def rank(r):
+        acc = r.get("test_acc")
+        return (float("-inf") if acc is None else acc, -(r.get("step") or 0))
+
+    best = max(metrics, key=rank, default=None)
     final = metrics[-1] if metrics else None
     return {
         "run": run.get("name", run_dir.name),
@@ -156,9 +165,9 @@ def summarize_run(run_dir: str | Path, step: int | None = None, threshold: float
             "input_shape": dataset.get("input_shape"),
         },
         "progress": {
-            "epochs_done": int(final["epoch"]) if final else 0,
+            "epochs_done": int(final.get("epoch") or 0) if final else 0,
             "epochs": config.get("epochs"),
-            "steps_done": int(final["step"]) if final else 0,
+            "steps_done": int(final.get("step") or 0) if final else 0,
             "evaluations": len(metrics),
             "seconds": final.get("seconds") if final else None,
         },

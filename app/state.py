@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +21,7 @@ import streamlit as st
 from analysis.errors import UserError
 from analysis.run import Run, load_run
 from analysis.runfolder import METRICS, RUN_JSON, SNAPSHOT_DIR, SNAPSHOT_INDEX, find_runs
-from app.archive import extract_run_archive
+from app import uploads
 
 REPO = Path(__file__).resolve().parents[1]
 #: Overrides for tests and deployments: the folder of runs and the run to open first.
@@ -137,21 +135,17 @@ def open_run(path: str | os.PathLike) -> tuple[Run, str, tuple]:
         raise UserError(f"cannot read run folder {p}: {exc}") from None
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
-def _extract(digest: str, filename: str, _data: bytes) -> str:
-    """Unpack an uploaded archive once per content (keyed by its SHA-256)."""
-    dest = tempfile.mkdtemp(prefix=f"blockout-upload-{digest[:12]}-")
-    try:
-        return str(extract_run_archive(_data, filename, dest))
-    except BaseException:
-        shutil.rmtree(dest, ignore_errors=True)
-        raise
+@st.cache_resource(show_spinner=False)
+def _sweep_once() -> int:
+    """Delete the unpacked uploads of dashboards that were killed (once per server process)."""
+    return uploads.sweep_orphans()
 
 
 def open_upload(filename: str, data: bytes) -> tuple[Run, str, tuple]:
     """Safely unpack an uploaded run archive into a temporary folder and load it."""
+    _sweep_once()
     digest = hashlib.sha256(data).hexdigest()
-    folder = _extract(digest, filename, data)
+    folder = uploads.unpack(digest, filename, data)  # the least recently used upload is deleted
     return open_run(folder)
 
 

@@ -82,7 +82,19 @@ def load_train_state(path: str | Path, map_location: str | torch.device = "cpu")
                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     if not isinstance(state, dict) or state.get("state_version") != STATE_VERSION:
         raise UserError(f"{path} is not a blockout training state (version "
-                        f"{state.get('state_version') if isinstance(state, dict) else None!r})")
-    if isinstance(state.get("config"), str):
-        state["config"] = json.loads(state["config"])
+                        f"{state.get('state_version') if isinstance(state, dict) else None!r:.40})")
+    for key, typ in _REQUIRED.items():
+        if not isinstance(state.get(key), typ):
+            raise UserError(f"{path} is not a complete training state ({key!r} is "
+                            f"{'missing' if key not in state else type(state[key]).__name__})")
+    if isinstance(state["config"], str):
+        from analysis.runfolder import parse_json
+
+        state["config"] = parse_json(state["config"], f"{path}: the saved config")
+        if not isinstance(state["config"], dict):
+            raise UserError(f"{path}: the saved config is not a JSON object")
     return state
+
+
+#: what a resume reads from the state, and its type
+_REQUIRED = {"config": (str, dict), "model": dict, "optimizer": dict, "progress": dict, "rng": dict}

@@ -92,21 +92,35 @@ def add_train(sub) -> None:
     p.add_argument("--config", metavar="FILE", help="JSON file with any of the options below; flags win")
     p.add_argument("--resume", metavar="RUN", help="continue the run in folder RUN (only --epochs, --device, "
                                                    "--num-workers, --amp may change)")
+    p.add_argument("--resume-if-exists", action="store_true",
+                   help="continue the run in --out when it exists (same options required), else start it; "
+                        "what a job restarted by torchrun --max-restarts or a scheduler should pass")
     add_config_flags(p)
     p.set_defaults(handler=cmd_train)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from blockout.train import resume_config, train
+    from blockout.train import is_resumable, resume_config, train
 
     if args.resume:
         if args.config:
             raise UserError("--config cannot be combined with --resume (the run keeps its own config)")
         config = resume_config(args.resume, _explicit(args))
         result = train(config, resume=True)
+    elif args.resume_if_exists and is_resumable(_train_out(args)):
+        given = {**(read_config_file(args.config) if args.config else {}), **_explicit(args)}
+        result = train(resume_config(_train_out(args), {k: v for k, v in given.items() if v is not None}),
+                       resume=True)
     else:
         result = train(config_from_args(args))
     return EXIT_INTERRUPTED if result.status in ("interrupted", "aborted") else 0
+
+
+def _train_out(args: argparse.Namespace) -> Path:
+    from blockout.train import default_out
+
+    config = config_from_args(args)
+    return Path(config.out) if config.out else default_out(config)
 
 
 # ------------------------------------------------------------------------------------------
@@ -387,10 +401,14 @@ def add_export(sub) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from analysis.export import export_run
+    from analysis.export import EXTENSIONS, export_run
     from analysis.run import load_run
+    from analysis.runfolder import safe_name
 
-    path = export_run(load_run(args.run), what=args.what, fmt=args.format, path=args.output,
+    run = load_run(args.run)
+    # the default name comes from run.json, which may be hostile: a plain name in the working folder
+    output = args.output or Path.cwd() / f"{safe_name(run.name)}_{args.what}.{EXTENSIONS[args.format]}"
+    path = export_run(run, what=args.what, fmt=args.format, path=output,
                       tau=args.threshold, step=args.step, method=args.method)
     print(path)
     return 0
@@ -491,6 +509,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = " ".join(str(exc).split("\n"))
         print(f"blockout: error: {msg}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except KeyboardInterrupt:  # outside the training loop's own handling (e.g. while loading data)
+        print("blockout: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

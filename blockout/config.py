@@ -228,6 +228,7 @@ class TrainConfig:
         for name in ("clusters", "nodes", "epochs", "batch_size", "image_size"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)!r}")
+        _check_sizes(self)
         for name in ("samples_per_class", "test_samples_per_class", "snapshot_every"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -330,6 +331,21 @@ class TrainConfig:
     def replace(self, **changes: Any) -> "TrainConfig":
         """A validated copy with ``changes`` applied."""
         return dataclasses.replace(self, **changes)
+
+
+def _check_sizes(cfg: "TrainConfig") -> None:
+    """Upper bounds (``analysis.limits``), so a config file cannot make training allocate terabytes."""
+    from analysis.limits import hint, limit
+
+    for name, cap in (("nodes", "max_nodes"), ("clusters", "max_clusters")):
+        if getattr(cfg, name) > limit(cap):
+            raise UserError(f"{name}={getattr(cfg, name)} is too large {hint(cap)}")
+    if cfg.nodes * cfg.clusters * 4 > limit("max_array_bytes"):
+        raise UserError(f"nodes x clusters = {cfg.nodes} x {cfg.clusters} memberships is too large "
+                        f"{hint('max_array_bytes')}")
+    for name, cap in (("depth", 1000), ("image_size", 65536), ("batch_size", 1 << 24)):
+        if getattr(cfg, name) > cap:
+            raise UserError(f"{name}={getattr(cfg, name)} is too large (at most {cap})")
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

@@ -67,16 +67,39 @@ def setup(device_spec: str) -> DistInfo:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if not tdist.is_initialized():
-        tdist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        restart = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") or "0"
+        if restart == "0":
+            tdist.init_process_group(backend=backend)
+        else:
+            # torchrun keeps one store across restarts: without a fresh namespace the restarted
+            # ranks read the previous round's addresses (gloo's connectFullMesh then dials the
+            # dead process and fails).
+            tdist.init_process_group(backend=backend, store=_restart_store(restart, rank, world),
+                                     rank=rank, world_size=world)
     return DistInfo(rank, world, local_rank, device)
 
 
-def cleanup(info: DistInfo) -> None:
+def _restart_store(restart: str, rank: int, world: int):
+    """The launcher's TCPStore under a prefix unique to this restart round."""
+    from datetime import timedelta
+
+    agent_hosts = os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true"
+    store = tdist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), world,
+                           is_master=(rank == 0 and not agent_hosts), timeout=timedelta(minutes=5))
+    return tdist.PrefixStore(f"blockout/restart-{restart}", store)
+
+
+def cleanup(info: DistInfo, failed: bool = False) -> None:
     """Leave the process group together: a rank tearing gloo down while another is still
-    communicating aborts the process ("terminate called without an active exception")."""
+    communicating aborts the process ("terminate called without an active exception").
+
+    ``failed``: this rank is leaving on an error (a peer may be dead): no barrier, whose own
+    error would hide the first one."""
     if info.enabled and tdist.is_initialized():
         try:
-            tdist.barrier()
+            if not failed:
+                tdist.barrier()
         finally:
             tdist.destroy_process_group()
 

@@ -150,6 +150,27 @@ class RunWriter:
             rf.save_npz(path, {k: v for k, v in arrays.items()
                                if not k.startswith((rf.WEIGHT_PREFIX, rf.BIAS_PREFIX))})
 
+    def repair(self) -> None:
+        """Finish what a killed write left half done: a snapshot still holding weights after the
+        index dropped them (the index is written first), and snapshot files on disk that the
+        index never listed (written just before a kill) are removed."""
+        if not self.enabled:
+            return
+        listed = {e["file"] for e in self._entries}
+        for e in self._entries:
+            path = self.snapshot_dir / e["file"]
+            if not e.get("has_weights") and path.is_file():
+                with rf.NpzFile(path) as npz:
+                    stale = any(k.startswith((rf.WEIGHT_PREFIX, rf.BIAS_PREFIX)) for k in npz.files)
+                if stale:
+                    arrays = rf.load_npz(path)
+                    rf.save_npz(path, {k: v for k, v in arrays.items()
+                                       if not k.startswith((rf.WEIGHT_PREFIX, rf.BIAS_PREFIX))})
+        if (self.snapshot_dir / rf.SNAPSHOT_INDEX).is_file():
+            for path in self.snapshot_dir.glob("step_*.npz"):
+                if path.name not in listed:
+                    path.unlink()
+
     def truncate_after(self, step: int) -> None:
         """Forget metrics and snapshots written after ``step`` (resuming from an earlier checkpoint)."""
         if not self.enabled:
@@ -168,3 +189,78 @@ class RunWriter:
             self._write_index()
             for e in late:
                 (self.snapshot_dir / e["file"]).unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# one writer per run folder
+
+#: The lock file in a run folder (hidden: readers and uploads ignore it).
+LOCK_NAME = ".lock"
+
+
+class RunLock:
+    """An advisory lock (``fcntl.flock``) on ``<run>/.lock``: one writing process per run folder.
+
+    The lock is the operating system's, so it vanishes with the process that holds it: a run
+    killed with SIGKILL never leaves a stale lock behind. The file keeps the holder's pid, only
+    to name it in the message another process gets.
+    """
+
+    def __init__(self, run_dir: str | Path) -> None:
+        self.run_dir = Path(run_dir)
+        self._fd: int | None = None
+
+    def acquire(self) -> "RunLock":
+        import fcntl
+        import os
+
+        from blockout.errors import UserError
+
+        if self._fd is not None:
+            return self
+        if self.run_dir.exists() and not self.run_dir.is_dir():
+            raise UserError(f"--out {self.run_dir} exists and is not a folder")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        path = self.run_dir / LOCK_NAME
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise UserError(f"run folder {self.run_dir} is being written by another blockout process "
+                            f"(pid {holder}); wait for it to finish, or stop it, then try again") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        import fcntl
+        import os
+
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def clear_unfinished_run(run_dir: str | Path) -> None:
+    """Remove what a run killed before its first checkpoint wrote (``run.json``, metrics,
+    snapshots), so it can start again from the beginning. Call only while holding the lock."""
+    import shutil
+
+    run_dir = Path(run_dir)
+    for name in (rf.RUN_JSON, rf.METRICS):
+        (run_dir / name).unlink(missing_ok=True)
+    snaps = run_dir / rf.SNAPSHOT_DIR
+    if snaps.is_symlink():
+        snaps.unlink()
+    elif snaps.is_dir():
+        shutil.rmtree(snaps)

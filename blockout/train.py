@@ -16,6 +16,7 @@ What a run guarantees:
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import random
 import signal
@@ -31,6 +32,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
+from analysis import faults
 from analysis import runfolder as rf
 from blockout import distributed as bdist
 from blockout.checkpoint import capture_rng_state, load_train_state, restore_rng_state, save_train_state
@@ -38,7 +40,7 @@ from blockout import emergence as emg
 from blockout.config import TrainConfig
 from blockout.errors import UserError
 from blockout.models import BlockoutNet, build_model
-from blockout.runwriter import RunWriter
+from blockout.runwriter import LOCK_NAME, RunLock, RunWriter, clear_unfinished_run
 
 #: Snapshots of P per run when ``snapshot_every`` is not given.
 TARGET_SNAPSHOTS = 30
@@ -207,13 +209,25 @@ def default_out(config: TrainConfig) -> Path:
     return Path("checkpoints") / f"{config.dataset}-{config.method}-s{config.seed}"
 
 
+def _ignorable(p: Path) -> bool:
+    """The lock file and leftovers of killed atomic writes do not make a folder a run."""
+    return p.name == LOCK_NAME or (p.name.startswith(".") and p.name.endswith(".tmp"))
+
+
 def check_new_run_dir(run_dir: Path) -> None:
-    """A new run needs a missing or empty folder."""
+    """A new run needs a missing or empty folder (its lock file and stale temporaries aside)."""
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"--out {run_dir} exists and is not a folder")
-    if run_dir.is_dir() and any(run_dir.iterdir()):
+    if run_dir.is_dir() and any(not _ignorable(p) for p in run_dir.iterdir()):
         raise UserError(f"run folder {run_dir} already exists and is not empty "
                         f"(continue it with --resume {run_dir}, or choose another --out)")
+
+
+def is_resumable(run_dir: str | Path) -> bool:
+    """True when ``run_dir`` holds a run that ``--resume`` can continue: a checkpoint, or a run
+    killed before its first checkpoint (``run.json`` only), which starts again from the beginning."""
+    run_dir = Path(run_dir)
+    return (run_dir / rf.TRAIN_STATE).is_file() or (run_dir / rf.RUN_JSON).is_file()
 
 
 def resume_config(run_dir: str | Path, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
@@ -226,10 +240,21 @@ def resume_config(run_dir: str | Path, overrides: Mapping[str, Any] | None = Non
     if not run_dir.is_dir():
         raise UserError(f"--resume {run_dir}: no such run folder")
     state_path = run_dir / rf.TRAIN_STATE
-    if not state_path.is_file():
-        raise UserError(f"--resume {run_dir}: {rf.TRAIN_STATE} not found, so the run cannot be continued")
-    saved = load_train_state(state_path)["config"]
-    config = TrainConfig.from_dict(saved, source=str(state_path))
+    if state_path.is_file():
+        saved = load_train_state(state_path)["config"]
+        source = str(state_path)
+    elif (run_dir / rf.RUN_JSON).is_file():
+        # killed before the first checkpoint: run.json holds the same resolved config
+        meta = rf.read_json(run_dir / rf.RUN_JSON, rf.RUN_JSON, root=run_dir)
+        saved = meta.get("config") if isinstance(meta, dict) else None
+        source = str(run_dir / rf.RUN_JSON)
+        if not isinstance(saved, dict):
+            raise UserError(f"--resume {run_dir}: {rf.RUN_JSON} holds no config object, so the run cannot be "
+                            f"continued")
+    else:
+        raise UserError(f"--resume {run_dir}: neither {rf.TRAIN_STATE} nor {rf.RUN_JSON} found, so there is "
+                        f"no run to continue")
+    config = TrainConfig.from_dict(saved, source=source)
     changes = {}
     for key, value in (overrides or {}).items():
         if key not in TrainConfig.field_names():
@@ -316,20 +341,49 @@ def train(config: TrainConfig, *, resume: bool = False,
     from blockout.data import load_dataset  # heavy-ish import, only when training
 
     info = bdist.setup(config.device)
+    run_dir = Path(config.out) if config.out else default_out(config)
+    lock = RunLock(run_dir) if info.is_main else None
+    failed = True
     try:
-        return _train(config, info, resume, on_step, load_dataset)
+        if lock is not None:
+            lock.acquire()
+        result = _train(config, info, resume, on_step, load_dataset)
+        failed = False
+        return result
+    except OSError as exc:
+        if exc.errno not in _DISK_ERRNOS:
+            raise
+        raise UserError(f"cannot write the run folder {run_dir}: {exc.strerror}"
+                        f"{f' ({exc.filename})' if exc.filename else ''}. Files already written are intact; "
+                        f"fix that, then continue with: blockout train --resume {run_dir}") from None
     finally:
-        bdist.cleanup(info)
+        if lock is not None:
+            lock.release()
+        bdist.cleanup(info, failed=failed)
+
+
+#: errors of the disk rather than of the program: reported as one line with how to resume
+_DISK_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EIO}
 
 
 def _train(config, info, resume, on_step, load_dataset) -> TrainResult:
     run_dir = Path(config.out) if config.out else default_out(config)
     config = config.replace(out=str(run_dir))
     state = None
-    if resume:
+    if resume and (run_dir / rf.TRAIN_STATE).is_file():
         state = load_train_state(run_dir / rf.TRAIN_STATE, map_location="cpu")
+    elif resume:
+        if not (run_dir / rf.RUN_JSON).is_file():
+            raise UserError(f"--resume {run_dir}: no run to continue (neither {rf.TRAIN_STATE} nor {rf.RUN_JSON})")
+        if info.is_main:  # killed before its first checkpoint: start again from the beginning
+            log(f"{run_dir} has no checkpoint yet (stopped before the first one): starting it again")
+            clear_unfinished_run(run_dir)
     else:
         check_new_run_dir(run_dir)
+    if info.is_main:
+        stale = rf.remove_stale_temporaries(run_dir)
+        if stale:
+            log(f"removed {stale} temporary file(s) left by an interrupted write in {run_dir}")
     bdist.barrier(info)  # every rank checked the folder before rank 0 writes into it
 
     # ---- data and model (identical on every rank: the seed is shared)
@@ -362,8 +416,15 @@ def _train(config, info, resume, on_step, load_dataset) -> TrainResult:
 
     prog = _Progress()
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+            raise UserError(f"{run_dir / rf.TRAIN_STATE} does not fit this run's model "
+                            f"({str(exc).splitlines()[0][:200]})") from None
+        if not set(state["progress"]) <= set(prog.to_state()):
+            raise UserError(f"{run_dir / rf.TRAIN_STATE}: unknown progress fields "
+                            f"{sorted(set(state['progress']) - set(prog.to_state()))[:3]}")
         for g in optimizer.param_groups:  # base lrs follow the (unchanged) config
             g["base_lr"] = config.lr * (config.theta_lr_mult if g.get("name") == "theta" else 1.0)
         if "scaler" in state and needs_scaler:
@@ -393,6 +454,7 @@ def _train(config, info, resume, on_step, load_dataset) -> TrainResult:
                     "sampling RNG re-seeded, so results will not match an uninterrupted run exactly")
             torch.manual_seed(config.seed * 1_000_003 + info.rank + 1 + prog.step)
         writer.truncate_after(prog.step)
+        writer.repair()
         if info.is_main:
             log(f"resuming {run_dir} at step {prog.step} (epoch {prog.epochs_done + 1}, "
                 f"batch {prog.batch_in_epoch}/{steps_per_epoch})")
@@ -402,6 +464,7 @@ def _train(config, info, resume, on_step, load_dataset) -> TrainResult:
         writer.write_run_json(config.to_dict(), dataset_json, model.topology(), extra={"runtime": runtime})
         if len(model.node_sets):
             writer.snapshot(0, 0, model.node_set_probs(), multipliers=emg.multiplier_arrays(model) or None)
+        faults.point("start", "run")  # tests: killed between run.json and the first checkpoint
 
     ddp_model: nn.Module = model
     if info.enabled:
@@ -500,6 +563,7 @@ def _train(config, info, resume, on_step, load_dataset) -> TrainResult:
                         snapshot()
                     if on_step is not None:
                         on_step(prog.step, model)
+                    faults.point("step", str(prog.step))
                     if flags[1].item() > 0 or stop.requested:
                         raise KeyboardInterrupt
                 if bar is not None:

@@ -55,8 +55,16 @@ def load_image(path: Path, image_size: int) -> torch.Tensor:
     """Read one image as uint8 ``(3, S, S)``: RGB, shorter side resized to S, centre crop."""
     from PIL import Image, UnidentifiedImageError
 
+    from analysis.limits import hint, limit
+
+    cap = limit("max_image_pixels")
+    Image.MAX_IMAGE_PIXELS = cap  # Pillow's own bomb check, at our limit
     try:
-        with Image.open(path) as im:
+        with Image.open(path) as im:  # reads the header only: the size is known before decoding
+            w, h = im.size
+            if w * h > cap:
+                raise UserError(f"imagefolder: image {path} has {w} x {h} pixels, too many "
+                                f"{hint('max_image_pixels')}")
             im = im.convert("RGB")
             w, h = im.size
             scale = image_size / min(w, h)
@@ -65,8 +73,11 @@ def load_image(path: Path, image_size: int) -> torch.Tensor:
             left, top = (nw - image_size) // 2, (nh - image_size) // 2
             im = im.crop((left, top, left + image_size, top + image_size))
             arr = np.asarray(im, dtype=np.uint8)  # (S, S, 3)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise UserError(f"imagefolder: cannot read image {path} ({exc})") from None
+    except Image.DecompressionBombError:
+        raise UserError(f"imagefolder: image {path} is a decompression bomb (more than {cap} pixels) "
+                        f"{hint('max_image_pixels')}") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise UserError(f"imagefolder: cannot read image {path} ({str(exc).splitlines()[0][:160]})") from None
     return torch.from_numpy(arr.transpose(2, 0, 1).copy())
 
 
