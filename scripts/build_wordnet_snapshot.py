@@ -3,7 +3,7 @@
 
 Examples::
 
-    # the snapshot shipped in analysis/data/ (CIFAR-100 and CIFAR-10, curated synsets)
+    # the snapshot shipped in analysis/data/ (CIFAR-100, CIFAR-10, Fashion-MNIST, MNIST; curated synsets)
     python scripts/build_wordnet_snapshot.py --bundled
 
     # any label set: synset names, ImageNet wnids (n########) or plain words, one per line
@@ -48,6 +48,11 @@ def bundled_label_sets() -> dict[str, dict[str, list]]:
     for key, field in (("cifar100", "fine_label_names"), ("cifar10", "cifar10_label_names")):
         classes = names[field]
         out[key] = {"class_names": classes, "synsets": [LABEL_SETS[key][c] for c in classes]}
+    from blockout.data.idx import FASHION_MNIST_CLASSES, MNIST_CLASSES
+    from analysis.wordnet.table import curated_synset
+
+    for key, classes in (("fashion-mnist", FASHION_MNIST_CLASSES), ("mnist", MNIST_CLASSES)):
+        out[key] = {"class_names": list(classes), "synsets": [curated_synset(c) for c in classes]}
     return out
 
 
@@ -56,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("labels", nargs="*", help="synset names, wnids or words")
     ap.add_argument("--labels", dest="labels_file", type=Path, help="file of labels (one per line, or a JSON list)")
     ap.add_argument("--name", default="custom", help="label-set name stored in the snapshot")
-    ap.add_argument("--bundled", action="store_true", help="rebuild the shipped CIFAR-100/CIFAR-10 snapshot")
+    ap.add_argument("--bundled", action="store_true", help="rebuild the shipped snapshot (CIFAR-100, CIFAR-10, Fashion-MNIST, MNIST)")
     ap.add_argument("--wordnet", help="folder with the WordNet 3.0 database files (default: NLTK_DATA, /usr/share/wordnet)")
     ap.add_argument("-o", "--output", type=Path, help=f"output JSON (default with --bundled: {BUNDLED_PATH})")
     args = ap.parse_args(argv)
