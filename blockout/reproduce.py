@@ -158,19 +158,19 @@ def first_epoch_reaching(test_accs: Sequence[float], target: float) -> int | Non
     return None
 
 
-def pick_wordnet_grouping(partitions: Sequence[Mapping], n_classes: int, coarse_groups: int | None) -> str | None:
+def pick_wordnet_grouping(partitions: Sequence[Mapping], n_classes: int, target: float) -> str | None:
     """The WordNet depth grouping a table summarises, chosen before looking at any score.
 
     Among the WordNet groupings with more than one and fewer than ``n_classes`` groups, the one
-    whose number of groups is closest to the coarse reference's (or to ``sqrt(n_classes)`` when
-    there is none); ties go to the shallower one.
+    whose number of groups is closest to ``target`` (the table uses the coarse reference's number
+    of groups, or ``sqrt(n_classes)``, for a coarse cut and ``n_classes / 2`` for a fine one);
+    ties go to the shallower one.
 
     >>> parts = [{"reference": "wordnet@2", "kind": "wordnet", "depth": 2, "n_groups": 2},
     ...          {"reference": "wordnet@4", "kind": "wordnet", "depth": 4, "n_groups": 4}]
-    >>> pick_wordnet_grouping(parts, 10, 3), pick_wordnet_grouping(parts, 10, None)
+    >>> pick_wordnet_grouping(parts, 10, 3), pick_wordnet_grouping(parts, 10, 5)
     ('wordnet@2', 'wordnet@4')
     """
-    target = coarse_groups if coarse_groups else math.sqrt(n_classes)
     cands = [p for p in partitions if p.get("kind") == "wordnet" and 1 < p["n_groups"] < n_classes]
     if not cands:
         return None
@@ -283,8 +283,10 @@ def _summarise_agreement(table: dict[str, Any]) -> None:
                  for x in refs]
         if parts:
             classes = int(ems[0]["agreement"].get("n_classes") or 0)
-            chosen = {"coarse": coarse["name"] if coarse else None,
-                      "wordnet": pick_wordnet_grouping(parts, classes, coarse["n_groups"] if coarse else None)}
+            wn = pick_wordnet_grouping(parts, classes, coarse["n_groups"] if coarse else math.sqrt(classes))
+            wn_fine = pick_wordnet_grouping(parts, classes, classes / 2)
+            chosen = {"coarse": coarse["name"] if coarse else None, "wordnet": wn,
+                      "wordnet_fine": wn_fine if wn_fine != wn else None}
             for label, ref in chosen.items():
                 if ref is None:
                     continue
@@ -375,7 +377,7 @@ def to_markdown(table: dict[str, Any], title: str = "") -> str:
                   "label permutations).", ""]
         refs = {}
         for r in table["rows"]:
-            for label in ("coarse", "wordnet"):
+            for label in ("coarse", "wordnet", "wordnet_fine"):
                 ref = (r.get("agreement_summary") or {}).get(label, {}).get("reference")
                 if ref:
                     refs.setdefault(label, ref)
@@ -507,8 +509,11 @@ def reproduce(options: Mapping[str, Any], root: Path, rows: Sequence[Row], seeds
             continue
         if (out / rf.TRAIN_STATE).is_file():
             overrides = {k: v for k, v in cfg.to_dict().items() if k not in ("out", "snapshot_every")}
-            rcfg = resume_config(out, overrides)
-            log(f"{where}: " + ("finished, reused" if _finished(out, cfg.epochs) else "resuming"))
+            rcfg = resume_config(out, overrides)  # a UserError when the run's options differ from these
+            if _finished(out, cfg.epochs) is not None:
+                log(f"{where}: finished, reused")
+                continue
+            log(f"{where}: resuming")
             result = train(rcfg, resume=True)
         else:
             if out.exists() and any(out.iterdir()):
