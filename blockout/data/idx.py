@@ -16,6 +16,7 @@ Fashion-MNIST's default folder is where Debian's ``dataset-fashion-mnist`` packa
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from pathlib import Path
 
@@ -100,7 +101,7 @@ def read_idx(path: str | Path) -> np.ndarray:
                 magic = f.read(4)
                 head = magic + f.read(4 * magic[3]) if len(magic) == 4 else magic
                 shape = _parse_header(head, source)
-                size = int(np.prod(shape, dtype=np.int64))
+                size = math.prod(shape)  # Python ints: a corrupt header cannot overflow
                 if size > MAX_IDX_BYTES:
                     raise UserError(f"{source}: IDX header declares {shape}, {size} bytes: too large to be real")
                 data = f.read(size)
@@ -111,7 +112,7 @@ def read_idx(path: str | Path) -> np.ndarray:
                 magic = f.read(4)
                 head = magic + f.read(4 * magic[3]) if len(magic) == 4 else magic
                 shape = _parse_header(head, source)
-                size = int(np.prod(shape, dtype=np.int64))
+                size = math.prod(shape)  # Python ints: a corrupt header cannot overflow
                 expected = len(head) + size
                 if file_size != expected:
                     what = "truncated" if file_size < expected else "has trailing data"
