@@ -317,7 +317,9 @@ def _pct(m, s) -> str:
 def _ari_cell(d: Mapping | None) -> str:
     if not d:
         return "–"
-    ps = "/".join(f"{p:.2f}" for p in d["p"])
+    if all(p is None for p in d["p"]):  # --permutations 0: no null, no p
+        return f"{d['ari_mean']:.2f}"
+    ps = "/".join("n/a" if p is None else f"{p:.2f}" for p in d["p"])
     return f"{d['ari_mean']:.2f} (p {ps})"
 
 
