@@ -105,15 +105,20 @@ class TrainConfig:
     """
 
     # --- data
-    dataset: str = _opt("synthetic", "dataset name: synthetic (built in), cifar10, cifar100, imagefolder",
-                        metavar="NAME")
-    data_dir: str | None = _opt(None, "folder holding the dataset files (cifar10/cifar100/imagefolder)",
+    dataset: str = _opt("synthetic", "dataset name: synthetic (built in), cifar10, cifar100, fashion-mnist, mnist "
+                        "(IDX files), imagefolder", metavar="NAME")
+    data_dir: str | None = _opt(None, "folder holding the dataset files (cifar10/cifar100/mnist/imagefolder; "
+                                "fashion-mnist defaults to Debian's /usr/share/datasets/fashion-mnist)",
                                  metavar="DIR")
     hierarchy: str | None = _opt(None, "JSON class hierarchy for the synthetic dataset ({group: [classes]})",
                                   metavar="FILE")
     samples_per_class: int | None = _opt(None, "training images per class (synthetic; default: the dataset's)")
     test_samples_per_class: int | None = _opt(None, "test images per class (synthetic; default: the dataset's)")
     image_size: int = _opt(32, "image side length in pixels (synthetic and imagefolder)")
+    augment: str = _opt("auto", "training augmentation on whole batches: crop = random crop after padding "
+                        "(4 px for 32x32, 2 px for 28x28), crop-flip = also a random horizontal flip; auto = "
+                        "crop-flip for cifar10/cifar100/fashion-mnist/imagefolder, crop for mnist (digits are "
+                        "not mirrored), none for synthetic", ("auto", "none", "crop", "crop-flip"))
     data_seed: int = _opt(0, "seed of the synthetic data (kept apart from --seed so seeds share one dataset)")
     # --- model
     method: str = _opt("hard-learned", "the paper's method, or one of our emergence recipes (hard-budgeted, "

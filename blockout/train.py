@@ -38,6 +38,7 @@ from blockout import distributed as bdist
 from blockout.checkpoint import capture_rng_state, load_train_state, restore_rng_state, save_train_state
 from blockout import emergence as emg
 from blockout.config import TrainConfig
+from blockout.data.augment import augment_batch, batch_generator, crop_padding, resolve_augment
 from blockout.errors import UserError
 from blockout.models import BlockoutNet, build_model
 from blockout.runwriter import LOCK_NAME, RunLock, RunWriter, clear_unfinished_run
@@ -403,6 +404,13 @@ def _train(config, info, resume, on_step, load_dataset) -> TrainResult:
     autocast, needs_scaler, amp_dtype = _autocast_factory(info.device, config.amp)
     scaler = torch.amp.GradScaler(info.device.type, enabled=needs_scaler)
 
+    augment = resolve_augment(config.augment, config.dataset)
+    side = int(dataset_json["input_shape"][-1]) if len(dataset_json["input_shape"]) == 3 else 0
+    aug_pad = crop_padding(side) if augment in ("crop", "crop-flip") and side else 0
+    aug_flip = augment == "crop-flip" and side > 0
+    aug_fill = getattr(train_ds, "_shift", 0.0)  # normalised black: pad like zero-padding the raw image
+    if torch.is_tensor(aug_fill):
+        aug_fill = aug_fill.to(info.device)
     sampler = DistributedSampler(train_ds, num_replicas=info.world_size, rank=info.rank, shuffle=True,
                                  seed=config.seed, drop_last=False)
     steps_per_epoch = len(_batches_of(list(range(len(sampler))), config.batch_size))
@@ -412,7 +420,7 @@ def _train(config, info, resume, on_step, load_dataset) -> TrainResult:
     writer = RunWriter(run_dir, enabled=info.is_main)
     runtime = {"device": str(info.device), "world_size": info.world_size,
                "amp": None if amp_dtype is None else str(amp_dtype).replace("torch.", ""),
-               "steps_per_epoch": steps_per_epoch, "total_steps": total_steps}
+               "steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "augment": augment}
 
     prog = _Progress()
     if state is not None:
@@ -513,6 +521,9 @@ def _train(config, info, resume, on_step, load_dataset) -> TrainResult:
                 bar = _progress_bar(info, len(batches), prog.batch_in_epoch, epoch, config.epochs)
                 for x, y in _iterate(train_ds, todo, config.num_workers, info.device, config.seed + epoch):
                     in_step = True
+                    if aug_pad or aug_flip:  # a pure function of (seed, rank, epoch, batch): resumes exactly
+                        gen = batch_generator(config.seed * 1_000_003 + info.rank, epoch, prog.batch_in_epoch)
+                        x = augment_batch(x, gen, pad=aug_pad, flip=aug_flip, fill=aug_fill)
                     set_lr(optimizer, lr_factor(prog.step, total_steps, config.lr_schedule, config.warmup_steps))
                     if epoch < config.membership_warmup:  # memberships held at their start
                         for g in optimizer.param_groups:

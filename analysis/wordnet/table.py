@@ -137,7 +137,38 @@ CIFAR10_SYNSETS: dict[str, str] = {
     "truck": "truck.n.01",  # an automotive vehicle suitable for hauling
 }
 
-LABEL_SETS: dict[str, dict[str, str]] = {"cifar100": CIFAR100_SYNSETS, "cifar10": CIFAR10_SYNSETS}
+#: Fashion-MNIST (Zalando's class names). ``T-shirt/top`` is WordNet's T-shirt (``jersey.n.03``, whose
+#: lemmas are jersey, T-shirt, tee_shirt); ``Bag`` is the handbag sense (``bag.n.04``: the images are
+#: handbags, not sacks); ``Ankle boot`` has no lemma of its own and takes ``boot.n.01``.
+FASHION_MNIST_SYNSETS: dict[str, str] = {
+    "t_shirt/top": "jersey.n.03",  # a close-fitting pullover shirt (lemmas jersey, T-shirt, tee_shirt)
+    "trouser": "trouser.n.01",  # a garment extending from the waist to the knee or ankle, covering each leg separately
+    "pullover": "pullover.n.01",  # a sweater that is put on by pulling it over the head
+    "dress": "dress.n.01",  # a one-piece garment for a woman; has skirt and bodice
+    "coat": "coat.n.01",  # an outer garment that has sleeves and covers the body from shoulder down; worn outdoors
+    "sandal": "sandal.n.01",  # a shoe consisting of a sole fastened by straps to the foot
+    "shirt": "shirt.n.01",  # a garment worn on the upper half of the body
+    "sneaker": "gym_shoe.n.01",  # a canvas shoe with a pliable rubber sole (lemmas gym_shoe, sneaker, tennis_shoe)
+    "bag": "bag.n.04",  # a container used for carrying money and small personal items (lemmas bag, handbag, purse)
+    "ankle_boot": "boot.n.01",  # footwear that covers the whole foot and lower leg
+}
+
+#: MNIST digits, named by their words: the cardinal-number senses (``zero.n.01`` is "nothing").
+MNIST_SYNSETS: dict[str, str] = {
+    "zero": "zero.n.02",  # a mathematical element that when added to another number yields the same number
+    "one": "one.n.01",  # the smallest whole number or a numeral representing this number
+    "two": "two.n.01",  # the cardinal number that is the sum of one and one
+    "three": "three.n.01",  # the cardinal number that is the sum of one and one and one
+    "four": "four.n.01",  # the cardinal number that is the sum of three and one
+    "five": "five.n.01",  # the cardinal number that is the sum of four and one
+    "six": "six.n.01",  # the cardinal number that is the sum of five and one
+    "seven": "seven.n.01",  # the cardinal number that is the sum of six and one
+    "eight": "eight.n.01",  # the cardinal number that is the sum of seven and one
+    "nine": "nine.n.01",  # the cardinal number that is the sum of eight and one
+}
+
+LABEL_SETS: dict[str, dict[str, str]] = {"cifar100": CIFAR100_SYNSETS, "cifar10": CIFAR10_SYNSETS,
+                                         "fashion-mnist": FASHION_MNIST_SYNSETS, "mnist": MNIST_SYNSETS}
 
 
 def curated_synset(class_name: str) -> str | None:
@@ -145,6 +176,11 @@ def curated_synset(class_name: str) -> str | None:
 
     >>> curated_synset("tiger"), curated_synset("Maple Tree"), curated_synset("zebra")
     ('tiger.n.02', 'maple.n.02', None)
+    >>> curated_synset("T-shirt/top"), curated_synset("Ankle boot"), curated_synset("zero")
+    ('jersey.n.03', 'boot.n.01', 'zero.n.02')
     """
     key = class_name.strip().lower().replace(" ", "_").replace("-", "_")
-    return CIFAR100_SYNSETS.get(key) or CIFAR10_SYNSETS.get(key)
+    for table in LABEL_SETS.values():
+        if key in table:
+            return table[key]
+    return None

@@ -1,4 +1,5 @@
-"""Datasets: the embedded synthetic default, CIFAR-10/100 and image folders. Nothing is downloaded.
+"""Datasets: the embedded synthetic default, CIFAR-10/100, Fashion-MNIST / MNIST (IDX files) and image
+folders. Nothing is downloaded.
 
 >>> train, test, info = load_dataset("synthetic", hierarchy={"a": ["x", "y"], "b": ["z"]},
 ...                                  samples_per_class=2, test_samples_per_class=1)
@@ -40,7 +41,7 @@ __all__ = [
     "parse_hierarchy",
 ]
 
-DATASETS = ("synthetic", "cifar10", "cifar100", "imagefolder")
+DATASETS = ("synthetic", "cifar10", "cifar100", "fashion-mnist", "mnist", "imagefolder")
 
 
 def _check_count(name: str, value) -> int | None:
@@ -128,6 +129,31 @@ def _load_cifar(name, data_dir, hierarchy, samples_per_class, test_samples_per_c
     return train, test, info
 
 
+def _load_idx(name, data_dir, hierarchy, samples_per_class, test_samples_per_class, seed, image_size, kw):
+    from blockout.data.idx import FASHION_MNIST_CLASSES, FASHION_MNIST_COARSE, MNIST_CLASSES, read_idx_dataset
+
+    if kw:
+        raise UserError(f"{name}: unknown option(s) {', '.join(sorted(kw))}")
+    raw = read_idx_dataset(name, data_dir)
+    side = raw["train_x"].shape[2:]
+    if image_size not in (32, side[0]) or side[0] != side[1]:  # 32 is the option's default
+        raise UserError(f"{name}: images are {side[0]}x{side[1]}; image_size {image_size!r} is not supported")
+    names = list(FASHION_MNIST_CLASSES if name == "fashion-mnist" else MNIST_CLASSES)
+    h = resolve_hierarchy(hierarchy)
+    if h is None and name == "fashion-mnist":
+        h = parse_hierarchy(FASHION_MNIST_COARSE, source="fashion-mnist groups", class_order=names)
+    h = _match_hierarchy(name, h, names)
+    tr = subsample_per_class(raw["train_y"], samples_per_class, seed, 1)
+    te = subsample_per_class(raw["test_y"], test_samples_per_class, seed, 2)
+    train_x = raw["train_x"][tr]
+    mean, std = channel_stats(train_x)
+    train = ArrayImageDataset(train_x, raw["train_y"][tr], mean, std)
+    test = ArrayImageDataset(raw["test_x"][te], raw["test_y"][te], mean, std)
+    info = DatasetInfo.with_hierarchy(name, h, names, input_shape=(1,) + tuple(side), train_size=len(train),
+                                      test_size=len(test))
+    return train, test, info
+
+
 def _load_imagefolder(data_dir, hierarchy, samples_per_class, test_samples_per_class, seed, image_size, kw):
     from blockout.data.imagefolder import ImageFolderDataset, scan_image_folder, wnids_for
 
@@ -164,10 +190,12 @@ def load_dataset(
 
     Parameters
     ----------
-    name : {"synthetic", "cifar10", "cifar100", "imagefolder"}
+    name : {"synthetic", "cifar10", "cifar100", "fashion-mnist", "mnist", "imagefolder"}
     data_dir : path, optional
         Folder holding the data (CIFAR: the folder containing ``cifar-10-batches-py`` /
-        ``cifar-100-python``, or that folder itself; imagefolder: the class folders' parent).
+        ``cifar-100-python``, or that folder itself; fashion-mnist / mnist: the folder of the IDX
+        files, Fashion-MNIST defaulting to Debian's ``/usr/share/datasets/fashion-mnist``;
+        imagefolder: the class folders' parent).
     hierarchy : path, dict or Hierarchy, optional
         Class groups. Synthetic: the classes to generate (default CIFAR-100's 100 classes under
         its 20 superclasses). Other datasets: coarse groups for exactly the dataset's classes
@@ -204,6 +232,8 @@ def load_dataset(
         return _load_synthetic(hierarchy, samples_per_class, test_samples_per_class, seed, image_size, kw)
     if name in ("cifar10", "cifar100"):
         return _load_cifar(name, data_dir, hierarchy, samples_per_class, test_samples_per_class, seed, image_size, kw)
+    if name in ("fashion-mnist", "mnist"):
+        return _load_idx(name, data_dir, hierarchy, samples_per_class, test_samples_per_class, seed, image_size, kw)
     if name == "imagefolder":
         return _load_imagefolder(data_dir, hierarchy, samples_per_class, test_samples_per_class, seed, image_size, kw)
     raise UserError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
