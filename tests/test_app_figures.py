@@ -1,6 +1,7 @@
 """Figure builders of the dashboard, tested directly (no Streamlit), plus the P-outcome classifier."""
 
 import json
+from pathlib import Path
 
 import networkx as nx
 import numpy as np
@@ -209,11 +210,55 @@ class TestTrees:
         assert sorted(n for n in left.nodes if left.out_degree(n) == 0) == names
         right = figures.paths_tree({"a": ["x"], "b": ["x"], "c": ["y"], "d": ["y"]})
         fig = figures.tanglegram(left, right)
-        connectors = fig.data[2]
-        ys = [y for y in connectors.y if y is not None]
+        connectors = [t for t in fig.data if t.legendgroup is not None and t.mode == "lines"]
+        assert sorted(t.name for t in connectors) == ["x", "y"]  # one coloured trace per reference group
+        assert len({t.line.color for t in connectors}) == 2
+        ys = [y for t in connectors for y in t.y if y is not None]
         assert len(ys) == 8  # one line (two points) per class
         # agreeing hierarchies: every connector is horizontal
         assert all(abs(ys[i] - ys[i + 1]) < 1e-9 for i in range(0, 8, 2))
+        assert fig.layout.meta["crossings"] == 0
+
+    def test_tanglegram_untangles_a_scrambled_copy(self):
+        """A tree against a randomly rotated copy of itself: the old barycentre drawing leaves
+        crossings, the untangled one has none; lines keep the colour of the reference group."""
+        rng = np.random.default_rng(3)
+        names = [f"c{i}" for i in range(40)]
+        Z = linkage(rng.standard_normal((40, 3)), "average")
+        left = figures.linkage_tree(Z, names)
+        right = left.copy()
+        # reverse the child order of a random half of the right copy's vertices
+        rev = nx.DiGraph()
+        rev.add_nodes_from(right.nodes(data=True))
+        for v in nx.dfs_preorder_nodes(right, figures.tree_root(right)):
+            kids = list(right.successors(v))
+            for k in (kids[::-1] if rng.random() < 0.5 else kids):
+                rev.add_edge(v, k)
+        groups = {n: f"g{i % 4}" for i, n in enumerate(names)}
+        orders = figures.tanglegram_orders(left, rev)
+        assert orders["crossings"] == 0
+        fig = figures.tanglegram(left, rev, orders=orders, groups=groups, group_title="group")
+        assert fig.layout.meta["crossings"] == 0
+        assert "0 line crossings" in fig.layout.title.text
+        colors = {t.name: t.line.color for t in fig.data if t.legendgroup is not None and t.mode == "lines"}
+        assert sorted(colors) == ["g0", "g1", "g2", "g3"] and len(set(colors.values())) == 4
+
+    def test_tanglegram_crossings_reduced_on_the_demo_run(self):
+        """The issue's target: on the bundled demo run the untangled drawing has at most the
+        crossings of the barycentre drawing it replaced (measured numbers:
+        benchmarks/results/tanglegram_crossings.json)."""
+        demo = Path(__file__).resolve().parents[1] / "checkpoints" / "demo"
+        if not (demo / "run.json").is_file():
+            pytest.skip("no bundled demo run")
+        from analysis.hierarchy import class_hierarchy
+        from analysis.run import load_run
+        from app import wordnet_labels
+
+        run = load_run(demo)
+        h = class_hierarchy(run, "probability")
+        orders = figures.tanglegram_orders(figures.linkage_tree(h.linkage, h.labels),
+                                           figures.paths_tree(wordnet_labels.class_paths(run)))
+        assert orders["crossings"] <= 0.7 * orders["crossings_before"]
 
     def test_paths_tree_compresses_chains(self):
         t = figures.paths_tree({"cat": ["entity", "animal", "feline"], "dog": ["entity", "animal", "canine"]})

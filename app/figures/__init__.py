@@ -6,12 +6,12 @@ from app.figures.curves import compare_curves, training_curves
 from app.figures.emergence import (cluster_sizes_over_time, drift_figure, multipliers_figure, prob_animation,
                                     prob_histograms)
 from app.figures.heatmaps import MAX_DRAW, block_heatmaps, block_mean, in_block_mass_figure
-from app.figures.trees import (linkage_tree, paths_tree, sankey_figure, sunburst_figure, tanglegram, tree_figure,
-                               tree_layout, tree_root)
+from app.figures.trees import (barycentre_order, linkage_tree, paths_tree, sankey_figure, sunburst_figure,
+                               tanglegram, tanglegram_orders, tree_figure, tree_layout, tree_root)
 
 __all__ = [
     "MAX_DRAW", "agreement_by_depth", "block_heatmaps", "block_mean", "cluster_sizes_over_time", "compare_curves",
     "drift_figure", "empty_figure", "in_block_mass_figure", "linkage_tree", "multipliers_figure", "paths_tree",
     "prob_animation", "prob_histograms", "sankey_figure", "sunburst_figure", "tanglegram", "training_curves",
-    "tree_figure", "tree_layout", "tree_root",
+    "tree_figure", "tree_layout", "tree_root", "tanglegram_orders", "barycentre_order",
 ]
