@@ -109,3 +109,18 @@ def test_untangle_never_increases_and_reports_true_counts(seed):
     assert after <= plain  # the look-ahead only ever improves on the step-wise result
     for v in Lc:
         assert sorted(L[v]) == sorted(Lc[v])  # rotations only: every vertex keeps its children
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_exact_minimum_matches_brute_force(seed):
+    from analysis.untangle import min_crossings_exact
+
+    rng = np.random.default_rng(10 + seed)
+    leaves = [f"c{i}" for i in range(6)]
+    Lc, lr = random_tree(rng, leaves, max_kids=3, prefix="l")
+    Rc, rr = random_tree(rng, leaves, max_kids=3, prefix="r")
+    brute = min(count_crossings(leaf_order(a, lr), leaf_order(b, rr))
+                for a in all_rotations(Lc) for b in all_rotations(Rc))
+    got = min_crossings_exact(Lc, lr, Rc, rr)
+    assert got["optimal"] and got["crossings"] == brute
+    assert untangle(Lc, lr, Rc, rr)[3] >= brute
