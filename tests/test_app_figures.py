@@ -83,7 +83,46 @@ class TestOutcome:
         assert np.isnan(hist["fc3"][1]).all() and hist["fc3"][2, 0] == 2.0
 
 
+class TestColours:
+    """One colour per node set (and per hierarchy source) on every figure."""
+
+    def test_node_set_colours_are_fixed_and_shared(self, run):
+        names = [ns.name for ns in run.node_sets]
+        expect = {n: figures.node_set_color(n) for n in names}
+        assert len(set(expect.values())) == len(names)
+        hist = figures.prob_histograms(run.probs())
+        assert {t.name: t.marker.color for t in hist.data} == {n: expect[n] for n in names}
+        anim = figures.prob_animation(run.steps, {n: run.probs_history(n) for n in names})
+        assert {t.name: t.marker.color for t in anim.data} == expect
+        series = {n: dynamics.drift_series(run.probs_history(n)) for n in ("h2", "h1")}  # other order
+        drift = figures.drift_figure(run.steps, series)
+        assert {t.name: t.line.color for t in drift.data} == {"h1": expect["h1"], "h2": expect["h2"]}
+        sankey = figures.sankey_figure(annotate_layer_graph(layer_graph(run, 0.5)), weight="live", column="depth")
+        g = layer_graph(run, 0.5)
+        order = list(nx.topological_sort(g))
+        assert list(sankey.data[0].node.color) == [expect[g.nodes[v]["node_set"]] for v in order]
+
+    def test_sources_keep_their_colour(self):
+        rows = [{"source": s, "metric": "ari", "depth": d, "observed": 0.1, "null_mean": 0.0, "null_std": 0.01,
+                 "p": 0.5, "n_groups": 3} for s in ("weights", "memberships") for d in (2, 3)]
+        fig = figures.agreement_by_depth(rows, metrics=("ari",))
+        lines = {t.name: t.line.color for t in fig.data if t.mode == "lines+markers"}
+        assert lines == {"weights": figures.source_color("weights"), "memberships": figures.source_color("memberships")}
+
+
 class TestCurves:
+    def test_phases_from_config(self):
+        rows = [{"step": 40 * e, "epoch": e, "test_acc": 0.1, "test_loss": 2.0} for e in range(1, 31)]
+        cfg = {"warmup_steps": 100, "membership_warmup": 2, "soft_epochs": 0, "cocluster_at": 10,
+               "cocluster_anneal_epochs": 3, "freeze_after": 40}
+        assert figures.training_phases(cfg, rows) == [
+            (80, "memberships start training"), (100, "lr warm-up ends"), (400, "co-clustering"),
+            (520, "mask fully in")]  # freezing after 40 epochs: the run stopped at 30
+        assert figures.training_phases({}, rows) == []
+        fig = figures.training_curves(rows, phases=figures.training_phases(cfg, rows))
+        assert sum(1 for sh in fig.layout.shapes if sh.type == "line") == 2 * 4  # both panels
+        assert [a.text for a in fig.layout.annotations if a.text in {"co-clustering", "mask fully in"}]
+
     def test_training_curves(self, run):
         fig = figures.training_curves(run.metrics)
         names = {t.name for t in fig.data}
@@ -123,7 +162,11 @@ class TestEmergence:
     def test_sizes_drift_multipliers(self, run):
         counts = dynamics.cluster_sizes(run.probs_history("h2"), 0.5)
         fig = figures.cluster_sizes_over_time(run.steps, counts)
-        assert len(fig.data) == counts.shape[1]
+        # one heatmap row per cluster, one column per snapshot; readable at 20 clusters
+        assert fig.data[0].type == "heatmap" and np.asarray(fig.data[0].z).shape == counts.T.shape
+        assert list(fig.data[0].y) == [f"cluster {c}" for c in range(counts.shape[1])]
+        many = figures.cluster_sizes_over_time(list(range(30)), np.ones((30, 20)))
+        assert len(many.data) == 1 and many.layout.height >= 20 * 20
         series = {n: dynamics.drift_series(run.probs_history(n)) for n in ("h1", "h2")}
         assert len(figures.drift_figure(run.steps, series).data) == 4
         mult = {"fc3": np.array([[1.0, 2.0], [np.nan, np.nan], [3.0, 5.0]])}

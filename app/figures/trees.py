@@ -13,7 +13,7 @@ import networkx as nx
 import numpy as np
 import plotly.graph_objects as go
 
-from app.figures.common import color, empty_figure
+from app.figures.common import color, empty_figure, node_set_color
 
 
 def tree_root(tree: nx.DiGraph) -> Hashable:
@@ -98,9 +98,12 @@ def tree_figure(tree: nx.DiGraph, *, root=None, height: int | None = None,
                                        (leaves, 6, "middle right", "classes")):
         if not group:
             continue
+        # The root sits on the left edge: its label starts there instead of centring on it
+        # (a centred label is cut off by the plot's left border).
+        positions = ["top right" if n == root else textpos for n in group]
         fig.add_trace(go.Scatter(
             x=[pos[n][0] for n in group], y=[pos[n][1] for n in group], mode="markers+text",
-            text=[str(tree.nodes[n].get("label", n)) for n in group], textposition=textpos,
+            text=[str(tree.nodes[n].get("label", n)) for n in group], textposition=positions,
             textfont=dict(size=9 if name == "classes" else 10),
             hovertext=[str(tree.nodes[n].get("hover", tree.nodes[n].get("label", n))) for n in group],
             hoverinfo="text", marker=dict(size=size, color=color(0 if name == "branches" else 2)),
@@ -193,7 +196,8 @@ def sankey_figure(graph: nx.DiGraph, *, weight: str = "weight", column: str = "l
                               for n in nodes],
                   hovertemplate="%{customdata}<extra></extra>",
                   x=x, y=[y_of[n] for n in nodes], pad=6, thickness=14,
-                  color=[color(cols[graph.nodes[n].get(column, 0)]) for n in nodes]),
+                  color=[node_set_color(graph.nodes[n]["node_set"]) if "node_set" in graph.nodes[n]
+                         else color(cols[graph.nodes[n].get(column, 0)]) for n in nodes]),
         link=dict(source=src, target=dst, value=val, customdata=hov,
                   hovertemplate="%{customdata}<extra></extra>"),
     ))
