@@ -90,19 +90,49 @@ def _f(x) -> float | None:
     return None if x is None or not math.isfinite(float(x)) else float(x)
 
 
+#: A null whose standard deviation is at most this share of the values' magnitude is constant up to
+#: floating-point rounding (the vectorised scores differ from scikit-learn's in the last bits).
+CONSTANT_RTOL = 1e-9
+
+
+def null_is_constant(observed: float, null: np.ndarray, rtol: float = CONSTANT_RTOL) -> bool:
+    """True when ``null`` (and ``observed``) do not vary beyond rounding: no z can be formed.
+
+    The tolerance is relative to the magnitude of the values, ``rtol * max(|observed|, max |null|)``:
+    a constant ARI of 0 computed as ±5e-15 has a ``std`` of ~1e-30, which is noise, not spread.
+
+    >>> null_is_constant(0.0, np.array([4.98e-15, 4.98e-15, 4.98e-15 + 8e-31]))
+    True
+    >>> null_is_constant(0.99, np.array([0.99, 0.99 + 1.1e-16]))
+    True
+    >>> null_is_constant(0.5, np.array([0.1, 0.2]))
+    False
+    """
+    null = np.asarray(null, dtype=np.float64)
+    if null.size == 0:
+        return True
+    std = float(null.std())
+    scale = max(abs(float(observed)), float(np.max(np.abs(null))))
+    return not std > rtol * scale
+
+
 def null_statistic(observed: float, null: np.ndarray, tol: float = 1e-12) -> Statistic:
     """Summarise ``observed`` against ``null`` draws; ``p = (1 + #{null >= observed - tol}) / (1 + n)``.
+
+    ``z`` is ``None`` when the null is constant up to rounding (:func:`null_is_constant`).
 
     >>> s = null_statistic(1.0, np.array([0.0, 0.5, 1.0]))
     >>> s.p, round(s.z, 3)
     (0.5, 1.225)
+    >>> null_statistic(0.0, np.array([4.98e-15, 4.98e-15 + 8e-31])).z is None
+    True
     """
     null = np.asarray(null, dtype=np.float64)
     n = int(null.size)
     if observed is None or not math.isfinite(observed) or n == 0:
         return Statistic(_f(observed), None, None, None, None, n)
     mean, std = float(null.mean()), float(null.std())
-    z = (observed - mean) / std if std > 0 else None
+    z = None if null_is_constant(observed, null) else (observed - mean) / std
     p = (1 + int(np.count_nonzero(null >= observed - tol))) / (1 + n)
     return Statistic(float(observed), mean, std, _f(z), p, n)
 
@@ -265,6 +295,20 @@ def mantel_test(x, y, permutations: int = 999, seed: int = 0, perms: np.ndarray 
 # hierarchies against references
 
 
+def degenerate_partition(labels: Sequence[int]) -> bool:
+    """True for a reference of one class against all the rest (two groups, one of them a single class).
+
+    Any dendrogram whose top split isolates one class scores ARI 1 against such a partition when
+    it happens to be that class, so it says nothing about a hierarchy; it is kept in tables but
+    never chosen as the headline (:func:`best_partition`).
+
+    >>> degenerate_partition([0, 1, 1, 1]), degenerate_partition([0, 0, 1, 1]), degenerate_partition([0, 1, 2, 2])
+    (True, False, False)
+    """
+    _, sizes = np.unique(np.asarray(labels), return_counts=True)
+    return sizes.size == 2 and int(sizes.min()) == 1 and int(sizes.sum()) > 2
+
+
 @dataclass
 class PartitionComparison:
     reference: str
@@ -273,16 +317,19 @@ class PartitionComparison:
     n_groups: int
     n_groups_network: int
     scores: dict[str, Statistic]
+    #: one class against all the rest (:func:`degenerate_partition`): shown, never the best row
+    degenerate: bool = False
 
     def to_dict(self) -> dict:
-        d = {k: getattr(self, k) for k in ("reference", "kind", "depth", "n_groups", "n_groups_network")}
+        d = {k: getattr(self, k) for k in ("reference", "kind", "depth", "n_groups", "n_groups_network",
+                                           "degenerate")}
         d.update({m: s.to_dict() for m, s in self.scores.items()})
         return d
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "PartitionComparison":
         return cls(d["reference"], d["kind"], d["depth"], d["n_groups"], d["n_groups_network"],
-                   {m: Statistic.from_dict(d[m]) for m in PARTITION_METRICS})
+                   {m: Statistic.from_dict(d[m]) for m in PARTITION_METRICS}, bool(d.get("degenerate", False)))
 
 
 @dataclass
@@ -387,7 +434,7 @@ def compare_hierarchy(
             raise UserError(f"reference {g.name!r} labels {labels.shape} classes, the network has {n}")
         net = _cut(np.asarray(linkage), g.n_groups)
         parts.append(PartitionComparison(g.name, g.kind, g.depth, int(g.n_groups), int(np.unique(net).size),
-                                         compare_partition(labels, net, perms)))
+                                         compare_partition(labels, net, perms), degenerate_partition(labels)))
     for metric in PARTITION_METRICS:
         stats = [part.scores[metric] for part in parts]
         for stat, adjusted in zip(stats, holm([st.p for st in stats])):
@@ -395,6 +442,28 @@ def compare_hierarchy(
     dists = [DistanceComparison(name, mantel_test(D, ref, perms=perms))
              for name, ref in (reference_distances or {}).items()]
     return HierarchyComparison(source, method, parts, dists)
+
+
+def best_partition(hierarchy: HierarchyComparison, metric: str = "ari") -> PartitionComparison | None:
+    """The best-supported reference of one hierarchy: the headline row of a table.
+
+    Among the non-degenerate references (:func:`degenerate_partition`) with an observed value,
+    the one with the smallest Holm-adjusted p of ``metric`` (raw ``p`` when no Holm value),
+    ties broken by the larger observed value, then by table order. ``None`` when no row qualifies.
+    """
+    if metric not in PARTITION_METRICS:
+        raise UserError(f"metric must be one of {PARTITION_METRICS}, got {metric!r}")
+    rows = [p for p in hierarchy.partitions if not p.degenerate and p.scores[metric].observed is not None]
+    if not rows:
+        return None
+
+    def key(item):
+        i, p = item
+        s = p.scores[metric]
+        pv = s.p_holm if s.p_holm is not None else s.p
+        return (math.inf if pv is None else pv, -s.observed, i)
+
+    return min(enumerate(rows), key=key)[1]
 
 
 def coarse_distances(labels: Sequence[int]) -> np.ndarray:
@@ -445,6 +514,17 @@ def reference_set(class_names: Sequence[str], wnids=None, coarse_labels=None, co
     return groupings, distances, notes
 
 
+def degenerate_note(grouping, class_names: Sequence[str]) -> str:
+    """The ``notes`` line saying why a one-against-the-rest reference is never the headline."""
+    labels = np.asarray(grouping.labels)
+    uniq, sizes = np.unique(labels, return_counts=True)
+    alone = int(np.flatnonzero(labels == uniq[int(np.argmin(sizes))])[0])
+    name = class_names[alone] if alone < len(class_names) else f"class {alone}"
+    return (f"{grouping.name} is one class ({name}) against the other {labels.size - 1}: kept in the table "
+            f"(marked 1-vs-rest) but never chosen as the best row, since any dendrogram whose top split "
+            f"isolates that one class scores ARI 1 there")
+
+
 def compare_run(run, reference: str = "all", threshold: float = 0.5, step: int | None = None,
                 source: str = "both", method: str = "probability", permutations: int = 999,
                 seed: int = 0, snapshot=None) -> ComparisonReport:
@@ -488,7 +568,10 @@ def compare_run(run, reference: str = "all", threshold: float = 0.5, step: int |
         hc.info = {k: (int(v) if isinstance(v, (np.integer,)) else v) for k, v in h.info.items()}
         results.append(hc)
     refs = [{"name": g.name, "kind": g.kind, "depth": g.depth, "depths": g.meta.get("depths"),
-             "n_groups": int(g.n_groups)} for g in groupings]
+             "n_groups": int(g.n_groups), "degenerate": degenerate_partition(g.labels)} for g in groupings]
+    for g in groupings:
+        if degenerate_partition(g.labels):
+            notes.append(degenerate_note(g, run.class_names))
     return ComparisonReport(str(run.path), n, int(permutations), int(seed), float(threshold),
                             None if step is None else int(step), refs, results, notes)
 
@@ -513,14 +596,16 @@ def format_report(report: ComparisonReport) -> str:
         if h.partitions:
             lines.append(f"  {'reference':<14}{'groups':>7}  {'ARI':^23}  {'NMI':^23}  {'FMI':^23}")
             for p in h.partitions:
+                mark = "  1-vs-rest" if p.degenerate else ""
                 lines.append(f"  {p.reference:<14}{p.n_groups:>7}  {cell(p.scores['ari'])}  "
-                             f"{cell(p.scores['nmi'])}  {cell(p.scores['fmi'])}")
+                             f"{cell(p.scores['nmi'])}  {cell(p.scores['fmi'])}{mark}")
         for d in h.distances:
             lines.append(f"  Spearman vs {d.reference + ' distances':<22} {cell(d.spearman)}  (Mantel)")
     lines.append("")
     lines.append("p: one-sided permutation p-value (smallest possible 1/(permutations+1)); "
                  "*: still <= 0.05 after Holm's correction over the references of that hierarchy. "
-                 "z = (observed - null mean) / null SD; ARI nulls are skewed, so read p, not z.")
+                 "z = (observed - null mean) / null SD (n/a: the null is constant); ARI nulls are "
+                 "skewed, so read p, not z. 1-vs-rest: one class against all the others, never the best row.")
     for note in report.notes:
         lines.append(f"note: {note}")
     return "\n".join(lines)

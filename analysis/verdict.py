@@ -1,0 +1,350 @@
+"""The run's answer, first: one plain sentence per question the tool exists to answer.
+
+1. **Did branches form?** Per learned node set (trainable memberships): the outcome of its P
+   (:func:`analysis.dynamics.classify_outcome`), the number of branches at the threshold τ, and its
+   dead (no cluster) and full (every cluster) nodes. A node set's *branches* are the groups of
+   clusters its nodes tie together: clusters that share a node are one branch, so a set whose
+   nodes each sit in one cluster has as many branches as populated clusters, and a set whose
+   nodes are all in every cluster has one (:func:`node_set_branches`). Branches *formed* when a
+   learned set ends with at least two of them and its P moved (outcome ``diverged`` or
+   ``drifting``; ``stayed``, ``rose_to_1`` and ``fell_to_0`` are the paper's failure modes).
+2. **Do the memberships group classes the way the reference does?** From a
+   :class:`analysis.compare.ComparisonReport`: the best-supported reference (smallest Holm-adjusted
+   ARI p, never a one-class-against-the-rest reference; :func:`analysis.compare.best_partition`),
+   with the ARI and Holm-adjusted p of the membership hierarchy and of the weight-induced hierarchy
+   at that same reference, side by side, and whether the memberships add anything over the plain
+   weights (significant, and either higher than the weights' ARI or the weights not significant).
+
+Every sentence is built from the measured numbers only and says "No" when the evidence does.
+Pure numpy over a loaded run (no torch, no Streamlit); without a report nothing expensive is
+computed and the second question is answered "Not measured".
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from analysis.dynamics import classify_outcome
+from analysis.errors import UserError
+from analysis.graphs import cluster_partition
+from analysis.threshold import threshold as threshold_set
+
+__all__ = ["QUESTIONS", "ALPHA", "NodeSetVerdict", "AgreementVerdict", "Verdict", "node_set_branches",
+           "run_verdict"]
+
+#: The two questions, in the order the sentences answer them.
+QUESTIONS = ("Did branches form?", "Do the memberships group classes the way the reference does?")
+#: Significance level of the Holm-adjusted p-values.
+ALPHA = 0.05
+
+#: Outcomes of a learned node set whose branches count as formed (P moved and is not collapsed).
+_FORMING = ("diverged", "drifting")
+_PHRASE = {
+    "diverged": "P settled at 0/1",
+    "drifting": "P not settled yet",
+    "rose_to_1": "P rose to 1 (every node in every cluster)",
+    "fell_to_0": "P fell to 0 (nodes in no cluster: switched off)",
+    "stayed": "P stayed where it started",
+    "fixed": "P fixed by the method",
+}
+
+
+def node_set_branches(P, tau: float = 0.5) -> int:
+    """Number of branches of one node set at ``tau``: connected groups of the populated clusters.
+
+    Two clusters are in the same branch when some node of the set is in both; clusters without a
+    node do not count, and a set with every node dead has 0 branches.
+
+    >>> node_set_branches(np.eye(4)[[0, 1, 2, 3, 0]])
+    4
+    >>> node_set_branches(np.array([[1, 1, 0, 0], [0, 0, 1, 1], [0, 0, 0, 1.]]))
+    2
+    >>> node_set_branches(np.ones((3, 4))), node_set_branches(np.zeros((3, 4)))
+    (1, 0)
+    """
+    th = threshold_set(np.asarray(P, dtype=np.float64), tau)
+    populated = th.nodes_per_cluster() > 0
+    if not populated.any():
+        return 0
+    labels = cluster_partition(th.codes, th.k)
+    return int(np.unique(labels[populated]).size)
+
+
+@dataclass
+class NodeSetVerdict:
+    """What happened to one learned node set."""
+
+    name: str
+    role: str
+    membership: str | None
+    outcome: str
+    nodes: int
+    clusters: int
+    n_branches: int
+    n_dead: int
+    n_full: int
+    settled: bool
+    formed: bool
+
+    def phrase(self, tau: float) -> str:
+        """``h1: 20 branches at τ 0.5, P settled at 0/1, 0 dead and 0 full of 160 nodes``."""
+        br = f"{self.n_branches} branch{'es' if self.n_branches != 1 else ''}"
+        return (f"{self.name}: {br} at τ {tau:g}, {_PHRASE.get(self.outcome, self.outcome)}, "
+                f"{self.n_dead} dead and {self.n_full} full of {self.nodes} nodes")
+
+
+@dataclass
+class AgreementVerdict:
+    """The best-supported reference, with memberships and weights side by side at it."""
+
+    reference: str
+    kind: str
+    depth: int | None
+    depths: list[int] | None
+    n_groups: int
+    #: the hierarchy the reference was chosen on: ``memberships`` when compared, else ``weights``
+    chosen_by: str
+    memberships_ari: float | None
+    memberships_p_holm: float | None
+    weights_ari: float | None
+    weights_p_holm: float | None
+    memberships_agree: bool | None
+    weights_agree: bool | None
+    #: memberships significant and above the weights (or the weights not significant); None
+    #: when either hierarchy was not compared
+    memberships_add: bool | None
+    alpha: float = ALPHA
+    #: references left out of the choice (one class against all the rest)
+    excluded: list[str] = field(default_factory=list)
+    #: raw permutation p of the ARI (before Holm's correction)
+    memberships_p: float | None = None
+    weights_p: float | None = None
+    #: permutations of the null, and the size of the Holm family (references compared)
+    permutations: int = 0
+    family: int = 0
+    #: the chooser's raw p is the smallest the permutations allow, yet Holm's correction leaves it
+    #: above ``alpha``: too few permutations to decide, not evidence of no agreement
+    resolution_limited: bool = False
+
+    def reference_label(self) -> str:
+        """``coarse classes (20 groups)`` or ``WordNet depth 9 (52 groups)``."""
+        if self.kind == "coarse":
+            what = "the coarse classes"
+        elif self.depth is not None:
+            ds = self.depths or [self.depth]
+            what = f"WordNet depth {ds[0]}" if len(ds) == 1 else f"WordNet depths {ds[0]}-{ds[-1]}"
+        else:
+            what = self.reference
+        return f"{what} ({self.n_groups} groups)"
+
+
+@dataclass
+class Verdict:
+    """Answers to :data:`QUESTIONS` for one run; ``sentences`` are what a reader sees first."""
+
+    branches: list[NodeSetVerdict]
+    agreement: AgreementVerdict | None
+    sentences: list[str]
+    threshold: float
+    step: int | None
+    #: True / False, or None when not measurable (no snapshot, or memberships fixed by the method)
+    branches_formed: bool | None
+    #: True / False, or None when not measured (no comparison, or no membership hierarchy)
+    memberships_agree: bool | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (the ``verdict`` key of ``inspect --json`` and ``compare --json``)."""
+        return {
+            "sentences": list(self.sentences),
+            "threshold": self.threshold,
+            "step": self.step,
+            "branches_formed": self.branches_formed,
+            "memberships_agree": self.memberships_agree,
+            "branches": [asdict(b) for b in self.branches],
+            "agreement": None if self.agreement is None else asdict(self.agreement),
+        }
+
+
+def _fmt_p(p: float | None) -> str:
+    return "n/a" if p is None else f"{p:.3g}"
+
+
+def _fmt_ari(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+# ---------------------------------------------------------------------------------------------
+# question 1
+
+
+def _branch_verdicts(run, threshold: float, step: int | None) -> list[NodeSetVerdict]:
+    steps = list(run.steps)
+    upto = len(steps) if step is None else steps.index(int(step)) + 1
+    out = []
+    for ns in run.node_sets:
+        if not ns.trainable:
+            continue
+        hist = run.probs_history(ns.name)[:upto]
+        o = classify_outcome(hist, trainable=True, tau=threshold, membership=ns.membership)
+        n_br = node_set_branches(hist[-1], threshold)
+        out.append(NodeSetVerdict(ns.name, ns.role, ns.membership, o.outcome, o.nodes, int(hist.shape[2]), n_br,
+                                  o.dead_nodes, o.full_nodes, o.settled,
+                                  o.outcome in _FORMING and n_br >= 2))
+    return out
+
+
+def _branches_sentence(run, sets: list[NodeSetVerdict], threshold: float,
+                       step: int | None) -> tuple[str, bool | None]:
+    q = QUESTIONS[0]
+    method = (run.config or {}).get("method")
+    if not run.node_sets:
+        how = f" (method {method})" if method else ""
+        return f"{q} No — a plain network{how}: no cluster memberships, so no branches.", False
+    if not run.steps:
+        return f"{q} Not measured — the run has no snapshot yet.", None
+    if not sets:
+        fixed = [ns.name for ns in run.node_sets if ns.role != "trunk"] or [ns.name for ns in run.node_sets]
+        probs = run.probs(step)
+        counts = [f"{name} {node_set_branches(probs[name], threshold)}" for name in fixed if name in probs]
+        how = f" ({method})" if method else ""
+        return (f"{q} Not learned — every membership is fixed by the method{how}; branches at τ "
+                f"{threshold:g}: {', '.join(counts)}."), None
+    formed = [s for s in sets if s.formed]
+    rest = [s for s in sets if not s.formed]
+    if formed:
+        text = f"{q} Yes — " + "; ".join(s.phrase(threshold) for s in formed)
+        if rest:
+            text += "; no branches in " + "; ".join(s.phrase(threshold) for s in rest)
+        return text + ".", True
+    return f"{q} No — " + "; ".join(s.phrase(threshold) for s in rest) + ".", False
+
+
+# ---------------------------------------------------------------------------------------------
+# question 2
+
+
+def _row(hierarchy, reference: str):
+    if hierarchy is None:
+        return None
+    return next((p for p in hierarchy.partitions if p.reference == reference), None)
+
+
+def _agreement(report) -> AgreementVerdict | None:
+    from analysis.compare import best_partition
+
+    by_source = {h.source: h for h in report.hierarchies}
+    mem, wts = by_source.get("memberships"), by_source.get("weights")
+    chosen_by = "memberships" if mem is not None else "weights"
+    chooser = mem if mem is not None else wts
+    if chooser is None:
+        return None
+    best = best_partition(chooser, "ari")
+    if best is None:
+        return None
+    ref = next((r for r in report.references if r.get("name") == best.reference), {})
+
+    def stats(h):
+        row = _row(h, best.reference)
+        if row is None:
+            return None, None, None, None
+        s = row.scores["ari"]
+        p = s.p_holm if s.p_holm is not None else s.p
+        return s.observed, p, (p is not None and p <= ALPHA), s.p
+
+    m_ari, m_p, m_ok, m_raw = stats(mem)
+    w_ari, w_p, w_ok, w_raw = stats(wts)
+    add = None
+    if mem is not None and wts is not None and m_ok is not None and w_ok is not None:
+        add = bool(m_ok and (not w_ok or (m_ari is not None and w_ari is not None and m_ari > w_ari)))
+    excluded = sorted({p.reference for h in report.hierarchies for p in h.partitions if p.degenerate})
+    n_null = int(best.scores["ari"].n_null)
+    family = sum(p.scores["ari"].p is not None for p in chooser.partitions)
+    raw, adj = (m_raw, m_p) if chosen_by == "memberships" else (w_raw, w_p)
+    limited = bool(raw is not None and adj is not None and adj > ALPHA and raw <= 1.0 / (n_null + 1) + 1e-12)
+    return AgreementVerdict(best.reference, best.kind, best.depth, ref.get("depths"), int(best.n_groups), chosen_by,
+                            m_ari, m_p, w_ari, w_p, m_ok, w_ok, add, ALPHA, excluded, m_raw, w_raw, n_null,
+                            family, limited)
+
+
+def _agreement_sentence(run, report, ag: AgreementVerdict | None) -> tuple[str, bool | None]:
+    q = QUESTIONS[1]
+    if report is None:
+        return (f"{q} Not measured — the comparison with reference hierarchies was not run "
+                f"(blockout compare RUN).", None)
+    if ag is None:
+        why = "; ".join(report.notes) if report.notes else "no reference with more than one class apart"
+        return f"{q} Not measured — no usable reference ({why}).", None
+    where = ag.reference_label()
+    w_part = ("" if ag.weights_ari is None and ag.weights_p_holm is None else
+              f"weight-induced hierarchy ARI {_fmt_ari(ag.weights_ari)} (Holm p {_fmt_p(ag.weights_p_holm)})")
+    if ag.chosen_by == "weights":
+        no_mem = ("the run has no class memberships (a plain network)" if run.class_set is None
+                  else "the membership hierarchy was not compared")
+        return (f"{q} Not measured — {no_mem}; the weights' best-supported reference is {where}: "
+                f"{w_part}.", None)
+    m_part = f"memberships ARI {_fmt_ari(ag.memberships_ari)} (Holm p {_fmt_p(ag.memberships_p_holm)})"
+    side = f"{m_part}, {w_part}" if w_part else m_part
+    if ag.resolution_limited:
+        need = int(np.ceil(ag.family / ag.alpha))  # smallest p 1/(N+1) times the family size <= alpha
+        return (f"{q} Undecided — too few permutations: best-supported reference: {where}; {side}; the raw "
+                f"p {_fmt_p(ag.memberships_p)} is the smallest {ag.permutations} permutations allow, which "
+                f"Holm's correction over {ag.family} references cannot bring to {ag.alpha:g} (use at least "
+                f"{need - 1} permutations).", None)
+    if ag.memberships_agree:
+        head = f"{q} Yes — best-supported reference: {where}; {side}"
+        if ag.memberships_add is True:
+            tail = ("; the memberships agree more than the plain weights do" if ag.weights_agree
+                    else "; the plain weights alone do not agree beyond chance")
+        elif ag.memberships_add is False:
+            tail = "; the memberships add nothing over the plain weights"
+        else:
+            tail = " (the weights were not compared)"
+        return head + tail + ".", True
+    head = (f"{q} No — no reference agrees beyond chance after Holm's correction (p ≤ {ALPHA:g}); "
+            f"best-supported reference: {where}; {side}")
+    if ag.weights_agree:
+        head += "; the plain weights do group the classes like it"
+    return head + ".", False
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def run_verdict(run, report=None, threshold: float = 0.5, step: int | None = None) -> Verdict:
+    """Answer :data:`QUESTIONS` for a loaded run (:func:`analysis.run.load_run`).
+
+    Parameters
+    ----------
+    run : :class:`analysis.run.Run`
+    report : :class:`analysis.compare.ComparisonReport`, optional
+        The comparison with reference hierarchies (memberships and weights side by side when it
+        holds both); ``None`` answers the second question "Not measured" and computes nothing
+        expensive.
+    threshold : float
+        Membership threshold τ in (0, 1] for branches, dead and full nodes.
+    step : int, optional
+        Snapshot step for the branches (default: the report's step, else the last snapshot).
+
+    Returns
+    -------
+    Verdict
+    """
+    try:
+        threshold = float(threshold)
+    except (TypeError, ValueError):
+        raise UserError(f"threshold must be a number in (0, 1], got {threshold!r}") from None
+    if not 0.0 < threshold <= 1.0:
+        raise UserError(f"threshold must be in (0, 1], got {threshold!r}")
+    if step is None and report is not None and report.step is not None:
+        step = int(report.step)
+    if step is not None and int(step) not in run.steps:
+        raise UserError(f"{run.path}: no snapshot at step {step}")
+    sets = _branch_verdicts(run, threshold, step) if run.steps else []
+    s1, formed = _branches_sentence(run, sets, threshold, step)
+    ag = _agreement(report) if report is not None else None
+    s2, agree = _agreement_sentence(run, report, ag)
+    used = None if not run.steps else (int(step) if step is not None else int(run.steps[-1]))
+    return Verdict(sets, ag, [s1, s2], threshold, used, formed, agree)

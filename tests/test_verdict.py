@@ -1,0 +1,206 @@
+"""The run verdict (analysis.verdict) on runs whose answer is known, and the outcome classification
+it relies on (analysis.dynamics), including the issue-8 regression on the bundled demo run."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analysis import runfolder as rf
+from analysis.compare import compare_run
+from analysis.dynamics import classify_outcome, is_categorical
+from analysis.run import load_run
+from analysis.synthetic import make_synthetic_run
+from analysis.verdict import QUESTIONS, node_set_branches, run_verdict
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "checkpoints" / "demo"
+
+
+def rewrite_probs(path: Path, fn) -> None:
+    """Replace every snapshot's P of the learned node sets by ``fn(name, P, t)`` (t = snapshot index)."""
+    index = json.loads((path / rf.SNAPSHOT_DIR / rf.SNAPSHOT_INDEX).read_text())
+    for t, entry in enumerate(index["snapshots"]):
+        file = path / rf.SNAPSHOT_DIR / entry["file"]
+        arrays = rf.load_npz(file)
+        for key in list(arrays):
+            if key.startswith(rf.PROBS_PREFIX) and key != rf.PROBS_PREFIX + "trunk":
+                arrays[key] = fn(key[len(rf.PROBS_PREFIX):], arrays[key], t).astype(np.float32)
+        rf.save_npz(file, arrays)
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    return make_synthetic_run(tmp_path_factory.mktemp("v") / "planted", seed=0)
+
+
+@pytest.fixture(scope="module")
+def drifted(tmp_path_factory):
+    """The planted run with P drifting to ~1 everywhere (the paper's failure mode): no branches."""
+    path = make_synthetic_run(tmp_path_factory.mktemp("v") / "drifted", seed=0)
+    rng = np.random.default_rng(1)
+    rewrite_probs(path, lambda name, P, t: np.clip(0.5 + 0.12 * t + 0.01 * rng.standard_normal(P.shape), 0, 1))
+    return path
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    """A real (tiny) fc run: no node sets, weights saved."""
+    import torch
+
+    from blockout.config import TrainConfig
+    from blockout.train import train
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("v")
+    h = root / "h.json"
+    h.write_text(json.dumps({"animals": ["lion", "tiger", "wolf"], "tools": ["saw", "knife", "hammer"]}))
+    out = root / "fc"
+    train(TrainConfig(hierarchy=str(h), samples_per_class=4, test_samples_per_class=2, image_size=8, nodes=16,
+                      epochs=1, batch_size=8, device="cpu", method="fc", out=str(out)))
+    return out
+
+
+class TestOutcome:
+    def test_demo_is_not_switched_off(self):
+        """Regression (issue 8): the demo's h1 (8 nodes in each of 20 clusters, none dead) was 'fell_to_0'."""
+        run = load_run(DEMO)
+        ns = run.node_set("h1")
+        out = classify_outcome(run.probs_history("h1"), trainable=ns.trainable, membership=ns.membership)
+        assert out.share_low >= 0.9  # the trap: 95 % of the entries are near 0 ...
+        assert out.dead_nodes == 0 and out.full_nodes == 0  # ... yet every node is in one cluster
+        assert out.outcome == "diverged" and out.settled and out.categorical
+        # detected from the rows of P as well, without the run.json membership kind
+        assert classify_outcome(run.probs_history("h1")).outcome == "diverged"
+
+    def test_switched_off_bernoulli_set(self):
+        start = np.full((1, 30, 4), 0.5)
+        off = np.full((1, 30, 4), 0.02)
+        out = classify_outcome(np.concatenate([start, off]))
+        assert out.outcome == "fell_to_0" and out.dead_nodes == 30
+
+    def test_mostly_low_but_alive_is_not_switched_off(self):
+        # Bernoulli nodes each in one of 20 clusters (no row-sum constraint): 95 % of P near 0
+        P = np.full((40, 20), 0.03)
+        P[np.arange(40), np.arange(40) % 20] = 0.97
+        P[0, 5] = 0.5  # breaks the equal row sums: not detected as categorical
+        out = classify_outcome(np.stack([np.full_like(P, 0.5), P]))
+        assert not out.categorical and out.outcome == "diverged" and out.dead_nodes == 0
+
+    def test_uniform_categorical_is_not_switched_off(self):
+        # a categorical set still at its uniform start: every entry 1/k <= 0.1, never "switched off"
+        P = np.full((2, 40, 20), 0.05)
+        assert is_categorical(P[-1])
+        assert classify_outcome(P).outcome == "stayed"
+        assert classify_outcome(P, membership="categorical").outcome == "stayed"
+
+    def test_drift_to_one(self):
+        out = classify_outcome(np.stack([np.full((10, 4), 0.5), np.full((10, 4), 0.97)]))
+        assert out.outcome == "rose_to_1" and out.full_nodes == 10
+
+
+class TestBranches:
+    def test_node_set_branches(self):
+        assert node_set_branches(np.eye(5)) == 5
+        assert node_set_branches(np.array([[1, 1, 0], [0, 1, 1.]])) == 1
+        assert node_set_branches(np.array([[0.9, 0.1], [0.2, 0.1]])) == 1  # one populated cluster
+        assert node_set_branches(np.array([[0.9, 0.1]]), tau=0.95) == 0
+
+    def test_planted_run_says_yes(self, planted):
+        v = run_verdict(load_run(planted))
+        assert v.branches_formed is True
+        by = {b.name: b for b in v.branches}
+        assert set(by) == {"h1", "h2", "classes"}  # the trunk is not learned
+        # the plant: h1 splits the 4 clusters into 2 super-groups, h2 and the classes into the 4 clusters
+        assert (by["h1"].n_branches, by["h2"].n_branches, by["classes"].n_branches) == (2, 4, 4)
+        assert all(b.formed and b.n_dead == 0 and b.n_full == 0 for b in v.branches)
+        assert v.sentences[0].startswith(QUESTIONS[0] + " Yes")
+        assert "h1: 2 branches at τ 0.5" in v.sentences[0]
+        assert v.sentences[1].startswith(QUESTIONS[1] + " Not measured")
+        assert v.agreement is None and v.memberships_agree is None
+        json.dumps(v.to_dict(), allow_nan=False)
+
+    def test_drifted_run_says_no(self, drifted):
+        v = run_verdict(load_run(drifted))
+        assert v.branches_formed is False
+        assert all(b.outcome == "rose_to_1" and b.n_branches == 1 and b.n_full == b.nodes for b in v.branches)
+        assert v.sentences[0].startswith(QUESTIONS[0] + " No")
+        assert "P rose to 1" in v.sentences[0]
+
+    def test_plain_run_says_no_memberships(self, plain):
+        run = load_run(plain)
+        assert run.node_sets == []
+        v = run_verdict(run)
+        assert v.branches == [] and v.branches_formed is False
+        assert v.sentences[0] == QUESTIONS[0] + " No — a plain network (method fc): no cluster memberships, so no branches."
+
+    def test_fixed_memberships(self, planted, tmp_path):
+        import shutil
+
+        path = tmp_path / "fixed"
+        shutil.copytree(planted, path)
+        meta = json.loads((path / rf.RUN_JSON).read_text())
+        for ns in meta["topology"]["node_sets"]:
+            ns["trainable"] = False
+        meta["config"]["method"] = "hard-fixed"
+        rf.atomic_write_json(path / rf.RUN_JSON, meta)
+        v = run_verdict(load_run(path))
+        assert v.branches == [] and v.branches_formed is None
+        assert v.sentences[0] == (QUESTIONS[0] + " Not learned — every membership is fixed by the method "
+                                  "(hard-fixed); branches at τ 0.5: h1 2, h2 4, classes 4.")
+
+    def test_bad_threshold(self, planted):
+        from analysis.errors import UserError
+
+        with pytest.raises(UserError):
+            run_verdict(load_run(planted), threshold=0)
+
+
+class TestAgreement:
+    def test_planted_memberships_agree(self, planted, tmp_path):
+        run = load_run(planted)
+        # the super-groups are planted in the branch structure (h1), which connectivity distances see
+        report = compare_run(run, reference="coarse", method="connectivity", permutations=99, seed=0)
+        v = run_verdict(run, report)
+        ag = v.agreement
+        assert ag.reference == "coarse" and ag.chosen_by == "memberships" and ag.family == 1
+        # seeded: memberships ARI 1.0 (p 0.01), weights ARI 0.22 (p 0.02)
+        assert ag.memberships_ari > 0.9 and ag.memberships_p_holm <= 0.05 and ag.weights_p_holm <= 0.05
+        assert v.memberships_agree is True and ag.memberships_add is True
+        assert v.sentences[1].startswith(QUESTIONS[1] + " Yes — best-supported reference: the coarse classes (2 groups)")
+        assert f"memberships ARI {ag.memberships_ari:.3f}" in v.sentences[1]
+        assert f"weight-induced hierarchy ARI {ag.weights_ari:.3f}" in v.sentences[1]
+        assert "the memberships agree more than the plain weights do" in v.sentences[1]
+        # planted clusters as the reference: both hierarchies recover them, the memberships add nothing
+        path = make_synthetic_run(tmp_path / "g4", seed=0, groups=4)
+        run4 = load_run(path)
+        v4 = run_verdict(run4, compare_run(run4, reference="coarse", permutations=99, seed=0))
+        assert v4.memberships_agree is True and v4.agreement.memberships_add is False
+        assert "the memberships add nothing over the plain weights" in v4.sentences[1]
+
+    def test_drifted_memberships_do_not_agree(self, drifted):
+        run = load_run(drifted)
+        report = compare_run(run, reference="coarse", permutations=99, seed=0)
+        v = run_verdict(run, report)
+        # P ~ 1 everywhere: class rows differ by noise only; the weights still carry the plant
+        assert v.memberships_agree is False and v.agreement.memberships_p_holm > 0.05
+        assert v.agreement.weights_agree is True and v.agreement.memberships_add is False
+        assert v.sentences[1].startswith(QUESTIONS[1] + " No")
+        assert "the plain weights do group the classes like it" in v.sentences[1]
+
+    def test_plain_run_has_no_memberships(self, plain):
+        run = load_run(plain)
+        report = compare_run(run, reference="coarse", permutations=19, seed=0)
+        v = run_verdict(run, report)
+        assert v.memberships_agree is None and v.agreement.chosen_by == "weights"
+        assert "no class memberships" in v.sentences[1]
+
+    def test_demo_headline_skips_one_vs_rest_and_needs_enough_permutations(self):
+        run = load_run(DEMO)
+        few = run_verdict(run, compare_run(run, reference="all", source="memberships", permutations=99))
+        assert few.memberships_agree is None and few.agreement.resolution_limited
+        assert "Undecided — too few permutations" in few.sentences[1]
+        assert few.agreement.reference != "wordnet_d1" and "wordnet_d1" in few.agreement.excluded
+        # 14 references need 1/(N+1) * 14 <= 0.05, i.e. N >= 279
+        assert "at least 279 permutations" in few.sentences[1]
