@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from blockout.cmd_report import add_report
 from blockout.config import METHODS, TrainConfig, read_config_file
 from blockout.errors import UserError
 
@@ -430,7 +431,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 #: Subcommands: each adds its parser and sets ``handler``. Append new ones here.
 COMMANDS: list[Callable] = [add_train, add_inspect, add_demo, add_reproduce, add_compare, add_export,
-                            add_dashboard]
+                            add_dashboard, add_report]
 
 
 def build_parser() -> argparse.ArgumentParser:
