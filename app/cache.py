@@ -11,7 +11,6 @@ import numpy as np
 import streamlit as st
 
 from analysis import dynamics, graphs, hierarchy, threshold
-from analysis.errors import UserError
 from analysis.summary import summarize_run
 from app.figures.annotate import annotate_branch_tree, annotate_layer_graph
 from app.state import Context, _load
@@ -126,22 +125,9 @@ def class_hierarchy(ctx: Context, method: str):
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def _heatmap(key: str, stamp: tuple, layer: str, step, tau: float, max_size: int) -> dict:
-    from analysis import blocks
+    from app.derive import layer_heatmap
 
-    run = _run(key, stamp)
-    lay = run.layer(layer)
-    ws = run.weights(step)
-    if layer not in ws:
-        raise UserError(f"{run.path}: no weights for layer {layer!r} at step {ws.step}")
-    W = ws[layer][0]
-    if lay.in_set is None or lay.out_set is None:
-        small, re, ce = blocks.block_average(np.abs(W), max_size)
-        return {"abs_w": small, "row_edges": re, "col_edges": ce, "shape": W.shape, "weights_step": ws.step,
-                "blockout": False}
-    probs = run.probs(ws.step)  # P at the weights' step so W and the mask belong together
-    out = blocks.heatmap_data(W, probs[lay.out_set], probs[lay.in_set], tau, lay.mask, max_size)
-    out.update(weights_step=ws.step, blockout=True)
-    return out
+    return layer_heatmap(_run(key, stamp), layer, step, tau, max_size)
 
 
 def heatmap(ctx: Context, layer: str, max_size: int = 192) -> dict:
@@ -160,6 +146,57 @@ def comparison(ctx: Context, method: str = "probability", permutations: int = 99
     """:func:`analysis.compare.compare_run` against every reference, as its JSON-ready dict."""
     tau = ctx.tau if method == "connectivity" else 0.5
     return _comparison(ctx.key, ctx.stamp, ctx.step, tau, method, permutations)
+
+
+#: The comparison behind the verdict and the report (the WordNet page's default view, so one cache entry serves all).
+VERDICT_METHOD, VERDICT_PERMUTATIONS = "probability", 999
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _verdict(key: str, stamp: tuple, step, tau: float) -> dict:
+    from app.derive import verdict
+
+    report = _comparison(key, stamp, step, 0.5, VERDICT_METHOD, VERDICT_PERMUTATIONS)
+    return verdict(_run(key, stamp), report, tau, step).to_dict()
+
+
+def verdict(ctx: Context) -> dict:
+    """:func:`analysis.verdict.run_verdict` (as a dict: ``sentences`` first) at the context's step and τ,
+    from the cached comparison with every reference."""
+    return _verdict(ctx.key, ctx.stamp, ctx.step, ctx.tau)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _tangle_orders(key: str, stamp: tuple, step, tau: float, method: str) -> dict | None:
+    from app.derive import tanglegram_inputs
+    from app.figures.trees import tanglegram_orders
+
+    run = _run(key, stamp)
+    h = hierarchy.class_hierarchy(run, method, tau, step)
+    _, paths = _synsets(key, stamp)
+    inputs = tanglegram_inputs(run, h, paths)
+    if inputs is None:
+        return None
+    return tanglegram_orders(inputs[0], inputs[1])
+
+
+def tangle_orders(ctx: Context, method: str) -> dict | None:
+    """:func:`app.figures.trees.tanglegram_orders` for the class hierarchy by ``method`` (untangling
+    takes seconds at 100 classes, so it is cached); None when there is nothing to draw beside it."""
+    tau = ctx.tau if method == "connectivity" else 0.5
+    return _tangle_orders(ctx.key, ctx.stamp, ctx.step, tau, method)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _report(key: str, stamp: tuple, step, tau: float) -> bytes:
+    from app.report import build_report
+
+    return build_report(_run(key, stamp), step=step, tau=tau).encode("utf-8")
+
+
+def report_html(ctx: Context) -> bytes:
+    """The self-contained HTML report (:func:`app.report.build_report`) at the context's step and τ."""
+    return _report(ctx.key, ctx.stamp, ctx.step, ctx.tau)
 
 
 @st.cache_data(show_spinner=False, max_entries=16)

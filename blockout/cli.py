@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from blockout.cmd_compile import add_compile
+from blockout.cmd_report import add_report
 from blockout.config import ALL_METHODS, METHODS, TrainConfig, read_config_file
 from blockout.errors import UserError
 
@@ -516,8 +517,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 #: Subcommands: each adds its parser and sets ``handler``. Append new ones here.
 COMMANDS: list[Callable] = [add_train, add_inspect, add_demo, add_reproduce, add_compare, add_export,
-                            add_dashboard]
-COMMANDS.append(add_compile)
+                            add_dashboard, add_report, add_compile]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,6 +1,7 @@
 """Figure builders of the dashboard, tested directly (no Streamlit), plus the P-outcome classifier."""
 
 import json
+from pathlib import Path
 
 import networkx as nx
 import numpy as np
@@ -82,7 +83,46 @@ class TestOutcome:
         assert np.isnan(hist["fc3"][1]).all() and hist["fc3"][2, 0] == 2.0
 
 
+class TestColours:
+    """One colour per node set (and per hierarchy source) on every figure."""
+
+    def test_node_set_colours_are_fixed_and_shared(self, run):
+        names = [ns.name for ns in run.node_sets]
+        expect = {n: figures.node_set_color(n) for n in names}
+        assert len(set(expect.values())) == len(names)
+        hist = figures.prob_histograms(run.probs())
+        assert {t.name: t.marker.color for t in hist.data} == {n: expect[n] for n in names}
+        anim = figures.prob_animation(run.steps, {n: run.probs_history(n) for n in names})
+        assert {t.name: t.marker.color for t in anim.data} == expect
+        series = {n: dynamics.drift_series(run.probs_history(n)) for n in ("h2", "h1")}  # other order
+        drift = figures.drift_figure(run.steps, series)
+        assert {t.name: t.line.color for t in drift.data} == {"h1": expect["h1"], "h2": expect["h2"]}
+        sankey = figures.sankey_figure(annotate_layer_graph(layer_graph(run, 0.5)), weight="live", column="depth")
+        g = layer_graph(run, 0.5)
+        order = list(nx.topological_sort(g))
+        assert list(sankey.data[0].node.color) == [expect[g.nodes[v]["node_set"]] for v in order]
+
+    def test_sources_keep_their_colour(self):
+        rows = [{"source": s, "metric": "ari", "depth": d, "observed": 0.1, "null_mean": 0.0, "null_std": 0.01,
+                 "p": 0.5, "n_groups": 3} for s in ("weights", "memberships") for d in (2, 3)]
+        fig = figures.agreement_by_depth(rows, metrics=("ari",))
+        lines = {t.name: t.line.color for t in fig.data if t.mode == "lines+markers"}
+        assert lines == {"weights": figures.source_color("weights"), "memberships": figures.source_color("memberships")}
+
+
 class TestCurves:
+    def test_phases_from_config(self):
+        rows = [{"step": 40 * e, "epoch": e, "test_acc": 0.1, "test_loss": 2.0} for e in range(1, 31)]
+        cfg = {"warmup_steps": 100, "membership_warmup": 2, "soft_epochs": 0, "cocluster_at": 10,
+               "cocluster_anneal_epochs": 3, "freeze_after": 40}
+        assert figures.training_phases(cfg, rows) == [
+            (80, "memberships start training"), (100, "lr warm-up ends"), (400, "co-clustering"),
+            (520, "mask fully in")]  # freezing after 40 epochs: the run stopped at 30
+        assert figures.training_phases({}, rows) == []
+        fig = figures.training_curves(rows, phases=figures.training_phases(cfg, rows))
+        assert sum(1 for sh in fig.layout.shapes if sh.type == "line") == 2 * 4  # both panels
+        assert [a.text for a in fig.layout.annotations if a.text in {"co-clustering", "mask fully in"}]
+
     def test_training_curves(self, run):
         fig = figures.training_curves(run.metrics)
         names = {t.name for t in fig.data}
@@ -122,7 +162,11 @@ class TestEmergence:
     def test_sizes_drift_multipliers(self, run):
         counts = dynamics.cluster_sizes(run.probs_history("h2"), 0.5)
         fig = figures.cluster_sizes_over_time(run.steps, counts)
-        assert len(fig.data) == counts.shape[1]
+        # one heatmap row per cluster, one column per snapshot; readable at 20 clusters
+        assert fig.data[0].type == "heatmap" and np.asarray(fig.data[0].z).shape == counts.T.shape
+        assert list(fig.data[0].y) == [f"cluster {c}" for c in range(counts.shape[1])]
+        many = figures.cluster_sizes_over_time(list(range(30)), np.ones((30, 20)))
+        assert len(many.data) == 1 and many.layout.height >= 20 * 20
         series = {n: dynamics.drift_series(run.probs_history(n)) for n in ("h1", "h2")}
         assert len(figures.drift_figure(run.steps, series).data) == 4
         mult = {"fc3": np.array([[1.0, 2.0], [np.nan, np.nan], [3.0, 5.0]])}
@@ -209,11 +253,55 @@ class TestTrees:
         assert sorted(n for n in left.nodes if left.out_degree(n) == 0) == names
         right = figures.paths_tree({"a": ["x"], "b": ["x"], "c": ["y"], "d": ["y"]})
         fig = figures.tanglegram(left, right)
-        connectors = fig.data[2]
-        ys = [y for y in connectors.y if y is not None]
+        connectors = [t for t in fig.data if t.legendgroup is not None and t.mode == "lines"]
+        assert sorted(t.name for t in connectors) == ["x", "y"]  # one coloured trace per reference group
+        assert len({t.line.color for t in connectors}) == 2
+        ys = [y for t in connectors for y in t.y if y is not None]
         assert len(ys) == 8  # one line (two points) per class
         # agreeing hierarchies: every connector is horizontal
         assert all(abs(ys[i] - ys[i + 1]) < 1e-9 for i in range(0, 8, 2))
+        assert fig.layout.meta["crossings"] == 0
+
+    def test_tanglegram_untangles_a_scrambled_copy(self):
+        """A tree against a randomly rotated copy of itself: the old barycentre drawing leaves
+        crossings, the untangled one has none; lines keep the colour of the reference group."""
+        rng = np.random.default_rng(3)
+        names = [f"c{i}" for i in range(40)]
+        Z = linkage(rng.standard_normal((40, 3)), "average")
+        left = figures.linkage_tree(Z, names)
+        right = left.copy()
+        # reverse the child order of a random half of the right copy's vertices
+        rev = nx.DiGraph()
+        rev.add_nodes_from(right.nodes(data=True))
+        for v in nx.dfs_preorder_nodes(right, figures.tree_root(right)):
+            kids = list(right.successors(v))
+            for k in (kids[::-1] if rng.random() < 0.5 else kids):
+                rev.add_edge(v, k)
+        groups = {n: f"g{i % 4}" for i, n in enumerate(names)}
+        orders = figures.tanglegram_orders(left, rev)
+        assert orders["crossings"] == 0
+        fig = figures.tanglegram(left, rev, orders=orders, groups=groups, group_title="group")
+        assert fig.layout.meta["crossings"] == 0
+        assert "0 line crossings" in fig.layout.title.text
+        colors = {t.name: t.line.color for t in fig.data if t.legendgroup is not None and t.mode == "lines"}
+        assert sorted(colors) == ["g0", "g1", "g2", "g3"] and len(set(colors.values())) == 4
+
+    def test_tanglegram_crossings_reduced_on_the_demo_run(self):
+        """The issue's target: on the bundled demo run the untangled drawing has at most the
+        crossings of the barycentre drawing it replaced (measured numbers:
+        benchmarks/results/tanglegram_crossings.json)."""
+        demo = Path(__file__).resolve().parents[1] / "checkpoints" / "demo"
+        if not (demo / "run.json").is_file():
+            pytest.skip("no bundled demo run")
+        from analysis.hierarchy import class_hierarchy
+        from analysis.run import load_run
+        from app import wordnet_labels
+
+        run = load_run(demo)
+        h = class_hierarchy(run, "probability")
+        orders = figures.tanglegram_orders(figures.linkage_tree(h.linkage, h.labels),
+                                           figures.paths_tree(wordnet_labels.class_paths(run)))
+        assert orders["crossings"] <= 0.7 * orders["crossings_before"]
 
     def test_paths_tree_compresses_chains(self):
         t = figures.paths_tree({"cat": ["entity", "animal", "feline"], "dog": ["entity", "animal", "canine"]})

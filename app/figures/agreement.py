@@ -8,7 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from app.figures.common import color, empty_figure
+from app.figures.common import empty_figure, source_color
 
 METRIC_NAMES = {"ari": "adjusted Rand", "nmi": "NMI", "fmi": "Fowlkes–Mallows"}
 
@@ -38,7 +38,7 @@ def agreement_by_depth(rows: Sequence[Mapping], *, metrics: Sequence[str] = ("ar
             obs = [r["observed"] for r in sel]
             mean = np.array([np.nan if r.get("null_mean") is None else r["null_mean"] for r in sel])
             std = np.array([0.0 if r.get("null_std") is None else r["null_std"] for r in sel])
-            c = color(i)
+            c = source_color(src)
             fig.add_trace(go.Scatter(x=d + d[::-1], y=np.r_[mean + 2 * std, (mean - 2 * std)[::-1]],
                                      fill="toself", fillcolor=c, opacity=0.15, line=dict(width=0),
                                      hoverinfo="skip", showlegend=False, legendgroup=src), row=1, col=col)

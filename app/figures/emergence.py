@@ -9,7 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from app.figures.common import color, empty_figure
+from app.figures.common import color, empty_figure, node_set_color
 
 
 def prob_histograms(probs: Mapping[str, np.ndarray], *, bins: int = 20, height_per: int = 150) -> go.Figure:
@@ -29,7 +29,7 @@ def prob_histograms(probs: Mapping[str, np.ndarray], *, bins: int = 20, height_p
         values = np.clip(np.asarray(probs[name], dtype=float).ravel(), 0.0, 1.0)
         counts, _ = np.histogram(values, bins=edges)
         share = counts / max(values.size, 1)
-        fig.add_trace(go.Bar(x=centers, y=share, width=1.0 / bins, name=name, marker_color=color(i - 1),
+        fig.add_trace(go.Bar(x=centers, y=share, width=1.0 / bins, name=name, marker_color=node_set_color(name),
                              hovertemplate="P in [%{customdata[0]:.2f}, %{customdata[1]:.2f}): "
                                            "%{y:.1%} of entries<extra>" + name + "</extra>",
                              customdata=np.stack([edges[:-1], edges[1:]], axis=1), showlegend=False),
@@ -42,8 +42,12 @@ def prob_histograms(probs: Mapping[str, np.ndarray], *, bins: int = 20, height_p
 
 
 def cluster_sizes_over_time(steps: Sequence[int], counts: np.ndarray, *, title: str = "",
-                            height: int = 280) -> go.Figure:
-    """Nodes per cluster (at the threshold) at each snapshot step, one line per cluster.
+                            height: int | None = None) -> go.Figure:
+    """Nodes per cluster (at the threshold) at each snapshot step: a heatmap, one row per cluster.
+
+    A row per cluster stays readable at 20 clusters and more (twenty overlapping lines do not);
+    the colour is the number of nodes, empty clusters are white, and the number is written in
+    each cell when the grid is small enough to read it.
 
     Parameters
     ----------
@@ -53,12 +57,19 @@ def cluster_sizes_over_time(steps: Sequence[int], counts: np.ndarray, *, title: 
     counts = np.asarray(counts)
     if counts.ndim != 2 or counts.shape[0] != len(steps) or counts.size == 0:
         return empty_figure("no snapshots to show")
-    fig = go.Figure()
-    for c in range(counts.shape[1]):
-        fig.add_trace(go.Scatter(x=list(steps), y=counts[:, c], mode="lines", name=f"cluster {c}",
-                                 line=dict(color=color(c)),
-                                 hovertemplate=f"cluster {c}: " + "%{y} nodes at step %{x}<extra></extra>"))
-    fig.update_layout(title=title or None, height=height, xaxis_title="step", yaxis_title="nodes",
+    S, k = counts.shape
+    z = counts.T.astype(float)  # (k, S)
+    show_text = S * k <= 600 and S <= 40
+    fig = go.Figure(go.Heatmap(
+        z=z, x=[str(s) for s in steps], y=[f"cluster {c}" for c in range(k)],
+        colorscale=[[0.0, "#ffffff"], [1e-9, "#deebf7"], [1.0, "#08306b"]], zmin=0,
+        colorbar=dict(title=dict(text="nodes"), thickness=12),
+        text=counts.T.astype(int).astype(str) if show_text else None,
+        texttemplate="%{text}" if show_text else None, textfont=dict(size=9),
+        hovertemplate="%{y}: %{z:.0f} nodes at step %{x}<extra></extra>", xgap=1, ygap=1))
+    fig.update_xaxes(title_text="snapshot step", type="category")
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(title=title or None, height=height or int(min(900, max(240, 22 * k + 90))),
                       margin=dict(l=10, r=10, t=40 if title else 20, b=10))
     return fig
 
@@ -78,9 +89,9 @@ def drift_figure(steps: Sequence[int], series: Mapping[str, Mapping[str, np.ndar
     fig = make_subplots(rows=1, cols=2, subplot_titles=("mean P", "share of P ≥ 0.9"))
     for i, (name, s) in enumerate(series.items()):
         fig.add_trace(go.Scatter(x=list(steps), y=s["mean"], name=name, mode="lines",
-                                 line=dict(color=color(i)), legendgroup=name), row=1, col=1)
+                                 line=dict(color=node_set_color(name)), legendgroup=name), row=1, col=1)
         fig.add_trace(go.Scatter(x=list(steps), y=s["share_high"], name=name, mode="lines",
-                                 line=dict(color=color(i)), legendgroup=name, showlegend=False),
+                                 line=dict(color=node_set_color(name)), legendgroup=name, showlegend=False),
                       row=1, col=2)
     fig.update_yaxes(range=[0, 1.02])
     fig.update_yaxes(tickformat=".0%", row=1, col=2)
@@ -148,7 +159,7 @@ def prob_animation(steps: Sequence[int], history: Mapping[str, np.ndarray], *, b
                         vertical_spacing=min(0.08, 0.3 / len(names)))
 
     def bars(t: int) -> list[go.Bar]:
-        return [go.Bar(x=centers, y=shares[name][t], width=1.0 / bins, marker_color=color(i),
+        return [go.Bar(x=centers, y=shares[name][t], width=1.0 / bins, marker_color=node_set_color(name),
                        showlegend=False, name=name,
                        hovertemplate="P ≈ %{x:.2f}: %{y:.1%} of entries<extra>" + name + "</extra>")
                 for i, name in enumerate(names)]

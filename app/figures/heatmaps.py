@@ -128,3 +128,39 @@ def in_block_mass_figure(layers: Sequence[str], inside: Sequence[float],
     fig.update_layout(height=height, barmode="group", yaxis=dict(range=[0, 1], tickformat=".0%"),
                       margin=dict(l=10, r=10, t=20, b=10), legend=dict(orientation="h", y=-0.25))
     return fig
+
+
+def _drawn_bounds(boundaries, edges) -> list[float]:
+    # Boundaries are in node positions; the drawn matrix has one cell per bin of `edges`.
+    f = float(edges[1]) if len(edges) > 1 else 1.0
+    b = np.asarray(boundaries, dtype=float) / f
+    return b.tolist() if len(b) <= 150 else []  # too many signatures: lines would hide the picture
+
+
+def layer_blocks_figure(data: dict, tau: float) -> tuple[go.Figure, str]:
+    """The Weight blocks page's figure of one layer and its caption, from
+    :func:`app.derive.layer_heatmap` data: |W| alone for a plain layer; |W|, E[M] and |W̃| in
+    signature order with the boundaries for a Blockout layer."""
+    rows, cols = data["shape"]
+    re, ce = data["row_edges"], data["col_edges"]
+    scale_r = float(re[1]) if len(re) > 1 else 1.0
+    scale_c = float(ce[1]) if len(ce) > 1 else 1.0
+    note = f"weights from step {data['weights_step']} (the nearest snapshot with weights)"
+    if scale_r > 1 or scale_c > 1:
+        note += f"; {rows}×{cols} drawn as {len(re)}×{len(ce)} block means ({scale_r:g}×{scale_c:g} per cell)"
+    if not data["blockout"]:
+        fig = block_heatmaps([("|W|", data["abs_w"], False)], row_scale=scale_r, col_scale=scale_c)
+        return fig, note + ". A plain layer (no node sets): |W| in its own order; there is no mask or block order."
+    caption = (note + f". Rows (outputs) and columns (inputs) sorted by signature at τ = {tau:.2f}; "
+               "lines mark where the signature changes. Cells show block means of |W|, of the expected mask "
+               "E[M] and of |W̃| = |W ⊙ E[M]|.")
+    nb = len(data["row_boundaries"]) + len(data["col_boundaries"])
+    if nb > 300:
+        caption += f" {nb} signature boundaries: lines not drawn."
+    fig = block_heatmaps(
+        [("|W|", data["abs_w"], False), ("expected mask E[M]", data["mask"], False),
+         ("|W̃|", data["abs_w_tilde"], False)],
+        row_bounds=_drawn_bounds(data["row_boundaries"], re) if nb <= 300 else [],
+        col_bounds=_drawn_bounds(data["col_boundaries"], ce) if nb <= 300 else [],
+        row_scale=scale_r, col_scale=scale_c)
+    return fig, caption

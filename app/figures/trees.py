@@ -13,7 +13,7 @@ import networkx as nx
 import numpy as np
 import plotly.graph_objects as go
 
-from app.figures.common import color, empty_figure
+from app.figures.common import color, empty_figure, node_set_color
 
 
 def tree_root(tree: nx.DiGraph) -> Hashable:
@@ -98,9 +98,12 @@ def tree_figure(tree: nx.DiGraph, *, root=None, height: int | None = None,
                                        (leaves, 6, "middle right", "classes")):
         if not group:
             continue
+        # The root sits on the left edge: its label starts there instead of centring on it
+        # (a centred label is cut off by the plot's left border).
+        positions = ["top right" if n == root else textpos for n in group]
         fig.add_trace(go.Scatter(
             x=[pos[n][0] for n in group], y=[pos[n][1] for n in group], mode="markers+text",
-            text=[str(tree.nodes[n].get("label", n)) for n in group], textposition=textpos,
+            text=[str(tree.nodes[n].get("label", n)) for n in group], textposition=positions,
             textfont=dict(size=9 if name == "classes" else 10),
             hovertext=[str(tree.nodes[n].get("hover", tree.nodes[n].get("label", n))) for n in group],
             hoverinfo="text", marker=dict(size=size, color=color(0 if name == "branches" else 2)),
@@ -193,7 +196,8 @@ def sankey_figure(graph: nx.DiGraph, *, weight: str = "weight", column: str = "l
                               for n in nodes],
                   hovertemplate="%{customdata}<extra></extra>",
                   x=x, y=[y_of[n] for n in nodes], pad=6, thickness=14,
-                  color=[color(cols[graph.nodes[n].get(column, 0)]) for n in nodes]),
+                  color=[node_set_color(graph.nodes[n]["node_set"]) if "node_set" in graph.nodes[n]
+                         else color(cols[graph.nodes[n].get(column, 0)]) for n in nodes]),
         link=dict(source=src, target=dst, value=val, customdata=hov,
                   hovertemplate="%{customdata}<extra></extra>"),
     ))
@@ -228,40 +232,107 @@ def linkage_tree(Z: np.ndarray, labels: Sequence[str]) -> nx.DiGraph:
     return tree
 
 
+def _leaf_label(tree: nx.DiGraph, n) -> str:
+    return str(tree.nodes[n].get("label", n))
+
+
+def _rank_order(children: Mapping) -> dict:
+    """``vertex -> rank among its siblings`` from a ``vertex -> ordered children`` mapping."""
+    return {k: i for kids in children.values() for i, k in enumerate(kids)}
+
+
+def barycentre_order(left: nx.DiGraph, right: nx.DiGraph) -> dict:
+    """The right tree's children ordered by the mean position of their leaves on the left (the left
+    tree as given): the one-sided heuristic the tanglegram used before untangling, kept as the
+    baseline its crossing count is reported against."""
+    lroot, rroot = tree_root(left), tree_root(right)
+    lpos = tree_layout(left, lroot)
+    left_y = {_leaf_label(left, n): lpos[n][1] for n in left.nodes if left.out_degree(n) == 0}
+    key: dict = {}
+    for node in reversed(list(nx.dfs_preorder_nodes(right, rroot))):
+        kids = list(right.successors(node))
+        if not kids:
+            key[node] = left_y.get(_leaf_label(right, node), float(len(left_y)))
+        else:
+            key[node] = float(np.mean([key[k] for k in kids]))
+    return key
+
+
+def tanglegram_orders(left: nx.DiGraph, right: nx.DiGraph, *, lookahead: bool = True) -> dict:
+    """Untangle two trees for :func:`tanglegram` (leaves matched by their ``label``).
+
+    Returns
+    -------
+    dict
+        ``left_order`` / ``right_order`` (vertex -> rank among its siblings, for
+        :func:`tree_layout`), ``crossings`` (after untangling), ``crossings_before`` (the
+        barycentre drawing of :func:`barycentre_order`, i.e. the tanglegram before untangling)
+        and ``crossings_as_given`` (both trees in their own order).
+    """
+    from analysis.untangle import count_crossings, leaf_order, untangle
+
+    lroot, rroot = tree_root(left), tree_root(right)
+    L = {n: list(left.successors(n)) for n in left.nodes}
+    lkey = {n: _leaf_label(left, n) for n in left.nodes if left.out_degree(n) == 0}
+    rkey = {n: _leaf_label(right, n) for n in right.nodes if right.out_degree(n) == 0}
+    bary = barycentre_order(left, right)
+    R_bary = {n: sorted(right.successors(n), key=lambda k: bary.get(k, 0.0)) for n in right.nodes}
+    before = count_crossings([lkey[v] for v in leaf_order(L, lroot)], [rkey[v] for v in leaf_order(R_bary, rroot)])
+    R = {n: list(right.successors(n)) for n in right.nodes}
+    L2, R2, as_given, after = untangle(L, lroot, R, rroot, left_key=lkey, right_key=rkey, lookahead=lookahead)
+    return {"left_order": _rank_order(L2), "right_order": _rank_order(R2), "crossings": int(after),
+            "crossings_before": int(before), "crossings_as_given": int(as_given)}
+
+
+def _first_split(tree: nx.DiGraph, root) -> dict:
+    """``leaf label -> group``: the leaves under each child of the first vertex with 2+ children."""
+    top = root
+    while tree.out_degree(top) == 1:
+        top = next(iter(tree.successors(top)))
+    out = {}
+    for child in tree.successors(top):
+        name = str(tree.nodes[child].get("label", child))
+        leaves = [child] if tree.out_degree(child) == 0 else [n for n in nx.descendants(tree, child)
+                                                                 if tree.out_degree(n) == 0]
+        for leaf in leaves:
+            out[_leaf_label(tree, leaf)] = name
+    return out
+
+
 def tanglegram(left: nx.DiGraph, right: nx.DiGraph, *, left_title: str = "network",
-               right_title: str = "WordNet", height: int | None = None) -> go.Figure:
-    """Two trees facing each other with lines joining the leaves that share a label.
+               right_title: str = "WordNet", height: int | None = None, orders: Mapping | None = None,
+               groups: Mapping[str, str] | None = None, group_title: str = "group") -> go.Figure:
+    """Two trees facing each other, untangled, with a coloured line joining the labels of each leaf.
 
-    Leaves are matched by their ``label`` attribute (or the vertex itself). The right tree's
-    children are ordered by the mean position of their leaves on the left (a one-sided crossing
-    heuristic), so agreeing hierarchies give mostly horizontal lines.
+    Leaves are matched by their ``label`` attribute (or the vertex itself). Both trees' vertices
+    are rotated to reduce crossings (:func:`tanglegram_orders`; pass its result as ``orders`` to
+    reuse a cached one); the counts before and after are in the title and in
+    ``fig.layout.meta``. Lines and labels are coloured by ``groups`` (leaf label -> reference
+    group, e.g. the coarse class; default: the right tree's first split), with one legend entry
+    per group.
 
-    Layout along x: left root 0, left leaves 1, labels, connectors 1.4–1.6, labels, right
-    leaves 2, right root 3.
+    Layout along x: left root 0, left leaves 1, labels ending at 1.45, connectors 1.45–1.95,
+    labels from 1.95, right leaves 2.4, right root 3.4; a faint leader joins each leaf to its label.
     """
     if left.number_of_nodes() == 0 or right.number_of_nodes() == 0:
         return empty_figure("nothing to compare")
     lroot, rroot = tree_root(left), tree_root(right)
-    lpos = tree_layout(left, lroot)
-    leaf_label = lambda t, n: str(t.nodes[n].get("label", n))  # noqa: E731
-    left_leaves = [n for n in left.nodes if left.out_degree(n) == 0]
-    left_y = {leaf_label(left, n): lpos[n][1] for n in left_leaves}
-    key: dict = {}  # mean left-y of the leaves under each right vertex
-    for node in reversed(list(nx.dfs_preorder_nodes(right, rroot))):
-        kids = list(right.successors(node))
-        if not kids:
-            key[node] = left_y.get(leaf_label(right, node), float(len(left_y)))
-        else:
-            key[node] = float(np.mean([key[k] for k in kids]))
-    rpos = tree_layout(right, rroot, order=key)
-    right_leaves = [n for n in right.nodes if right.out_degree(n) == 0]
+    orders = orders if orders is not None else tanglegram_orders(left, right)
+    lpos = tree_layout(left, lroot, order=orders["left_order"])
+    rpos = tree_layout(right, rroot, order=orders["right_order"])
+    left_leaves = sorted((n for n in left.nodes if left.out_degree(n) == 0), key=lambda n: lpos[n][1])
+    right_leaves = sorted((n for n in right.nodes if right.out_degree(n) == 0), key=lambda n: rpos[n][1])
     # Same vertical extent on both sides even when the leaf counts differ.
     rscale = (len(left_leaves) - 1) / max(len(right_leaves) - 1, 1)
     ldepth = max(p[0] for p in lpos.values()) or 1
     rdepth = max(p[0] for p in rpos.values()) or 1
-    lxy = {n: (min(x / ldepth, 1.0) if left.out_degree(n) else 1.0, y) for n, (x, y) in lpos.items()}
-    rxy = {n: (3.0 - (min(x / rdepth, 1.0) if right.out_degree(n) else 1.0), y * rscale)
+    XL, XA, XB, XR, XRR = 1.0, 1.45, 1.95, 2.4, 3.4
+    lxy = {n: (min(x / ldepth, 1.0) if left.out_degree(n) else XL, y) for n, (x, y) in lpos.items()}
+    rxy = {n: (XRR - (min(x / rdepth, 1.0) if right.out_degree(n) else 1.0), y * rscale)
            for n, (x, y) in rpos.items()}
+    groups = dict(groups) if groups is not None else _first_split(right, rroot)
+    names = list(dict.fromkeys(groups.get(_leaf_label(left, n), "") for n in left_leaves))
+    gcolor = {g: color(i) if g else "#999" for i, g in enumerate(names)}
     fig = go.Figure()
     for tree, xy in ((left, lxy), (right, rxy)):
         xs, ys = [], []
@@ -271,23 +342,40 @@ def tanglegram(left: nx.DiGraph, right: nx.DiGraph, *, left_title: str = "networ
             ys += [yu, yv, yv, None]
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color="#555", width=1),
                                  hoverinfo="skip", showlegend=False))
-    right_by_label = {leaf_label(right, n): n for n in right_leaves}
-    cx, cy = [], []
-    for lab, ly in left_y.items():
-        rn = right_by_label.get(lab)
-        if rn is not None:
-            cx += [1.4, 1.6, None]
-            cy += [ly, rxy[rn][1], None]
-    fig.add_trace(go.Scatter(x=cx, y=cy, mode="lines", line=dict(color="rgba(31,119,180,0.5)", width=1),
+    lead_x, lead_y = [], []
+    for n in left_leaves:
+        lead_x += [XL, XA, None]
+        lead_y += [lxy[n][1]] * 2 + [None]
+    for n in right_leaves:
+        lead_x += [XB, XR, None]
+        lead_y += [rxy[n][1]] * 2 + [None]
+    fig.add_trace(go.Scatter(x=lead_x, y=lead_y, mode="lines", line=dict(color="#e4e4e4", width=1, dash="dot"),
                              hoverinfo="skip", showlegend=False))
-    fig.add_trace(go.Scatter(x=[1.0] * len(left_leaves), y=[lxy[n][1] for n in left_leaves],
-                             mode="text", text=[leaf_label(left, n) for n in left_leaves],
-                             textposition="middle right", textfont=dict(size=8),
-                             hoverinfo="skip", showlegend=False))
-    fig.add_trace(go.Scatter(x=[2.0] * len(right_leaves), y=[rxy[n][1] for n in right_leaves],
-                             mode="text", text=[leaf_label(right, n) for n in right_leaves],
-                             textposition="middle left", textfont=dict(size=8),
-                             hoverinfo="skip", showlegend=False))
+    right_by_label = {_leaf_label(right, n): n for n in right_leaves}
+    for g in names:  # one connector trace per group: its colour and legend entry
+        cx, cy = [], []
+        for n in left_leaves:
+            lab = _leaf_label(left, n)
+            rn = right_by_label.get(lab)
+            if rn is not None and groups.get(lab, "") == g:
+                cx += [XA, XB, None]
+                cy += [lxy[n][1], rxy[rn][1], None]
+        if cx:
+            fig.add_trace(go.Scatter(x=cx, y=cy, mode="lines", line=dict(color=gcolor[g], width=1.3),
+                                     name=g or "(no group)", legendgroup=g, hoverinfo="skip"))
+    text_color = lambda lab: gcolor.get(groups.get(lab, ""), "#333")  # noqa: E731
+    fig.add_trace(go.Scatter(x=[XA] * len(left_leaves), y=[lxy[n][1] for n in left_leaves],
+                             mode="text", text=[_leaf_label(left, n) + " " for n in left_leaves],
+                             textposition="middle left",
+                             textfont=dict(size=10, color=[text_color(_leaf_label(left, n)) for n in left_leaves]),
+                             hovertext=[f"{_leaf_label(left, n)} ({groups.get(_leaf_label(left, n), '—')})"
+                                        for n in left_leaves], hoverinfo="text", showlegend=False))
+    fig.add_trace(go.Scatter(x=[XB] * len(right_leaves), y=[rxy[n][1] for n in right_leaves],
+                             mode="text", text=[" " + _leaf_label(right, n) for n in right_leaves],
+                             textposition="middle right",
+                             textfont=dict(size=10, color=[text_color(_leaf_label(right, n)) for n in right_leaves]),
+                             hovertext=[f"{_leaf_label(right, n)} ({groups.get(_leaf_label(right, n), '—')})"
+                                        for n in right_leaves], hoverinfo="text", showlegend=False))
     for tree, xy in ((left, lxy), (right, rxy)):
         inner = [n for n in tree.nodes if tree.out_degree(n) > 0]
         fig.add_trace(go.Scatter(
@@ -296,14 +384,21 @@ def tanglegram(left: nx.DiGraph, right: nx.DiGraph, *, left_title: str = "networ
             hovertext=[str(tree.nodes[n].get("hover", tree.nodes[n].get("label", ""))) or "(branch)"
                        for n in inner],
             hoverinfo="text", showlegend=False))
-    fig.update_xaxes(visible=False, range=[-0.05, 3.05])
+    fig.update_xaxes(visible=False, range=[-0.05, XRR + 0.05], fixedrange=True)
     fig.update_yaxes(visible=False, autorange="reversed")
-    fig.add_annotation(text=f"<b>{left_title}</b>", x=0.0, y=1.02, xref="x", yref="paper",
-                       showarrow=False, xanchor="left")
-    fig.add_annotation(text=f"<b>{right_title}</b>", x=3.0, y=1.02, xref="x", yref="paper",
-                       showarrow=False, xanchor="right")
-    fig.update_layout(height=height or int(min(2400, max(400, 12 * len(left_leaves)))),
-                      margin=dict(l=5, r=5, t=30, b=5))
+    fig.add_annotation(text=f"<b>{left_title}</b>", x=0.0, y=1.0, xref="x", yref="paper",
+                       showarrow=False, xanchor="left", yanchor="bottom")
+    fig.add_annotation(text=f"<b>{right_title}</b>", x=XRR, y=1.0, xref="x", yref="paper",
+                       showarrow=False, xanchor="right", yanchor="bottom")
+    before, after = orders["crossings_before"], orders["crossings"]
+    fig.update_layout(
+        title=dict(text=f"{after} line crossings after untangling (the unrotated drawing had {before})",
+                   font=dict(size=13), x=0.5, xanchor="center"),
+        meta={"crossings_before": before, "crossings": after},
+        height=height or int(min(4000, max(420, 14 * len(left_leaves) + 120))),
+        legend=dict(title=dict(text=group_title), orientation="v", x=1.0, xanchor="left", y=1.0,
+                    font=dict(size=10)),
+        margin=dict(l=5, r=5, t=60, b=5))
     return fig
 
 
