@@ -40,31 +40,76 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+#: ``--help`` sections of the training flags, in order: (title, description, TrainConfig fields).
+#: Every field must be in exactly one (tests/test_cli_help.py checks it); a new field missing here
+#: still gets its flag, in a last "other options" section.
+FLAG_GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("data", "what to train on", ("dataset", "data_dir", "hierarchy", "samples_per_class",
+                                  "test_samples_per_class", "image_size", "data_seed")),
+    ("model", "the network around the Blockout layers", ("nodes", "depth", "trunk")),
+    ("the paper's method", "Blockout as in Murdock et al. (CVPR 2016): the six methods and their options",
+     ("method", "clusters", "mask", "mask_scale", "trunk_clusters", "dropout")),
+    ("optimisation", None, ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "theta_lr_mult",
+                            "lr_schedule", "warmup_steps")),
+    ("run", "seeds, device and output", ("seed", "device", "amp", "out", "snapshot_every", "num_workers")),
+    ("our emergence options", "ours, not the paper's (docs/emergence.md); the recipes --method hard-cocluster and "
+                              "hard-budgeted fill in every one you do not give",
+     ("hidden_membership", "class_membership", "membership_m", "membership_init_scale", "membership_init_noise",
+      "class_init_noise", "temperature", "temperature_end", "usage_weight", "class_usage_weight", "theta_init_low",
+      "theta_init_high", "fanin_init", "membership_warmup", "soft_epochs", "budget_rho", "budget_layers",
+      "budget_scope", "budget_step", "budget_max_step", "budget_anneal_start", "budget_anneal_end", "freeze_after",
+      "cocluster_at", "cocluster_anneal_epochs", "cocluster_method", "cocluster_scale", "cocluster_class_high",
+      "cocluster_class_low", "cocluster_rescale", "rescue_dead")),
+)
+
+
+def flag_help(text: str, default: Any) -> str:
+    """Help text with its default said once: kept as is when the text already names its default.
+
+    >>> flag_help("training epochs", 10)
+    'training epochs (default: 10)'
+    >>> flag_help("steps between snapshots (default: about 30 per run)", None)
+    'steps between snapshots (default: about 30 per run)'
+    >>> flag_help("folder of the files", None)
+    'folder of the files (default: not set)'
+    """
+    if "default" in text.lower():
+        return text
+    return f"{text} (default: {'not set' if default is None else default})"
+
+
 def add_config_flags(parser: argparse.ArgumentParser, skip: Sequence[str] = ()) -> None:
-    """One flag per :class:`TrainConfig` field; absent flags stay absent (explicit flags win over --config)."""
+    """One flag per :class:`TrainConfig` field, in the ``--help`` sections of :data:`FLAG_GROUPS`;
+    absent flags stay absent (explicit flags win over --config)."""
     import dataclasses
 
     hints = typing.get_type_hints(TrainConfig)
     defaults = TrainConfig()
-    for f in dataclasses.fields(TrainConfig):
-        if f.name in skip:
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig) if f.name not in skip}
+    placed = {name for _, _, names in FLAG_GROUPS for name in names}
+    sections = [*FLAG_GROUPS, ("other options", None, tuple(n for n in fields if n not in placed))]
+    for title, description, names in sections:
+        names = [n for n in names if n in fields]
+        if not names:
             continue
-        hint = hints[f.name]
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        base = args[0] if args else hint
-        kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS}
-        if base is int:
-            kw["type"], kw["metavar"] = int, "N"
-        elif base is float:
-            kw["type"], kw["metavar"] = float, "X"
-        else:
-            kw["metavar"] = f.metadata.get("metavar", "VALUE")
-        if "choices" in f.metadata:
-            kw["choices"] = f.metadata["choices"]
-            kw.pop("metavar", None)
-        default = getattr(defaults, f.name)
-        kw["help"] = f"{f.metadata.get('help', '')} (default: {default})"
-        parser.add_argument(_flag(f.name), **kw)
+        group = parser.add_argument_group(title, description)
+        for name in names:
+            f = fields[name]
+            hint = hints[f.name]
+            args = [a for a in typing.get_args(hint) if a is not type(None)]
+            base = args[0] if args else hint
+            kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS}
+            if base is int:
+                kw["type"], kw["metavar"] = int, "N"
+            elif base is float:
+                kw["type"], kw["metavar"] = float, "X"
+            else:
+                kw["metavar"] = f.metadata.get("metavar", "VALUE")
+            if "choices" in f.metadata:
+                kw["choices"] = f.metadata["choices"]
+                kw.pop("metavar", None)
+            kw["help"] = flag_help(f.metadata.get("help", ""), getattr(defaults, f.name))
+            group.add_argument(_flag(f.name), **kw)
 
 
 def _explicit(args: argparse.Namespace) -> dict[str, Any]:
