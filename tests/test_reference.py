@@ -184,3 +184,16 @@ class TestGuessesAndOverrides:
         code, _, err = main(capsys, "compare", named_run, "--synsets", m, "--permutations", "5")
         assert code == 2 and len(err.strip().splitlines()) == 1, err
         assert message in err and str(m) in err
+
+
+def test_export_takes_the_synset_map(named_run, tmp_path, capsys):
+    """The branch tree's WordNet labels resolve classes like compare does; the map is checked the same way."""
+    good, bad = tmp_path / "syn.json", tmp_path / "bad.json"
+    good.write_text(json.dumps({"crane": "crane.n.05"}))
+    bad.write_text(json.dumps({"heron": "heron.n.02"}))
+    code, out, err = main(capsys, "export", named_run, "--format", "json", "-o", tmp_path / "t.json", "--synsets", good)
+    assert code == 0, err
+    labels = {n.get("label", "") for n in json.loads((tmp_path / "t.json").read_text())["nodes"]}
+    assert any(lab.startswith("big_cat.n.01") for lab in labels)
+    code, _, err = main(capsys, "export", named_run, "--format", "json", "-o", tmp_path / "u.json", "--synsets", bad)
+    assert code == 2 and "heron" in err and not (tmp_path / "u.json").exists()
