@@ -485,6 +485,9 @@ def add_export(sub) -> None:
                    help="class distances of the dendrogram (default: probability)")
     p.add_argument("-o", "--output", default=None, metavar="PATH",
                    help="output file (default: <run>_<what>.<ext> in the current folder)")
+    p.add_argument("--synsets", default=None, metavar="FILE.json",
+                   help='WordNet synsets for some classes, for the branch tree\'s WordNet labels: '
+                        '{"class name": "synset.n.01" or "n01234567"} (as blockout compare --synsets)')
     p.set_defaults(handler=cmd_export)
 
 
@@ -494,10 +497,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     from analysis.runfolder import safe_name
 
     run = load_run(args.run)
+    label_fn = None
+    if args.synsets:
+        from analysis.wordnet.references import class_lch_labeler
+        from analysis.wordnet.resolve import load_synset_map
+
+        label_fn = class_lch_labeler(run.class_names, run.wnids,
+                                     overrides=load_synset_map(args.synsets, run.class_names))
     # the default name comes from run.json, which may be hostile: a plain name in the working folder
     output = args.output or Path.cwd() / f"{safe_name(run.name)}_{args.what}.{EXTENSIONS[args.format]}"
     path = export_run(run, what=args.what, fmt=args.format, path=output,
-                      tau=args.threshold, step=args.step, method=args.method)
+                      tau=args.threshold, step=args.step, method=args.method, label_fn=label_fn)
     print(path)
     return 0
 

@@ -147,6 +147,32 @@ class TestSimilarity:
         assert np.all((D >= 0) & (D < 1))
 
 
+class TestWupMatrix:
+    def test_vectorised_equals_pairwise(self):
+        """Float for float, on random nouns plus the awkward cases: a class that is an ancestor of
+        another, repeated synsets, instances, synsets with several hypernyms."""
+        snap = load_wordnet()
+        rng = np.random.default_rng(5)
+        names = [snap.names[i] for i in rng.choice(len(snap), 120, replace=False)]
+        names += ["einstein.n.01", "physicist.n.01", "person.n.01", "organism.n.01", "entity.n.01",
+                  "tiger.n.02", "big_cat.n.01", "tiger.n.02", "paris.n.01", "city.n.01"]
+        for n in names[:15]:
+            names += sorted(snap.up_distances(n))[:2]
+        order = rng.permutation(len(names))
+        names = [names[i] for i in order]
+        A, B = S.wup_matrix(snap, names), S.wup_matrix_pairwise(snap, names)
+        assert np.array_equal(A, B)
+
+    def test_cifar100_unchanged(self):
+        snap = load_wordnet()
+        assert np.array_equal(S.wup_matrix(snap, CIFAR100), S.wup_matrix_pairwise(snap, CIFAR100))
+
+    def test_empty_and_single(self):
+        snap = load_wordnet()
+        assert S.wup_matrix(snap, []).shape == (0, 0)
+        assert S.wup_matrix(snap, ["dog.n.01"]).tolist() == [[1.0]]
+
+
 @pytest.fixture(scope="module")
 def wn(tmp_path_factory):
     """nltk's reader over the local WordNet 3.0 files, prepared in a temporary nltk data folder."""

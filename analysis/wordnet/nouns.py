@@ -143,8 +143,8 @@ class WordNet:
         ip, ins = _pointers(arrays["inst_count"]), arrays["inst"].tolist()
         if hp[-1] != len(h) or ip[-1] != len(ins) or not (len(hp) == len(ip) == n + 1):
             raise UserError(f"{source} is inconsistent (hypernym tables)")
-        self._hyper = [tuple(h[hp[i]:hp[i + 1]]) for i in range(n)]
-        self._inst = [tuple(ins[ip[i]:ip[i + 1]]) for i in range(n)]
+        # flat lists + pointers, sliced on demand (no per-synset objects built at load time)
+        self._hp, self._h, self._ip, self._ins = hp, h, ip, ins
         self._min_depth = arrays["min_depth"].tolist()
         self._max_depth = arrays["max_depth"].tolist()
         self._lazy = lazy  # reads the members only some callers need (definitions, word index)
@@ -152,6 +152,15 @@ class WordNet:
         self._words: list[str] | None = None
         self._up: dict[str, dict[str, int]] = {}
         self._info: dict[str, SynsetInfo] = {}
+
+    def _hyper(self, i: int) -> list[int]:
+        return self._h[self._hp[i]:self._hp[i + 1]]
+
+    def _inst(self, i: int) -> list[int]:
+        return self._ins[self._ip[i]:self._ip[i + 1]]
+
+    def _parents(self, i: int) -> list[int]:
+        return self._h[self._hp[i]:self._hp[i + 1]] + self._ins[self._ip[i]:self._ip[i + 1]]
 
     # -- loading -------------------------------------------------------------------------------
     @classmethod
@@ -197,7 +206,7 @@ class WordNet:
             i = self._index(name)
             lp = self._lemma_ptr
             info = SynsetInfo(name, int(self._offset[i]), tuple(self._lemmas[lp[i]:lp[i + 1]]), self.definition(name),
-                              tuple(self.names[j] for j in self._hyper[i]), tuple(self.names[j] for j in self._inst[i]),
+                              tuple(self.names[j] for j in self._hyper(i)), tuple(self.names[j] for j in self._inst(i)),
                               self._min_depth[i], self._max_depth[i])
             self._info[name] = info
         return info
@@ -212,7 +221,7 @@ class WordNet:
     def parents(self, name: str) -> tuple[str, ...]:
         """Hypernyms then instance hypernyms of ``name``."""
         i = self._index(name)
-        return tuple(self.names[j] for j in self._hyper[i] + self._inst[i])
+        return tuple(self.names[j] for j in self._parents(i))
 
     def min_depth(self, name: str) -> int:
         return self._min_depth[self._index(name)]
@@ -282,7 +291,7 @@ class WordNet:
         The breadth-first walk of nltk's ``Synset._shortest_hypernym_paths``.
         """
         if name not in self._up:
-            names, hyper, inst = self.names, self._hyper, self._inst
+            names, parents = self.names, self._parents
             dist: dict[int, int] = {}
             frontier, d = [self._index(name)], 0
             while frontier:
@@ -291,8 +300,7 @@ class WordNet:
                     if s in dist:
                         continue
                     dist[s] = d
-                    nxt.extend(hyper[s])
-                    nxt.extend(inst[s])
+                    nxt.extend(parents(s))
                 frontier, d = nxt, d + 1
             self._up[name] = {names[s]: v for s, v in dist.items()}
         return self._up[name]
@@ -309,7 +317,7 @@ class WordNet:
         (named individuals such as ``einstein.n.01``) only with ``instances``.
 
         >>> load_wordnet().leaves("big_cat.n.01")[:3]
-        ['leopard.n.02', 'leopardess.n.01', 'panther.n.02']
+        ['lion_cub.n.01', 'tiger_cub.n.01', 'leopardess.n.01']
         """
         top = self._index(under)
         out, seen, todo = [], set(), [top]
@@ -320,10 +328,10 @@ class WordNet:
             seen.add(i)
             kids = [self._row[c] for c in self.hyponyms(self.names[i])]
             if not instances:
-                kids = [k for k in kids if self._hyper[k]]
+                kids = [k for k in kids if self._hyper(k)]
             if kids:
                 todo.extend(kids)
-            elif instances or self._hyper[i] or i == top:
+            elif instances or self._hyper(i) or i == top:
                 out.append(i)
         return [self.names[i] for i in sorted(out)]
 
@@ -332,7 +340,7 @@ class WordNet:
         if not hasattr(self, "_children"):
             children: list[list[int]] = [[] for _ in self.names]
             for i in range(len(self.names)):
-                for p in self._hyper[i] + self._inst[i]:
+                for p in self._parents(i):
                     children[p].append(i)
             self._children = children
         return [self.names[j] for j in self._children[self._index(name)]]

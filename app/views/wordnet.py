@@ -5,14 +5,15 @@ import pandas as pd
 import streamlit as st
 
 from analysis.errors import UserError
-from app import cache, state
+from app import cache, reference_input, state
 from app.figures import agreement_by_depth, linkage_tree, paths_tree, tanglegram
 
 ctx = state.require_context()
 run = ctx.run
 st.title("WordNet")
+choice = reference_input.selector()  # your own reference file / synset map (app/reference_input.py)
 
-table, paths = cache.synsets(ctx)
+table, paths = reference_input.synsets(ctx, choice)
 with st.expander(f"Class → synset table ({sum(r['synset'] != '—' for r in table)} of {len(table)} classes mapped)",
                  expanded=False):
     st.dataframe(pd.DataFrame(table), hide_index=True)
@@ -23,7 +24,7 @@ method = st.radio("Network class distances from the memberships", methods, horiz
                        "of the hidden nodes they reach at τ. The weight-induced hierarchy is always shown too.")
 perms = st.select_slider("Permutations for the null", options=[99, 199, 499, 999], value=999, key="wn_perms")
 try:
-    report = cache.comparison(ctx, method, perms)
+    report = reference_input.comparison(ctx, method, perms, choice)
 except UserError as exc:
     st.error(str(exc))
     st.stop()
