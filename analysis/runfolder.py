@@ -195,7 +195,7 @@ def _read_bounded(path: Path, limit_name: str, what: str) -> bytes:
             raise RunFormatError(f"{what} {path} has {st.st_size} bytes, too large {hint(limit_name)}")
         os.set_blocking(fd, True)
         with os.fdopen(fd, "rb", closefd=False) as fh:
-            data = fh.read(cap + 1)
+            data = fh.read(min(cap, st.st_size) + 1)  # read(n) allocates n bytes up front
     finally:
         os.close(fd)
     if len(data) > cap:  # grew while we read

@@ -13,6 +13,7 @@ normalised with the usual ImageNet channel statistics.
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -60,7 +61,10 @@ def load_image(path: Path, image_size: int) -> torch.Tensor:
     cap = limit("max_image_pixels")
     Image.MAX_IMAGE_PIXELS = cap  # Pillow's own bomb check, at our limit
     try:
-        with Image.open(path) as im:  # reads the header only: the size is known before decoding
+        with warnings.catch_warnings():  # Pillow warns between 1x and 2x its limit: we refuse instead
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im_file = Image.open(path)
+        with im_file as im:  # reads the header only: the size is known before decoding
             w, h = im.size
             if w * h > cap:
                 raise UserError(f"imagefolder: image {path} has {w} x {h} pixels, too many "
