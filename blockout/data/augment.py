@@ -84,18 +84,22 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator, *, pad: int, flip
     ((1, 1, 4, 4), True)
     """
     b, c, h, w = x.shape
-    out = x
+    if pad <= 0 and not flip:
+        return x.clone()
+    dev = x.device
+    # draws in a fixed order (offsets, then flips), so the batch depends on the generator alone
+    offsets = torch.randint(0, 2 * pad + 1, (2, b), generator=generator) if pad > 0 else torch.zeros(2, b, dtype=torch.long)
+    mirror = torch.rand(b, generator=generator) < 0.5 if flip else torch.zeros(b, dtype=torch.bool)
+    hp, wp = h + 2 * pad, w + 2 * pad
+    src = x
     if pad > 0:
-        offsets = torch.randint(0, 2 * pad + 1, (2, b), generator=generator).to(x.device)
-        fill_t = torch.as_tensor(fill, dtype=x.dtype, device=x.device)
-        padded = fill_t.expand(c, 1, 1).expand(b, c, h + 2 * pad, w + 2 * pad).clone()
-        padded[:, :, pad:pad + h, pad:pad + w] = x
-        rows = (offsets[0][:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # (B, 1, H, 1)
-        cols = (offsets[1][:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # (B, 1, 1, W)
-        bi = torch.arange(b, device=x.device)[:, None, None, None]
-        ci = torch.arange(c, device=x.device)[None, :, None, None]
-        out = padded[bi, ci, rows, cols]
-    if flip:
-        mirror = (torch.rand(b, generator=generator) < 0.5).to(x.device)[:, None, None, None]
-        out = torch.where(mirror, out.flip(-1), out)
-    return out if out is not x else x.clone()
+        fill_t = torch.as_tensor(fill, dtype=x.dtype, device=dev)
+        src = fill_t.expand(c, 1, 1).expand(b, c, hp, wp).clone()
+        src[:, :, pad:pad + h, pad:pad + w] = x
+    # crop and mirror in one gather over the flattened (padded) image
+    j = torch.arange(w)
+    cols = offsets[1][:, None] + torch.where(mirror[:, None], w - 1 - j, j)  # (B, W)
+    rows = offsets[0][:, None] + torch.arange(h)  # (B, H)
+    index = (rows[:, :, None] * wp + cols[:, None, :]).view(b, 1, h * w).to(dev)
+    out = torch.gather(src.reshape(b, c, hp * wp), 2, index.expand(b, c, h * w))
+    return out.view(b, c, h, w)
