@@ -6,13 +6,14 @@ sharing several clusters counts each) or ``min(1, C_out C_in^T)`` (union). Every
 connection the branched network does not need. :mod:`analysis.compile_plan` decides which nodes
 survive and how they group into dense blocks; this module builds the torch network from that plan:
 
-* :class:`CompiledHead` — the FC stack as blocks of ``W ⊙ s·M``. The input is gathered once into
-  block order (only the trunk features some kept node reads), consecutive layers stay in block
-  order so nothing is gathered between them, and the classes are scattered back to their order at
-  the end (removed classes output their constant logit: the bias plus folded constants). A layer
-  whose blocks are equal and tile both sides is one batched matrix product (``torch.baddbmm``
-  over the groups), and consecutive such layers pass activations in the ``(groups, batch, width)``
-  layout without any copy; other layers loop over their blocks.
+* :class:`CompiledHead` — the FC stack as blocks of ``W ⊙ s·M``. Activations run transposed,
+  ``(nodes, batch)`` in block order: the input is gathered once into block order (only the trunk
+  features some kept node reads), a block reads a contiguous row range, consecutive layers stay in
+  block order so nothing is gathered between them, and the classes are scattered back to their
+  order at the end (removed classes output their constant logit: the bias plus folded
+  constants). A layer whose blocks are equal and tile both sides is one batched matrix product
+  (``torch.baddbmm`` over the groups, its input a free ``(groups, width, batch)`` view); other
+  layers loop over their blocks.
 * :class:`CompiledNet` — the run's trunk (unchanged) followed by the head.
 
 Nodes that do not vary with the input (dead nodes, or nodes whose only live inputs are constants)
@@ -61,10 +62,16 @@ FORMAT_VERSION = 1
 class CompiledHead(nn.Module):
     """The branched FC stack described by ``structure`` (see :func:`build_structure`).
 
-    Input ``(B, in_features)`` trunk features, output ``(B, num_classes)`` logits. Parameters
-    (filled by ``load_state_dict``): per layer ``l<j>_w`` ``(G, in, out)`` and ``l<j>_b``
-    ``(G, 1, out)`` for a batched layer, or ``l<j>_w<i>`` ``(out, in)`` and ``l<j>_b<i>`` per
-    block; buffers ``input_index`` (when the input is gathered), ``out_index`` and ``out_const``.
+    Input ``(B, in_features)`` trunk features, output ``(B, num_classes)`` logits (a transposed
+    view: call ``.contiguous()`` if you need contiguous memory). Parameters (filled by
+    ``load_state_dict``): per layer ``l<j>_w`` ``(G, out, in)`` and ``l<j>_b`` ``(G, out, 1)`` for a
+    batched layer, or ``l<j>_w<i>`` ``(out, in)`` and ``l<j>_b<i>`` ``(out, 1)`` per block; buffers
+    ``input_index`` (when the input is gathered), ``out_index`` and ``out_const``.
+
+    Activations run *transposed*, ``(nodes, B)`` in block order: a block's inputs are then a row
+    range (contiguous memory, no copy), a batched layer's input is a free view ``(G, in, B)``, and
+    the only copies are the gather of the input rows at the start and the scatter of the classes
+    at the end.
     """
 
     def __init__(self, structure: Mapping[str, Any]) -> None:
@@ -75,10 +82,12 @@ class CompiledHead(nn.Module):
         self.gather = bool(structure.get("gather_input", False))
         if self.gather:
             self.register_buffer("input_index", torch.zeros(int(structure["input_size"]), dtype=torch.long))
-        n_out = int(self.layers[-1]["out_features"]) if self.layers else 0
-        self.n_out = n_out
-        self.register_buffer("out_index", torch.full((self.num_classes,), n_out, dtype=torch.long))
-        self.register_buffer("out_const", torch.zeros(self.num_classes))
+        self.n_out = int(self.layers[-1]["out_features"]) if self.layers else 0
+        # static (for torch.export): are the classes already in order, do some output constants?
+        self.out_identity = bool(structure.get("out_identity", False))
+        self.has_const = bool(structure.get("has_const", True))
+        self.register_buffer("out_index", torch.full((self.num_classes,), self.n_out, dtype=torch.long))
+        self.register_buffer("out_const", torch.zeros(self.num_classes, 1))
         for j, lay in enumerate(self.layers):
             blocks = lay["blocks"]
             if lay["kind"] == "bmm":
@@ -86,58 +95,52 @@ class CompiledHead(nn.Module):
                 (a, e), = blocks[0]["in"]
                 d_in, d_out = e - a, blocks[0]["out"][1] - blocks[0]["out"][0]
                 lay["groups"], lay["d_in"], lay["d_out"] = g, d_in, d_out
-                self.register_parameter(f"l{j}_w", nn.Parameter(torch.zeros(g, d_in, d_out)))
-                self.register_parameter(f"l{j}_b", nn.Parameter(torch.zeros(g, 1, d_out)))
+                self.register_parameter(f"l{j}_w", nn.Parameter(torch.zeros(g, d_out, d_in)))
+                self.register_parameter(f"l{j}_b", nn.Parameter(torch.zeros(g, d_out, 1)))
             elif lay["kind"] == "blocks":
                 for i, b in enumerate(blocks):
                     n_o = b["out"][1] - b["out"][0]
                     n_i = sum(r[1] - r[0] for r in b["in"])
                     self.register_parameter(f"l{j}_w{i}", nn.Parameter(torch.zeros(n_o, n_i)))
-                    self.register_parameter(f"l{j}_b{i}", nn.Parameter(torch.zeros(n_o)))
+                    self.register_parameter(f"l{j}_b{i}", nn.Parameter(torch.zeros(n_o, 1)))
             else:
                 raise ValueError(f"unknown layer kind {lay['kind']!r}")
-        # static layout decisions (so that the forward is a fixed graph for torch.export):
-        # keep the (G, B, d) layout between two batched layers with the same grouping
-        for j, lay in enumerate(self.layers):
-            nxt = self.layers[j + 1] if j + 1 < len(self.layers) else None
-            lay["keep_grouped"] = bool(
-                lay["kind"] == "bmm" and nxt is not None and nxt["kind"] == "bmm"
-                and nxt["groups"] == lay["groups"] and nxt["d_in"] == lay["d_out"])
 
     def forward(self, x: Tensor) -> Tensor:  # (B, in_features) -> (B, num_classes)
         batch = x.shape[0]
         if not self.layers:  # no class varies with the input: constant logits
-            return self.out_const.unsqueeze(0).expand(batch, self.num_classes).clone()
-        h = x.index_select(1, self.input_index) if self.gather else x
-        grouped: Tensor | None = None  # (G, B, d) activations between two batched layers
+            return self.out_const.t().expand(batch, self.num_classes).clone()
+        h = x.t()  # (in, B)
+        if self.gather:
+            h = h.index_select(0, self.input_index)  # the used inputs, in block order (one copy)
         last = len(self.layers) - 1
         for j, lay in enumerate(self.layers):
             if lay["kind"] == "bmm":
-                g, d_in = lay["groups"], lay["d_in"]
-                xg = grouped if grouped is not None else h.reshape(batch, g, d_in).transpose(0, 1)
-                y = torch.baddbmm(getattr(self, f"l{j}_b"), xg, getattr(self, f"l{j}_w"))  # (G, B, d_out)
-                if j < last:
-                    y = torch.relu_(y)
-                if lay["keep_grouped"]:
-                    grouped = y
-                else:
-                    grouped = None
-                    h = y.transpose(0, 1).reshape(batch, g * lay["d_out"])
+                g = lay["groups"]
+                xg = h.reshape(g, lay["d_in"], batch)  # a view when h is contiguous
+                y = torch.baddbmm(getattr(self, f"l{j}_b"), getattr(self, f"l{j}_w"), xg)  # (G, out, B)
+                h = y.view(g * lay["d_out"], batch)
             else:
                 parts = []
                 for i, b in enumerate(lay["blocks"]):
                     rng = b["in"]
                     if len(rng) == 1:
-                        xin = h if (rng[0][0] == 0 and rng[0][1] == h.shape[1]) else h[:, rng[0][0]:rng[0][1]]
+                        a, e = rng[0]
+                        xin = h if (a == 0 and e == h.shape[0]) else h[a:e]
                     else:
-                        xin = torch.cat([h[:, a:e] for a, e in rng], 1)
-                    parts.append(F.linear(xin, getattr(self, f"l{j}_w{i}"), getattr(self, f"l{j}_b{i}")))
-                h = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
-                if j < last:
-                    h = torch.relu(h)
-        # classes back to their order; removed classes read the zero column, plus their constant
-        full = torch.cat([h, h.new_zeros(batch, 1)], 1)
-        return full.index_select(1, self.out_index) + self.out_const
+                        xin = torch.cat([h[a:e] for a, e in rng], 0)
+                    parts.append(torch.addmm(getattr(self, f"l{j}_b{i}"), getattr(self, f"l{j}_w{i}"), xin))
+                h = parts[0] if len(parts) == 1 else torch.cat(parts, 0)
+            if j < last:
+                h = torch.relu(h)
+        # classes back to their order; removed classes read the zero row, plus their constant
+        if self.has_const:
+            full = torch.cat([h, h.new_zeros(1, batch)], 0).index_select(0, self.out_index) + self.out_const
+        elif self.out_identity:
+            full = h
+        else:
+            full = h.index_select(0, self.out_index)
+        return full.t()
 
     def extra_repr(self) -> str:
         kinds = ", ".join(f"{lay['name']}:{lay['kind']}x{len(lay['blocks'])}" for lay in self.layers)
@@ -227,8 +230,10 @@ def build_structure(plan: CompilePlan, in_features: int, trunk: Mapping[str, Any
                "blocks": [b.to_json() for b in lp.blocks]} for lp in lps]
     in_nodes = plan.layer_plans[0].in_nodes
     gather = bool(lps) and not (len(in_nodes) == in_features and np.array_equal(in_nodes, np.arange(in_features)))
+    out_nodes = plan.layer_plans[-1].out_nodes
     head = {"in_features": int(in_features), "num_classes": plan.num_classes, "gather_input": gather,
-            "input_size": int(len(in_nodes)), "layers": layers}
+            "input_size": int(len(in_nodes)), "layers": layers, "has_const": bool(len(plan.const_classes)),
+            "out_identity": bool(np.array_equal(out_nodes, np.arange(plan.num_classes)))}
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "trunk": dict(trunk) if trunk else None,
             "head": head, **(dict(extra) if extra else {})}
 
@@ -263,7 +268,7 @@ def build_compiled(plan: CompilePlan, layers: Sequence[tuple[Tensor, Tensor]], i
         consts.append((nonvar, torch.relu(val) if j < L - 1 else val))
         biases.append(b)
     head.out_const.copy_(torch.zeros(plan.num_classes, dtype=torch.float64).index_copy_(
-        0, torch.as_tensor(consts[-1][0], dtype=torch.long), consts[-1][1]).float())
+        0, torch.as_tensor(consts[-1][0], dtype=torch.long), consts[-1][1]).float().unsqueeze(1))
     if not head.layers:
         return net
     if head.gather:
@@ -284,12 +289,12 @@ def build_compiled(plan: CompilePlan, layers: Sequence[tuple[Tensor, Tensor]], i
             blocks_w.append(w.index_select(0, rows).index_select(1, cols))
             blocks_b.append(bias.index_select(0, rows))
         if lay["kind"] == "bmm":
-            getattr(head, f"l{j}_w").copy_(torch.stack([bw.t() for bw in blocks_w]))
-            getattr(head, f"l{j}_b").copy_(torch.stack(blocks_b).unsqueeze(1))
+            getattr(head, f"l{j}_w").copy_(torch.stack(blocks_w))
+            getattr(head, f"l{j}_b").copy_(torch.stack(blocks_b).unsqueeze(2))
         else:
             for i, (bw, bb) in enumerate(zip(blocks_w, blocks_b)):
                 getattr(head, f"l{j}_w{i}").copy_(bw)
-                getattr(head, f"l{j}_b{i}").copy_(bb)
+                getattr(head, f"l{j}_b{i}").copy_(bb.unsqueeze(1))
     return net
 
 

@@ -45,3 +45,6 @@ st.subheader("Layer graph")
 st.caption("Groups of nodes with the same signature, per node set (left to right); a band joins two groups "
            "whose signatures share a cluster, its width the number of live connections.")
 st.plotly_chart(sankey_figure(graph, weight="live", column="depth"), key="bt_sankey")
+
+from app.compile_panel import show_compile_panel  # noqa: E402 (what compiling at τ gives; issue 13)
+show_compile_panel(ctx)
