@@ -68,39 +68,41 @@ if not ctx.has_memberships:
 
 st.subheader(f"Clusters per node set at τ = {ctx.tau:.2f}, step {ctx.step}")
 outcomes = cache.outcomes(ctx)
-stats = {ns["name"]: ns for ns in summ["node_sets"]}
 rows = []
 for th in cache.threshold_summaries(ctx):
     name = th["node_set"]
-    s = stats.get(name, {})
     out = outcomes.get(name)
+    sizes = [int(x) for x in th["nodes_per_cluster"]]
     rows.append({
         "node set": name,
-        "role": s.get("role"),
         "nodes": th["nodes"],
         "k": th["clusters"],
-        "trained": bool(s.get("trainable")),
-        "mean P": s.get("mean"),
-        "P<0.1": s.get("frac_below_0.1"),
-        "P>0.9": s.get("frac_above_0.9"),
-        "nodes per cluster": " ".join(map(str, th["nodes_per_cluster"])),
+        "nodes per cluster": sizes,
+        "min–max": f"{min(sizes)}–{max(sizes)}" if sizes else "—",
         "signatures": th["signatures"],
-        "dead nodes": th["dead_nodes"],
-        "in every cluster": th["shared_nodes"],
-        "empty clusters": len(th["empty_clusters"]),
+        "dead": th["dead_nodes"],
+        "full": th["shared_nodes"],
+        "empty k": len(th["empty_clusters"]),
         "what happened to P": out.outcome.replace("_", " ") if out else "—",
     })
-# Column widths set so nothing is cut off: the long "nodes per cluster" list gets the room and
-# its full text in the tooltip of the header.
-config = {c: st.column_config.NumberColumn(format="%.2f", width="small") for c in ("mean P", "P<0.1", "P>0.9")}
-config.update({
-    "node set": st.column_config.TextColumn(width="small", pinned=True),
-    "nodes per cluster": st.column_config.TextColumn(width="large", help="nodes of each cluster at τ, cluster 0 first"),
-    "what happened to P": st.column_config.TextColumn(width="medium"),
+# Few, narrow columns so the table fits the page (nothing hidden behind a horizontal scroll): the
+# per-cluster sizes are a bar chart in one cell, the means of P are in "What happened to P" below.
+small = lambda label, helptext: st.column_config.NumberColumn(label, width="small", help=helptext)  # noqa: E731
+st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
+    "node set": st.column_config.TextColumn(width="small"),
+    "nodes": small("nodes", "nodes in the set"),
+    "k": small("k", "clusters"),
+    "nodes per cluster": st.column_config.BarChartColumn(
+        "nodes per cluster", width="medium", y_min=0,
+        help="nodes of each cluster at τ, cluster 0 on the left"),
+    "min–max": st.column_config.TextColumn(width="small", help="fewest and most nodes in a cluster"),
+    "signatures": small("signatures", "distinct sets of clusters a node belongs to"),
+    "dead": small("dead", "nodes in no cluster at τ"),
+    "full": small("full", "nodes in every cluster at τ (shared by all branches)"),
+    "empty k": small("empty k", "clusters with no node"),
+    "what happened to P": st.column_config.TextColumn(width="medium",
+                                     help="outcome of P over the snapshots up to this step (see below)"),
 })
-config.update({c: st.column_config.NumberColumn(width="small") for c in ("nodes", "k", "signatures", "dead nodes",
-                                                                         "in every cluster", "empty clusters")})
-st.dataframe(pd.DataFrame(rows), hide_index=True, column_config=config, width="stretch")
 
 st.subheader("What happened to P")
 lines = []
