@@ -40,6 +40,10 @@ system-deps:
 # print its summary, then open the dashboard on it.
 demo: setup
 	$(PY) -m blockout.cli demo --out checkpoints/my-demo
+	@echo ""
+	@echo "blockout is installed in $(VENV): run it as $(VENV)/bin/blockout, e.g. $(VENV)/bin/blockout inspect checkpoints/my-demo,"
+	@echo "or run 'source $(VENV)/bin/activate' once and then plain 'blockout --help'."
+	@echo "Now opening the dashboard (Ctrl-C stops it; again later: $(VENV)/bin/blockout dashboard checkpoints/my-demo)."
 	$(PY) -m blockout.cli dashboard checkpoints/my-demo --port $(PORT)
 
 # The dashboard on the bundled run (or RUN=path).

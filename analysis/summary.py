@@ -148,7 +148,8 @@ def summarize_run(run_dir: str | Path, step: int | None = None, threshold: float
         "method": config.get("method"),
         "config": config,
         "dataset": {
-            "name": config.get("dataset"),
+            # the run's dataset record names it; older configs may lack the name
+            "name": dataset.get("name") or config.get("dataset"),
             "num_classes": len(dataset.get("class_names") or []),
             "train_size": dataset.get("train_size"),
             "test_size": dataset.get("test_size"),

@@ -1,7 +1,7 @@
 """The run's answer, first: one plain sentence per question the tool exists to answer.
 
 1. **Did branches form?** Per learned node set (trainable memberships): the outcome of its P
-   (:func:`analysis.dynamics.classify_outcome`), the number of branches at the threshold τ, and its
+   (:func:`analysis.dynamics.classify_outcome`), the number of branches at the threshold tau, and its
    dead (no cluster) and full (every cluster) nodes. A node set's *branches* are the groups of
    clusters its nodes tie together: clusters that share a node are one branch, so a set whose
    nodes each sit in one cluster has as many branches as populated clusters, and a set whose
@@ -45,8 +45,8 @@ _FORMING = ("diverged", "drifting")
 _PHRASE = {
     "diverged": "P settled at 0/1",
     "drifting": "P not settled yet",
-    "rose_to_1": "P rose to 1 (every node in every cluster)",
-    "fell_to_0": "P fell to 0 (nodes in no cluster: switched off)",
+    "rose_to_1": "P rose to 1, every node in every cluster",
+    "fell_to_0": "P fell to 0, nodes in no cluster: switched off",
     "stayed": "P stayed where it started",
     "fixed": "P fixed by the method",
 }
@@ -89,11 +89,11 @@ class NodeSetVerdict:
     settled: bool
     formed: bool
 
-    def phrase(self, tau: float) -> str:
-        """``h1: 20 branches at τ 0.5, P settled at 0/1, 0 dead and 0 full of 160 nodes``."""
+    def phrase(self) -> str:
+        """``h1, 20 branches (P settled at 0/1; 0 dead and 0 full of 160 nodes)``."""
         br = f"{self.n_branches} branch{'es' if self.n_branches != 1 else ''}"
-        return (f"{self.name}: {br} at τ {tau:g}, {_PHRASE.get(self.outcome, self.outcome)}, "
-                f"{self.n_dead} dead and {self.n_full} full of {self.nodes} nodes")
+        return (f"{self.name}, {br} ({_PHRASE.get(self.outcome, self.outcome)}; "
+                f"{self.n_dead} dead and {self.n_full} full of {self.nodes} nodes)")
 
 
 @dataclass
@@ -202,24 +202,25 @@ def _branches_sentence(run, sets: list[NodeSetVerdict], threshold: float,
     method = (run.config or {}).get("method")
     if not run.node_sets:
         how = f" (method {method})" if method else ""
-        return f"{q} No — a plain network{how}: no cluster memberships, so no branches.", False
+        return f"{q} No: a plain network{how} has no cluster memberships, so no branches.", False
     if not run.steps:
-        return f"{q} Not measured — the run has no snapshot yet.", None
+        return f"{q} Not measured: the run has no snapshot yet.", None
     if not sets:
         fixed = [ns.name for ns in run.node_sets if ns.role != "trunk"] or [ns.name for ns in run.node_sets]
         probs = run.probs(step)
         counts = [f"{name} {node_set_branches(probs[name], threshold)}" for name in fixed if name in probs]
         how = f" ({method})" if method else ""
-        return (f"{q} Not learned — every membership is fixed by the method{how}; branches at τ "
+        return (f"{q} Not learned: every membership is fixed by the method{how}; branches at tau = "
                 f"{threshold:g}: {', '.join(counts)}."), None
     formed = [s for s in sets if s.formed]
     rest = [s for s in sets if not s.formed]
+    at = f"at tau = {threshold:g}"
     if formed:
-        text = f"{q} Yes — " + "; ".join(s.phrase(threshold) for s in formed)
+        text = f"{q} Yes, {at}: in " + "; in ".join(s.phrase() for s in formed)
         if rest:
-            text += "; no branches in " + "; ".join(s.phrase(threshold) for s in rest)
+            text += "; but not in " + "; nor in ".join(s.phrase() for s in rest)
         return text + ".", True
-    return f"{q} No — " + "; ".join(s.phrase(threshold) for s in rest) + ".", False
+    return f"{q} No, {at}: in " + "; in ".join(s.phrase() for s in rest) + ".", False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,29 +273,29 @@ def _agreement(report) -> AgreementVerdict | None:
 def _agreement_sentence(run, report, ag: AgreementVerdict | None) -> tuple[str, bool | None]:
     q = QUESTIONS[1]
     if report is None:
-        return (f"{q} Not measured — the comparison with reference hierarchies was not run "
+        return (f"{q} Not measured: the comparison with reference hierarchies was not run "
                 f"(blockout compare RUN).", None)
     if ag is None:
         why = "; ".join(report.notes) if report.notes else "no reference with more than one class apart"
-        return f"{q} Not measured — no usable reference ({why}).", None
+        return f"{q} Not measured: no usable reference ({why}).", None
     where = ag.reference_label()
     w_part = ("" if ag.weights_ari is None and ag.weights_p_holm is None else
               f"weight-induced hierarchy ARI {_fmt_ari(ag.weights_ari)} (Holm p {_fmt_p(ag.weights_p_holm)})")
     if ag.chosen_by == "weights":
         no_mem = ("the run has no class memberships (a plain network)" if run.class_set is None
                   else "the membership hierarchy was not compared")
-        return (f"{q} Not measured — {no_mem}; the weights' best-supported reference is {where}: "
+        return (f"{q} Not measured: {no_mem}; the weights' best-supported reference is {where}: "
                 f"{w_part}.", None)
     m_part = f"memberships ARI {_fmt_ari(ag.memberships_ari)} (Holm p {_fmt_p(ag.memberships_p_holm)})"
     side = f"{m_part}, {w_part}" if w_part else m_part
     if ag.resolution_limited:
         need = int(np.ceil(ag.family / ag.alpha))  # smallest p 1/(N+1) times the family size <= alpha
-        return (f"{q} Undecided — too few permutations: best-supported reference: {where}; {side}; the raw "
+        return (f"{q} Undecided, too few permutations. Best-supported reference: {where}; {side}; the raw "
                 f"p {_fmt_p(ag.memberships_p)} is the smallest {ag.permutations} permutations allow, which "
                 f"Holm's correction over {ag.family} references cannot bring to {ag.alpha:g} (use at least "
                 f"{need - 1} permutations).", None)
     if ag.memberships_agree:
-        head = f"{q} Yes — best-supported reference: {where}; {side}"
+        head = f"{q} Yes. Best-supported reference: {where}; {side}"
         if ag.memberships_add is True:
             tail = ("; the memberships agree more than the plain weights do" if ag.weights_agree
                     else "; the plain weights alone do not agree beyond chance")
@@ -303,8 +304,8 @@ def _agreement_sentence(run, report, ag: AgreementVerdict | None) -> tuple[str, 
         else:
             tail = " (the weights were not compared)"
         return head + tail + ".", True
-    head = (f"{q} No — no reference agrees beyond chance after Holm's correction (p ≤ {ALPHA:g}); "
-            f"best-supported reference: {where}; {side}")
+    head = (f"{q} No: no reference agrees beyond chance after Holm's correction (p <= {ALPHA:g}). "
+            f"Best-supported reference: {where}; {side}")
     if ag.weights_agree:
         head += "; the plain weights do group the classes like it"
     return head + ".", False
@@ -324,7 +325,7 @@ def run_verdict(run, report=None, threshold: float = 0.5, step: int | None = Non
         holds both); ``None`` answers the second question "Not measured" and computes nothing
         expensive.
     threshold : float
-        Membership threshold τ in (0, 1] for branches, dead and full nodes.
+        Membership threshold tau in (0, 1] for branches, dead and full nodes.
     step : int, optional
         Snapshot step for the branches (default: the report's step, else the last snapshot).
 

@@ -11,6 +11,8 @@ first page is slower.
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -49,12 +51,33 @@ def streamlit_argv(run: str | None, port: int, address: str = "127.0.0.1", headl
     return argv
 
 
+def die_with_parent(parent_pid: int) -> None:
+    """Stop (SIGTERM) when process ``parent_pid`` dies, even by SIGKILL; exit now if it is gone.
+
+    ``blockout dashboard`` stops its server on every signal it can catch; this covers the one it
+    cannot. Linux only (``prctl(PR_SET_PDEATHSIG)``); elsewhere only the gone-already check runs.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the line above took effect
+        sys.exit(0)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m app.serve", description=__doc__.splitlines()[0])
     parser.add_argument("run", nargs="?", help="run folder to open first (default: checkpoints/demo)")
     parser.add_argument("--port", type=int, default=8501)
     parser.add_argument("--address", default="127.0.0.1")
+    parser.add_argument("--parent-pid", type=int, default=None,
+                        help="stop when this process dies (blockout dashboard passes its own pid)")
     args = parser.parse_args(argv)
+    if args.parent_pid is not None:
+        die_with_parent(args.parent_pid)
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
     prewarm()

@@ -41,31 +41,76 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+#: ``--help`` sections of the training flags, in order: (title, description, TrainConfig fields).
+#: Every field must be in exactly one (tests/test_cli_help.py checks it); a new field missing here
+#: still gets its flag, in a last "other options" section.
+FLAG_GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("data", "what to train on", ("dataset", "data_dir", "hierarchy", "samples_per_class",
+                                  "test_samples_per_class", "image_size", "data_seed")),
+    ("model", "the network around the Blockout layers", ("nodes", "depth", "trunk")),
+    ("the paper's method", "Blockout as in Murdock et al. (CVPR 2016): the six methods and their options",
+     ("method", "clusters", "mask", "mask_scale", "trunk_clusters", "dropout")),
+    ("optimisation", None, ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "theta_lr_mult",
+                            "lr_schedule", "warmup_steps")),
+    ("run", "seeds, device and output", ("seed", "device", "amp", "out", "snapshot_every", "num_workers")),
+    ("our emergence options", "ours, not the paper's (docs/emergence.md); the recipes --method hard-cocluster and "
+                              "hard-budgeted fill in every one you do not give",
+     ("hidden_membership", "class_membership", "membership_m", "membership_init_scale", "membership_init_noise",
+      "class_init_noise", "temperature", "temperature_end", "usage_weight", "class_usage_weight", "theta_init_low",
+      "theta_init_high", "fanin_init", "membership_warmup", "soft_epochs", "budget_rho", "budget_layers",
+      "budget_scope", "budget_step", "budget_max_step", "budget_anneal_start", "budget_anneal_end", "freeze_after",
+      "cocluster_at", "cocluster_anneal_epochs", "cocluster_method", "cocluster_scale", "cocluster_class_high",
+      "cocluster_class_low", "cocluster_rescale", "rescue_dead")),
+)
+
+
+def flag_help(text: str, default: Any) -> str:
+    """Help text with its default said once: kept as is when the text already names its default.
+
+    >>> flag_help("training epochs", 10)
+    'training epochs (default: 10)'
+    >>> flag_help("steps between snapshots (default: about 30 per run)", None)
+    'steps between snapshots (default: about 30 per run)'
+    >>> flag_help("folder of the files", None)
+    'folder of the files (default: not set)'
+    """
+    if "default" in text.lower():
+        return text
+    return f"{text} (default: {'not set' if default is None else default})"
+
+
 def add_config_flags(parser: argparse.ArgumentParser, skip: Sequence[str] = ()) -> None:
-    """One flag per :class:`TrainConfig` field; absent flags stay absent (explicit flags win over --config)."""
+    """One flag per :class:`TrainConfig` field, in the ``--help`` sections of :data:`FLAG_GROUPS`;
+    absent flags stay absent (explicit flags win over --config)."""
     import dataclasses
 
     hints = typing.get_type_hints(TrainConfig)
     defaults = TrainConfig()
-    for f in dataclasses.fields(TrainConfig):
-        if f.name in skip:
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig) if f.name not in skip}
+    placed = {name for _, _, names in FLAG_GROUPS for name in names}
+    sections = [*FLAG_GROUPS, ("other options", None, tuple(n for n in fields if n not in placed))]
+    for title, description, names in sections:
+        names = [n for n in names if n in fields]
+        if not names:
             continue
-        hint = hints[f.name]
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        base = args[0] if args else hint
-        kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS}
-        if base is int:
-            kw["type"], kw["metavar"] = int, "N"
-        elif base is float:
-            kw["type"], kw["metavar"] = float, "X"
-        else:
-            kw["metavar"] = f.metadata.get("metavar", "VALUE")
-        if "choices" in f.metadata:
-            kw["choices"] = f.metadata["choices"]
-            kw.pop("metavar", None)
-        default = getattr(defaults, f.name)
-        kw["help"] = f"{f.metadata.get('help', '')} (default: {default})"
-        parser.add_argument(_flag(f.name), **kw)
+        group = parser.add_argument_group(title, description)
+        for name in names:
+            f = fields[name]
+            hint = hints[f.name]
+            args = [a for a in typing.get_args(hint) if a is not type(None)]
+            base = args[0] if args else hint
+            kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS}
+            if base is int:
+                kw["type"], kw["metavar"] = int, "N"
+            elif base is float:
+                kw["type"], kw["metavar"] = float, "X"
+            else:
+                kw["metavar"] = f.metadata.get("metavar", "VALUE")
+            if "choices" in f.metadata:
+                kw["choices"] = f.metadata["choices"]
+                kw.pop("metavar", None)
+            kw["help"] = flag_help(f.metadata.get("help", ""), getattr(defaults, f.name))
+            group.add_argument(_flag(f.name), **kw)
 
 
 def _explicit(args: argparse.Namespace) -> dict[str, Any]:
@@ -116,8 +161,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def add_inspect(sub) -> None:
     p = sub.add_parser("inspect", help="summarise a run folder",
-                       description="Config, best and final accuracy, and per node set: size, k, mean P, "
-                                   "share of P < 0.1 and > 0.9, nodes per cluster and dead nodes at a threshold.")
+                       description="First the verdict (did branches form: per learned node set its outcome, "
+                                   "branches, dead and full nodes), then config, best and final accuracy, and per "
+                                   "node set: size, k, mean P, share of P < 0.1 and > 0.9, nodes per cluster and "
+                                   "dead nodes at a threshold.")
     p.add_argument("run", metavar="RUN", help="run folder (holds run.json)")
     p.add_argument("--json", action="store_true", help="print one JSON object (keys in the README)")
     p.add_argument("--threshold", type=float, default=0.5, metavar="T",
@@ -127,12 +174,17 @@ def add_inspect(sub) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    from analysis.run import load_run
     from analysis.summary import summarize_run
+    from analysis.verdict import run_verdict
 
     summary = summarize_run(args.run, step=args.step, threshold=args.threshold)
+    verdict = run_verdict(load_run(args.run), None, threshold=args.threshold, step=args.step)
     if args.json:
-        print(json.dumps(summary, allow_nan=False))
+        print(json.dumps({**summary, "verdict": verdict.to_dict()}, allow_nan=False))
     else:
+        print("\n".join(verdict.sentences))
+        print()
         print(format_summary(summary))
     return 0
 
@@ -307,7 +359,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 def add_compare(sub) -> None:
     p = sub.add_parser("compare", help="compare a run's class hierarchy with WordNet / coarse classes",
-                       description="Agreement (ARI, NMI, Fowlkes-Mallows) of the network's class groups with "
+                       description="First the verdict (did branches form; do the memberships group classes like "
+                                   "the best-supported reference, side by side with the weights), then the "
+                                   "agreement (ARI, NMI, Fowlkes-Mallows) of the network's class groups with "
                                    "WordNet hypernyms at each depth and with the dataset's coarse classes, and "
                                    "Spearman correlation of class distances with a Mantel test; every statistic "
                                    "with a null from the same dendrogram with permuted class labels (z, p).")
@@ -330,11 +384,20 @@ def add_compare(sub) -> None:
 def cmd_compare(args: argparse.Namespace) -> int:
     from analysis.compare import compare_run, format_report
     from analysis.run import load_run
+    from analysis.verdict import run_verdict
 
-    report = compare_run(load_run(args.run), reference=args.reference, threshold=args.threshold,
+    run = load_run(args.run)
+    report = compare_run(run, reference=args.reference, threshold=args.threshold,
                          step=args.step, source=args.source, method=args.method,
                          permutations=args.permutations, seed=args.seed)
-    print(report.to_json() if args.json else format_report(report))
+    verdict = run_verdict(run, report, threshold=args.threshold, step=args.step)
+    if args.json:
+        print(json.dumps({**report.to_dict(), "verdict": verdict.to_dict()}, allow_nan=False,
+                         ensure_ascii=False))
+    else:
+        print("\n".join(verdict.sentences))
+        print()
+        print(format_report(report))
     return 0
 
 
@@ -378,12 +441,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 def add_dashboard(sub) -> None:
     p = sub.add_parser("dashboard", help="open the Streamlit dashboard on a run",
                        description="Start the dashboard (app/Home.py, headless) on RUN (default: checkpoints/demo, "
-                                   "else the first run under checkpoints/) and print its URL. Ctrl-C stops it.")
+                                   "else the first run under checkpoints/) and print its URL once the server "
+                                   "answers. Ctrl-C (or SIGTERM / SIGHUP) stops it, server included.")
     p.add_argument("run", metavar="RUN", nargs="?", default=None, help="run folder to open first")
     p.add_argument("--port", type=int, default=None, metavar="N",
                    help="port to listen on (default: 8501, or a free port when 8501 is taken)")
     p.add_argument("--address", default="127.0.0.1", metavar="A",
                    help="address to listen on (default: 127.0.0.1; 0.0.0.0 to serve the network)")
+    p.add_argument("--startup-timeout", type=float, default=180.0, metavar="S",
+                   help="seconds to wait for the server to answer (default: 180)")
     p.set_defaults(handler=cmd_dashboard)
 
 
@@ -398,8 +464,61 @@ def _port_free(address: str, port: int) -> bool:
     return True
 
 
-def cmd_dashboard(args: argparse.Namespace) -> int:
+#: Signals that stop ``blockout dashboard`` and, with it, its server child.
+STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP")
+
+
+class _Stop(Exception):
+    """Raised in the main thread by a stop signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def server_answers(url: str, timeout: float = 1.0) -> bool:
+    """True when ``url`` (the health endpoint) answers 200 ``ok``; never through a proxy."""
+    import urllib.error
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(url, timeout=timeout) as resp:
+            return resp.status == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def stop_child(proc, grace: float = 10.0) -> None:
+    """SIGTERM the server, then SIGKILL it if it has not exited after ``grace`` seconds."""
     import subprocess
+
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def dashboard_command(port: int, address: str, run: str | None) -> list[str]:
+    """The server child's command line: ``python -m app.serve`` watching this process."""
+    import os
+
+    # --parent-pid: the server also stops if we die without running our handlers (SIGKILL)
+    cmd = [sys.executable, "-m", "app.serve", "--port", str(port), "--address", address,
+           "--parent-pid", str(os.getpid())]
+    if run is not None:
+        cmd.append(str(Path(run).resolve()))
+    return cmd
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    import signal
+    import subprocess
+    import time
 
     if args.run is not None and not (Path(args.run) / "run.json").is_file():
         raise UserError(f"not a run folder (no run.json): {args.run}")
@@ -415,15 +534,43 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     elif not 0 < port < 65536 or not _port_free(args.address, port):
         raise UserError(f"port {port} is not free on {args.address}; pick another with --port")
     host = "127.0.0.1" if args.address in ("0.0.0.0", "") else args.address
-    print(f"Blockout dashboard: http://{host}:{port}  (Ctrl-C to stop)", flush=True)
+    url = f"http://{host}:{port}"
     repo = Path(__file__).resolve().parents[1]
-    cmd = [sys.executable, "-m", "app.serve", "--port", str(port), "--address", args.address]
-    if args.run is not None:
-        cmd.append(str(Path(args.run).resolve()))
+    cmd = dashboard_command(port, args.address, args.run)
+
+    def on_signal(signum, frame):
+        raise _Stop(signum)
+
+    # Handlers before the child exists, so no signal can slip between its start and their install.
+    previous = {}
+    for name in STOP_SIGNALS:
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            previous[sig] = signal.signal(sig, on_signal)
+    proc = None
     try:
-        return subprocess.call(cmd, cwd=repo)
-    except KeyboardInterrupt:
-        return 0
+        print(f"starting the dashboard server on {url} ...", file=sys.stderr, flush=True)
+        proc = subprocess.Popen(cmd, cwd=repo)
+        deadline = time.monotonic() + float(args.startup_timeout)
+        while not server_answers(url + "/_stcore/health"):
+            if proc.poll() is not None:
+                raise UserError(f"the dashboard server exited with code {proc.returncode} before answering on {url}")
+            if time.monotonic() > deadline:
+                raise UserError(f"the dashboard server did not answer on {url} within {args.startup_timeout:g} s")
+            time.sleep(0.2)
+        print(f"Blockout dashboard: {url}  (Ctrl-C to stop)", flush=True)
+        return int(proc.wait())
+    except _Stop as stop:
+        # Ctrl-C is the normal way to stop it; other signals report themselves (128 + signal)
+        return 0 if stop.signum == signal.SIGINT else 128 + int(stop.signum)
+    finally:
+        # every way out (signal, error, normal exit) takes the server down with us
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
+        if proc is not None:
+            stop_child(proc)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 # ------------------------------------------------------------------------------------------
@@ -453,7 +600,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.handler(args) or 0)
+        code = int(args.handler(args) or 0)
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        # the reader went away (`blockout inspect RUN | head`): not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except UserError as exc:
         msg = " ".join(str(exc).split("\n"))
         print(f"blockout: error: {msg}", file=sys.stderr)

@@ -116,7 +116,7 @@ class TestBranches:
         assert (by["h1"].n_branches, by["h2"].n_branches, by["classes"].n_branches) == (2, 4, 4)
         assert all(b.formed and b.n_dead == 0 and b.n_full == 0 for b in v.branches)
         assert v.sentences[0].startswith(QUESTIONS[0] + " Yes")
-        assert "h1: 2 branches at τ 0.5" in v.sentences[0]
+        assert "Yes, at tau = 0.5: in h1, 2 branches (P " in v.sentences[0]
         assert v.sentences[1].startswith(QUESTIONS[1] + " Not measured")
         assert v.agreement is None and v.memberships_agree is None
         json.dumps(v.to_dict(), allow_nan=False)
@@ -133,7 +133,7 @@ class TestBranches:
         assert run.node_sets == []
         v = run_verdict(run)
         assert v.branches == [] and v.branches_formed is False
-        assert v.sentences[0] == QUESTIONS[0] + " No — a plain network (method fc): no cluster memberships, so no branches."
+        assert v.sentences[0] == QUESTIONS[0] + " No: a plain network (method fc) has no cluster memberships, so no branches."
 
     def test_fixed_memberships(self, planted, tmp_path):
         import shutil
@@ -147,8 +147,8 @@ class TestBranches:
         rf.atomic_write_json(path / rf.RUN_JSON, meta)
         v = run_verdict(load_run(path))
         assert v.branches == [] and v.branches_formed is None
-        assert v.sentences[0] == (QUESTIONS[0] + " Not learned — every membership is fixed by the method "
-                                  "(hard-fixed); branches at τ 0.5: h1 2, h2 4, classes 4.")
+        assert v.sentences[0] == (QUESTIONS[0] + " Not learned: every membership is fixed by the method "
+                                  "(hard-fixed); branches at tau = 0.5: h1 2, h2 4, classes 4.")
 
     def test_bad_threshold(self, planted):
         from analysis.errors import UserError
@@ -168,7 +168,7 @@ class TestAgreement:
         # seeded: memberships ARI 1.0 (p 0.01), weights ARI 0.22 (p 0.02)
         assert ag.memberships_ari > 0.9 and ag.memberships_p_holm <= 0.05 and ag.weights_p_holm <= 0.05
         assert v.memberships_agree is True and ag.memberships_add is True
-        assert v.sentences[1].startswith(QUESTIONS[1] + " Yes — best-supported reference: the coarse classes (2 groups)")
+        assert v.sentences[1].startswith(QUESTIONS[1] + " Yes. Best-supported reference: the coarse classes (2 groups)")
         assert f"memberships ARI {ag.memberships_ari:.3f}" in v.sentences[1]
         assert f"weight-induced hierarchy ARI {ag.weights_ari:.3f}" in v.sentences[1]
         assert "the memberships agree more than the plain weights do" in v.sentences[1]
@@ -200,7 +200,7 @@ class TestAgreement:
         run = load_run(DEMO)
         few = run_verdict(run, compare_run(run, reference="all", source="memberships", permutations=99))
         assert few.memberships_agree is None and few.agreement.resolution_limited
-        assert "Undecided — too few permutations" in few.sentences[1]
+        assert "Undecided, too few permutations" in few.sentences[1]
         assert few.agreement.reference != "wordnet_d1" and "wordnet_d1" in few.agreement.excluded
         # 14 references need 1/(N+1) * 14 <= 0.05, i.e. N >= 279
         assert "at least 279 permutations" in few.sentences[1]
