@@ -20,7 +20,22 @@ import streamlit as st  # noqa: E402
 
 from app import state  # noqa: E402
 
-st.set_page_config(page_title="Blockout", page_icon=":material/grid_view:", layout="wide")
+
+
+def _favicon():
+    """A small block-diagonal picture drawn here: a ``:material/...:`` page icon would make the
+    browser fetch its SVG from fonts.gstatic.com, and the dashboard fetches nothing from the web."""
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGBA", (32, 32), (0, 0, 0, 0))
+    draw = ImageDraw.Draw(img)
+    for i, colour in enumerate(("#1f77b4", "#ff7f0e", "#2ca02c")):
+        draw.rectangle([2 + 10 * i, 2 + 10 * i, 9 + 10 * i, 9 + 10 * i], fill=colour)
+    draw.rectangle([1, 1, 30, 30], outline="#444")
+    return img
+
+
+st.set_page_config(page_title="Blockout", page_icon=_favicon(), layout="wide")
 
 PAGES = [
     st.Page("views/overview.py", title="Overview", icon=":material/dashboard:", default=True),

@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
+from urllib.parse import urlsplit
 
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
@@ -147,15 +148,67 @@ def running_app(run, **kwargs) -> Iterator[Server]:
         stop_server(server)
 
 
+#: Hosts a dashboard page or the report may talk to; anything else is a request to the web.
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+#: URL schemes that never leave the machine.
+LOCAL_SCHEMES = frozenset({"file", "data", "blob", "about"})
+
+
+def is_local_url(url: str) -> bool:
+    """True when ``url`` stays on this machine (loopback host, or a file:/data:/blob: URL).
+
+    >>> is_local_url("http://127.0.0.1:8501/_stcore/health"), is_local_url("file:///tmp/r.html")
+    (True, True)
+    >>> is_local_url("https://fonts.googleapis.com/css"), is_local_url("http://localhost.evil.com/")
+    (False, False)
+    """
+    parts = urlsplit(url)
+    if parts.scheme in LOCAL_SCHEMES:
+        return True
+    return (parts.hostname or "") in LOCAL_HOSTS
+
+
+@dataclass
+class RequestLog:
+    """Every request a browser page made (``page.on("request")``), in order."""
+
+    urls: list[str] = field(default_factory=list)
+
+    def foreign(self) -> list[str]:
+        """The requests to any host other than this machine (should be none)."""
+        return [u for u in self.urls if not is_local_url(u)]
+
+    def hosts(self) -> list[str]:
+        """The distinct hosts (or schemes for file:/data: URLs) seen, sorted."""
+        return sorted({urlsplit(u).hostname or urlsplit(u).scheme for u in self.urls})
+
+
 @contextmanager
-def chromium_page(width: int = 1400, height: int = 1000):
-    """A fresh headless Chromium page (closed afterwards)."""
+def chromium_page(width: int = 1400, height: int = 1000, requests: RequestLog | None = None,
+                  block_foreign: bool = True):
+    """A fresh headless Chromium page (closed afterwards).
+
+    With ``requests``, every request the page makes is appended to it; with ``block_foreign`` a
+    request to any other host is recorded and then aborted (the test fails on it rather than
+    waiting for a network that is not there).
+    """
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         try:
-            page = browser.new_page(viewport={"width": width, "height": height})
+            context = browser.new_context(viewport={"width": width, "height": height})
+            if requests is not None:
+                context.on("request", lambda r: requests.urls.append(r.url))
+            if block_foreign:
+                def route(r):
+                    if is_local_url(r.request.url):
+                        r.continue_()
+                    else:
+                        r.abort()
+
+                context.route("**/*", route)
+            page = context.new_page()
             yield page
         finally:
             browser.close()

@@ -20,7 +20,7 @@ import streamlit as st
 
 from analysis.errors import UserError
 from analysis.run import Run, load_run
-from analysis.runfolder import METRICS, RUN_JSON, SNAPSHOT_DIR, SNAPSHOT_INDEX, find_runs
+from analysis.runfolder import METRICS, RUN_JSON, SNAPSHOT_DIR, SNAPSHOT_INDEX, is_run_folder
 from app import uploads
 
 REPO = Path(__file__).resolve().parents[1]
@@ -78,6 +78,76 @@ def cli_run_arg(argv: list[str] | None = None) -> str | None:
     return os.environ.get(ENV_RUN) or None
 
 
+#: How deep under the checkpoints folder the picker looks for run folders (``blockout reproduce``
+#: writes ``<name>/<method>-s<seed>/``, two levels down), and how many folders it reads at most.
+NEST_DEPTH, MAX_SCANNED = 3, 5000
+TOP = ""  # the group of the runs directly under the checkpoints folder
+
+
+def discover_runs(root: str | os.PathLike) -> dict[str, list[Path]]:
+    """Run folders under ``root`` grouped by their parent folder (relative to ``root``).
+
+    Runs directly under ``root`` are the group ``""``; a run made by ``blockout reproduce`` at
+    ``root/<name>/<method>-s<seed>/`` is in group ``"<name>"``. Looks at most :data:`NEST_DEPTH`
+    levels down and reads at most :data:`MAX_SCANNED` folders; hidden folders, symbolic links
+    (they could leave ``root``) and the inside of run folders are not entered. The top-level
+    group comes first, then the others by name; runs are sorted by name.
+
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> for rel in ("demo", "repro/fc-s0", "repro/dropout-s0"):
+    ...     (d / rel).mkdir(parents=True); _ = (d / rel / "run.json").write_text("{}")
+    >>> {g: [p.name for p in runs] for g, runs in discover_runs(d).items()}
+    {'': ['demo'], 'repro': ['dropout-s0', 'fc-s0']}
+    """
+    root = Path(root)
+    if is_run_folder(root):
+        return {TOP: [root]}
+    groups: dict[str, list[Path]] = {}
+    if not root.is_dir():
+        return groups
+    scanned = 0
+    level = [root]
+    for _ in range(NEST_DEPTH):
+        nxt = []
+        for folder in level:
+            try:
+                entries = sorted(folder.iterdir())
+            except OSError:
+                continue
+            for p in entries:
+                scanned += 1
+                if scanned > MAX_SCANNED:
+                    break
+                if p.name.startswith(".") or p.is_symlink() or not p.is_dir():
+                    continue
+                if is_run_folder(p):
+                    group = folder.relative_to(root).as_posix() if folder != root else TOP
+                    groups.setdefault(group, []).append(p)
+                else:
+                    nxt.append(p)
+        level = nxt
+    return {g: sorted(groups[g]) for g in sorted(groups, key=lambda g: (g != TOP, g))}
+
+
+def all_runs(root: str | os.PathLike) -> list[Path]:
+    """Every run of :func:`discover_runs`, in the picker's order."""
+    return [p for runs in discover_runs(root).values() for p in runs]
+
+
+def run_label(path: str | os.PathLike, root: str | os.PathLike) -> str:
+    """A run's name in the pickers: its path under ``root`` (``repro/fc-s0``), else its folder name.
+
+    >>> run_label("/c/repro/fc-s0", "/c"), run_label("/elsewhere/x", "/c")
+    ('repro/fc-s0', 'x')
+    """
+    p, r = Path(path), Path(root)
+    try:
+        return p.relative_to(r).as_posix()
+    except ValueError:
+        return p.name
+
+
 def default_run(root: Path) -> Path | None:
     """The run opened first: the command-line run, else ``demo``, else the first run under ``root``."""
     arg = cli_run_arg()
@@ -85,7 +155,7 @@ def default_run(root: Path) -> Path | None:
         return Path(arg).expanduser()
     if (root / "demo" / RUN_JSON).is_file():
         return root / "demo"
-    runs = find_runs(root)
+    runs = all_runs(root)
     return runs[0] if runs else None
 
 
@@ -160,10 +230,15 @@ def _keep(*keys: str) -> None:
             st.session_state[key] = st.session_state[key]
 
 
+def _runs(n: int) -> str:
+    return f"{n} run" if n == 1 else f"{n} runs"
+
+
 def _choose_source(root: Path) -> tuple[str | None, tuple[str, bytes] | None]:
     """The run-source widgets; returns (folder path or None, (upload name, bytes) or None)."""
     side = st.sidebar
-    runs = find_runs(root)
+    groups = discover_runs(root)
+    runs = [p for g in groups.values() for p in g]
     first = default_run(root)
     if "src" not in st.session_state:
         listed = first is None or any(first.exists() and r.resolve() == first.resolve() for r in runs)
@@ -174,12 +249,25 @@ def _choose_source(root: Path) -> tuple[str | None, tuple[str, bytes] | None]:
         if not runs:
             side.info(f"No run folders under {root}.")
             return None, None
-        names = [r.name for r in runs]
-        if st.session_state.get("pick") not in names:
-            default = first.name if first is not None and first.name in names else names[0]
-            st.session_state["pick"] = default
-        name = side.selectbox("Run", names, key="pick")
-        return str(root / name), None
+        first_rel = run_label(first, root) if first is not None else None
+        if len(groups) > 1:
+            # Runs of `blockout reproduce` (<name>/<method>-s<seed>/) are listed under their folder.
+            names = list(groups)
+            if st.session_state.get("pick_group") not in names:
+                st.session_state["pick_group"] = next(
+                    (g for g, rs in groups.items() if first_rel in {run_label(r, root) for r in rs}), names[0])
+            group = side.selectbox("Folder", names, key="pick_group",
+                                   format_func=lambda g: f"{g}/ ({_runs(len(groups[g]))})" if g else
+                                   f"{root.name}/ (top level, {_runs(len(groups[g]))})",
+                                   help="Runs are grouped by the folder that holds them, e.g. the runs "
+                                        "`blockout reproduce` writes as <name>/<method>-s<seed>/.")
+        else:
+            group = next(iter(groups))
+        rels = [run_label(r, root) for r in groups[group]]
+        if st.session_state.get("pick") not in rels:
+            st.session_state["pick"] = first_rel if first_rel in rels else rels[0]
+        rel = side.selectbox("Run", rels, key="pick", format_func=lambda r: r.rsplit("/", 1)[-1])
+        return str(root / rel), None
     if source == SRC_PATH:
         path = side.text_input("Run folder", key="path", placeholder="checkpoints/my-run")
         return path, None
@@ -192,7 +280,7 @@ def _choose_source(root: Path) -> tuple[str | None, tuple[str, bytes] | None]:
 
 def sidebar() -> Context | None:
     """Draw the sidebar, load the chosen run and store the :class:`Context` for the pages."""
-    _keep("src", "pick", "path", "tau")
+    _keep("src", "pick_group", "pick", "path", "tau")
     st.session_state.pop("_ctx", None)
     st.session_state.pop("_ctx_msg", None)
     root = checkpoints_root()
@@ -201,7 +289,7 @@ def sidebar() -> Context | None:
     if folder is None and upload is None:
         if st.session_state.get("src") == SRC_UPLOAD:
             st.session_state["_ctx_msg"] = ("info", "Upload a .zip or .tar.gz of a run folder in the sidebar.")
-        elif not find_runs(root):
+        elif not all_runs(root):
             st.session_state["_ctx_msg"] = ("info", (
                 f"No run found under {root}. Train one with `blockout train --out checkpoints/my-run` "
                 "(or `make demo`), or open a folder by path or upload an archive in the sidebar."))
@@ -212,7 +300,7 @@ def sidebar() -> Context | None:
             label = f"{upload[0]} (uploaded)"
         else:
             run, key, stamp = open_run(folder)
-            label = run.name
+            label = run_label(key, root.resolve()) if Path(key).is_relative_to(root.resolve()) else run.name
     except UserError as exc:
         st.session_state["_ctx_msg"] = ("error", str(exc))
         return None

@@ -313,7 +313,8 @@ class TestTrees:
 class TestDoctests:
     """The small pure helpers of app/ carry doctests (pytest collects doctests only under analysis/, blockout/)."""
 
-    @pytest.mark.parametrize("module", ["app.archive", "app.figures.common", "app.figures.heatmaps",
+    @pytest.mark.parametrize("module", ["app.archive", "app.browser", "app.figures.common", "app.figures.curves",
+                                        "app.figures.heatmaps",
                                         "app.figures.trees", "app.state"])
     def test_module_doctests(self, module):
         import doctest

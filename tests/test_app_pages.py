@@ -134,12 +134,37 @@ class TestPages:
     def test_wordnet_tables(self, app):
         ok(app.switch_page(PAGES[4]).run())
         frames = [d.value for d in app.dataframe]
-        synsets = frames[0]
+        synsets = next(f for f in frames if "synset" in f.columns)
         assert len(synsets) == 20 and (synsets["synset"] != "—").all()
-        agreement = frames[1]
+        agreement = next(f for f in frames if "ARI p" in f.columns)
         assert {"memberships", "weights"} <= set(agreement["hierarchy"])
         assert agreement["ARI p"].dropna().between(0, 1).all()
         ok(app.radio(key="wn_source").set_value("weights").run())
+
+    def test_wordnet_shows_before_it_lists(self, app):
+        """The agreement chart comes first; the full table sits in a collapsed expander, its WordNet
+        depths in numeric order (never wordnet_d10 before wordnet_d2)."""
+        ok(app.switch_page(PAGES[4]).run())
+        main = app.main
+        first_chart = next(i for i, el in enumerate(main) if el.type == "plotly_chart")
+        first_expander = next(i for i, el in enumerate(main) if el.type == "expander")
+        assert first_chart < first_expander
+        assert app.main.subheader[0].value == "Agreement per WordNet depth"
+        agreement = next(d.value for d in app.dataframe if "ARI p" in d.value.columns)
+        for _, part in agreement.groupby("hierarchy", sort=False):
+            depths = part["depth"].dropna().astype(int).tolist()
+            assert depths == sorted(depths) and len(depths) >= 2
+            coarse = part["reference"].eq("coarse")
+            assert not coarse.any() or coarse.idxmax() == part.index[0]  # the coarse row first
+
+    def test_wordnet_tanglegram_reports_crossings(self, app):
+        ok(app.switch_page(PAGES[4]).run())
+        metrics = {m.label: m.value for m in app.metric}
+        after = int(metrics["line crossings"].replace(",", ""))
+        before = int(metrics["before untangling"].replace(",", ""))
+        assert after <= before
+        fig = json.loads(app.get("plotly_chart")[-1].proto.spec)
+        assert fig["layout"]["meta"] == {"crossings_before": before, "crossings": after}
 
     def test_compare_two_runs(self, app):
         ok(app.switch_page(PAGES[5]).run())

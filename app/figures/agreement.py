@@ -43,7 +43,7 @@ def agreement_by_depth(rows: Sequence[Mapping], *, metrics: Sequence[str] = ("ar
                                      fill="toself", fillcolor=c, opacity=0.15, line=dict(width=0),
                                      hoverinfo="skip", showlegend=False, legendgroup=src), row=1, col=col)
             fig.add_trace(go.Scatter(x=d, y=mean, mode="lines", line=dict(color=c, dash="dot", width=1),
-                                     name=f"{src}: null mean", legendgroup=src, showlegend=col == 1,
+                                     name=f"{src}: null mean ± 2 sd (band)", legendgroup=src, showlegend=col == 1,
                                      hovertemplate="null mean %{y:.3f} at depth %{x}<extra></extra>"),
                           row=1, col=col)
             fig.add_trace(go.Scatter(

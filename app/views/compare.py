@@ -4,16 +4,15 @@ import pandas as pd
 import streamlit as st
 
 from analysis.errors import UserError
-from analysis.runfolder import find_runs
-from app import cache, state
+from app import cache, derive, state
 from app.figures import compare_curves
 
 ctx = state.require_context()
 st.title("Compare runs")
 root = state.checkpoints_root()
-others = [str(p) for p in find_runs(root) if str(p.resolve()) != ctx.key]
+others = [str(p) for p in state.all_runs(root) if str(p.resolve()) != ctx.key]
 choice = st.selectbox("Second run", others + ["(type a path)"], key="cmp_pick",
-                      format_func=lambda s: s if s == "(type a path)" else s.rsplit("/", 1)[-1])
+                      format_func=lambda s: s if s == "(type a path)" else state.run_label(s, root))
 path = st.text_input("Run folder", key="cmp_path") if choice == "(type a path)" else choice
 if not path:
     st.info("Pick a second run under checkpoints/ or type the path of a run folder.")
@@ -61,18 +60,23 @@ for c in pair:
     except UserError as exc:
         st.error(f"{c.label}: {exc}")
         continue
-    for h in rep["hierarchies"]:
-        for p in h["partitions"]:
-            s = p["ari"]
-            rows.append({"run": c.label, "hierarchy": h["source"], "reference": p["reference"],
-                         "groups": p["n_groups"], "ARI": s["observed"], "null mean": s["null_mean"],
-                         "z": s["z"], "p": s["p"]})
+    for r in derive.agreement_rows(rep):  # sorted: coarse first, then WordNet depths numerically
+        rows.append({"run": c.label, "hierarchy": r["hierarchy"], "reference": r["reference"],
+                     "depth": r["depth"], "groups": r["groups"], "ARI": r["ARI"], "null mean": r["ARI null"],
+                     "z": r["ARI z"], "p": r["ARI p"], "p (Holm)": r["ARI p (Holm)"],
+                     "one class vs rest": r["degenerate"]})
 if rows:
     table = pd.DataFrame(rows)
-    st.dataframe(table.pivot_table(index=["reference", "groups"], columns=["run", "hierarchy"], values="ARI"),
-                 column_config=None)
+    wide = table.pivot_table(index=["reference", "groups"], columns=["run", "hierarchy"], values="ARI", sort=False)
+    order = (table.drop_duplicates("reference").assign(d=lambda t: t["depth"].fillna(-1))
+             .sort_values("d", kind="stable")["reference"].tolist())
+    wide = wide.reindex(sorted(wide.index, key=lambda ix: order.index(ix[0])))
+    st.dataframe(wide, column_config=None)
+    st.caption("Rows in WordNet depth order (the dataset's coarse classes first). A reference that puts one class "
+               "against all the rest says nothing about a hierarchy; such rows are marked in the full table.")
     with st.expander("All numbers (with nulls)"):
-        st.dataframe(table, hide_index=True,
-                     column_config={c: st.column_config.NumberColumn(format="%.3f") for c in ("ARI", "null mean", "z", "p")})
+        st.dataframe(table.drop(columns=["depth"]), hide_index=True,
+                     column_config={c: st.column_config.NumberColumn(format="%.3f")
+                                    for c in ("ARI", "null mean", "z", "p", "p (Holm)")})
 else:
     st.info("No reference grouping is available for these runs.")

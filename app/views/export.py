@@ -31,12 +31,15 @@ for what in whats:
     cols = st.columns(len(FORMATS))
     for col, fmt in zip(cols, FORMATS):
         if fmt == "newick" and what == "layers":
-            col.button("Newick", disabled=True, key=f"ex_{what}_{fmt}", help="Newick holds trees only")
+            col.button("Newick", disabled=True, key=f"ex_{what}_{fmt}",
+                       help="Not available: Newick writes trees only, and the layer graph is not a tree (a group "
+                            "of nodes can feed several groups of the next node set). Use GraphML, GEXF, JSON or DOT.")
             continue
         try:
             data = cache.export_bytes(ctx, what, fmt, method)
         except UserError as exc:
-            col.error(str(exc))
+            # Greyed out, saying why (instead of an error box that pushes the other buttons around).
+            col.button(FORMAT_NAMES[fmt], disabled=True, key=f"ex_{what}_{fmt}", help=f"Not available: {exc}")
             continue
         col.download_button(FORMAT_NAMES[fmt], data=data, mime=MIME[fmt], key=f"ex_{what}_{fmt}",
                             file_name=f"{run.name}_{what}.{EXTENSIONS[fmt]}", on_click="ignore",

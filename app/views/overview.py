@@ -1,4 +1,5 @@
-"""Overview: config, training curves, per-node-set cluster summary and what happened to P."""
+"""Overview: the verdict first, then config, training curves, per-node-set cluster summary and what
+happened to P; a button downloads the self-contained HTML report."""
 
 import pandas as pd
 import streamlit as st
@@ -6,7 +7,7 @@ import streamlit as st
 from analysis.dynamics import DESCRIPTIONS
 from analysis.errors import UserError
 from app import cache, state
-from app.figures import training_curves
+from app.figures import SAMPLING_CAPTION, training_curves, training_phases
 
 ctx = state.require_context()
 run = ctx.run
@@ -17,6 +18,28 @@ try:
 except UserError as exc:
     st.error(str(exc))
     st.stop()
+
+# The answer first: one sentence per question, from measured numbers (analysis.verdict).
+with st.spinner("Comparing the class hierarchies with the references …"):
+    try:
+        verdict = cache.verdict(ctx)
+    except UserError as exc:
+        verdict = None
+        st.error(f"No verdict: {exc}")
+if verdict is not None:
+    with st.container(border=True):
+        for sentence in verdict["sentences"]:
+            q, sep, rest = sentence.partition("?")
+            st.markdown(f"**{q}{sep}**{rest}" if sep else sentence)
+        st.caption(f"At step {ctx.step}, τ = {ctx.tau:.2f}; agreement from {cache.VERDICT_PERMUTATIONS} permutations "
+                   "of the class labels (the WordNet page has the full tables).")
+
+st.download_button(
+    "Download report (HTML)", data=lambda: cache.report_html(ctx), file_name=f"{run.name}_report.html",
+    mime="text/html", icon=":material/download:", key="ov_report", on_click="ignore",
+    help="One self-contained page (verdict, curves, branch tree, classifier blocks, WordNet agreement, "
+         "tanglegram, config): opens in any browser offline. Same as `blockout report RUN -o report.html`; "
+         "takes a few seconds to build.")
 
 best = (summ["accuracy"] or {}).get("best") or {}
 final = (summ["accuracy"] or {}).get("final") or {}
@@ -30,7 +53,8 @@ cols[2].metric("final test acc", f"{final['test_acc']:.3f}" if final.get("test_a
 prog = summ["progress"]
 cols[3].metric("epochs", f"{prog['epochs_done']}" + (f" / {prog['epochs']}" if prog.get("epochs") else ""))
 
-st.plotly_chart(training_curves(run.metrics), key="curves")
+st.plotly_chart(training_curves(run.metrics, phases=training_phases(run.config, run.metrics)), key="curves")
+st.caption(SAMPLING_CAPTION)
 
 with st.expander("Configuration (run.json)"):
     st.json(run.config, expanded=False)
@@ -44,30 +68,41 @@ if not ctx.has_memberships:
 
 st.subheader(f"Clusters per node set at τ = {ctx.tau:.2f}, step {ctx.step}")
 outcomes = cache.outcomes(ctx)
-stats = {ns["name"]: ns for ns in summ["node_sets"]}
 rows = []
 for th in cache.threshold_summaries(ctx):
     name = th["node_set"]
-    s = stats.get(name, {})
     out = outcomes.get(name)
+    sizes = [int(x) for x in th["nodes_per_cluster"]]
     rows.append({
         "node set": name,
-        "role": s.get("role"),
         "nodes": th["nodes"],
         "k": th["clusters"],
-        "trained": bool(s.get("trainable")),
-        "mean P": s.get("mean"),
-        "P<0.1": s.get("frac_below_0.1"),
-        "P>0.9": s.get("frac_above_0.9"),
-        "nodes per cluster": " ".join(map(str, th["nodes_per_cluster"])),
+        "nodes per cluster": sizes,
+        "min–max": f"{min(sizes)}–{max(sizes)}" if sizes else "—",
         "signatures": th["signatures"],
-        "dead nodes": th["dead_nodes"],
-        "in every cluster": th["shared_nodes"],
-        "empty clusters": len(th["empty_clusters"]),
+        "dead": th["dead_nodes"],
+        "full": th["shared_nodes"],
+        "empty k": len(th["empty_clusters"]),
         "what happened to P": out.outcome.replace("_", " ") if out else "—",
     })
-st.dataframe(pd.DataFrame(rows), hide_index=True,
-             column_config={c: st.column_config.NumberColumn(format="%.2f") for c in ("mean P", "P<0.1", "P>0.9")})
+# Few, narrow columns so the table fits the page (nothing hidden behind a horizontal scroll): the
+# per-cluster sizes are a bar chart in one cell, the means of P are in "What happened to P" below.
+small = lambda label, helptext: st.column_config.NumberColumn(label, width="small", help=helptext)  # noqa: E731
+st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
+    "node set": st.column_config.TextColumn(width="small"),
+    "nodes": small("nodes", "nodes in the set"),
+    "k": small("k", "clusters"),
+    "nodes per cluster": st.column_config.BarChartColumn(
+        "nodes per cluster", width="medium", y_min=0,
+        help="nodes of each cluster at τ, cluster 0 on the left"),
+    "min–max": st.column_config.TextColumn(width="small", help="fewest and most nodes in a cluster"),
+    "signatures": small("signatures", "distinct sets of clusters a node belongs to"),
+    "dead": small("dead", "nodes in no cluster at τ"),
+    "full": small("full", "nodes in every cluster at τ (shared by all branches)"),
+    "empty k": small("empty k", "clusters with no node"),
+    "what happened to P": st.column_config.TextColumn(width="medium",
+                                     help="outcome of P over the snapshots up to this step (see below)"),
+})
 
 st.subheader("What happened to P")
 lines = []
