@@ -46,8 +46,8 @@ def class_synsets(class_names: Sequence[str], wnids: Sequence[str | None] | None
     """The synset of each class (None where unknown); see :mod:`analysis.wordnet.resolve` for
     the order (override, WordNet id, curated table, synset name, most frequent sense).
 
-    >>> class_synsets(["tiger", "maple_tree", "zebra", "dog.n.01", "T-shirt/top"])
-    ['tiger.n.02', 'maple.n.02', 'zebra.n.01', 'dog.n.01', None]
+    >>> class_synsets(["tiger", "maple_tree", "zebra", "dog.n.01", "T-shirt/top", "no such class"])
+    ['tiger.n.02', 'maple.n.02', 'zebra.n.01', 'dog.n.01', 'jersey.n.03', None]
     """
     return [r.synset for r in resolve_class_synsets(class_names, wnids, overrides, snapshot)]
 
