@@ -47,7 +47,7 @@ def _flag(name: str) -> str:
 #: still gets its flag, in a last "other options" section.
 FLAG_GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("data", "what to train on", ("dataset", "data_dir", "hierarchy", "samples_per_class",
-                                  "test_samples_per_class", "image_size", "data_seed")),
+                                  "test_samples_per_class", "image_size", "augment", "data_seed")),
     ("model", "the network around the Blockout layers", ("nodes", "depth", "trunk")),
     ("the paper's method", "Blockout as in Murdock et al. (CVPR 2016): the six methods and their options",
      ("method", "clusters", "mask", "mask_scale", "trunk_clusters", "dropout")),
