@@ -204,3 +204,54 @@ class TestAgreement:
         assert few.agreement.reference != "wordnet_d1" and "wordnet_d1" in few.agreement.excluded
         # 14 references need 1/(N+1) * 14 <= 0.05, i.e. N >= 279
         assert "at least 279 permutations" in few.sentences[1]
+
+
+@pytest.fixture(scope="module")
+def method_runs(tmp_path_factory):
+    """A tiny run (3 epochs) of every method and recipe of the trainer."""
+    import torch
+
+    from blockout.config import ALL_METHODS, TrainConfig
+    from blockout.train import train
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("methods")
+    h = root / "h.json"
+    h.write_text(json.dumps({"animals": ["lion", "tiger", "wolf", "fox"], "tools": ["saw", "knife", "axe", "drill"]}))
+    out = {}
+    for method in ALL_METHODS:
+        cfg = TrainConfig.from_dict(dict(hierarchy=str(h), samples_per_class=4, test_samples_per_class=2,
+                                         image_size=8, nodes=16, clusters=4, epochs=3, batch_size=8,
+                                         device="cpu", method=method, out=str(root / method)))
+        train(cfg)
+        out[method] = load_run(root / method)
+    return out
+
+
+class TestEveryRunType:
+    """The classification on a run of every method and recipe the trainer makes (tiny, 3 epochs):
+    a set is called switched off only when its nodes are in no cluster, never a categorical set."""
+
+    def test_outcomes_and_verdicts(self, method_runs):
+        from blockout.config import BLOCKOUT_METHODS
+
+        for method, run in method_runs.items():
+            v = run_verdict(run)
+            assert len(v.sentences) == 2 and v.sentences[0].startswith(QUESTIONS[0]), method
+            if method not in BLOCKOUT_METHODS:
+                assert run.node_sets == [] and "plain network" in v.sentences[0], method
+                continue
+            for ns in run.node_sets:
+                o = classify_outcome(run.probs_history(ns.name), trainable=ns.trainable, membership=ns.membership)
+                if not ns.trainable:
+                    assert o.outcome == "fixed", (method, ns.name)
+                if o.outcome == "fell_to_0":
+                    assert o.dead_nodes >= 0.9 * o.nodes and not o.categorical, (method, ns.name, o)
+                if ns.membership == "categorical":
+                    assert o.categorical and o.outcome != "fell_to_0", (method, ns.name, o)
+            if method == "hard-fixed":
+                assert v.branches == [] and "Not learned" in v.sentences[0]
+            # the recipes' categorical hidden sets: one cluster per node, never dead or switched off
+            if method in ("hard-cocluster", "hard-budgeted"):
+                hidden = [b for b in v.branches if b.membership == "categorical"]
+                assert hidden and all(b.n_dead == 0 and b.outcome != "fell_to_0" for b in hidden), method
