@@ -255,3 +255,43 @@ class TestEveryRunType:
             if method in ("hard-cocluster", "hard-budgeted"):
                 hidden = [b for b in v.branches if b.membership == "categorical"]
                 assert hidden and all(b.n_dead == 0 and b.outcome != "fell_to_0" for b in hidden), method
+
+
+class TestAgreementEdgeCases:
+    @staticmethod
+    def report(rows_by_source, refs):
+        from analysis.compare import ComparisonReport, HierarchyComparison, PartitionComparison, Statistic
+
+        hs = []
+        for source, rows in rows_by_source.items():
+            parts = []
+            for name, ari, p, degenerate in rows:
+                s = Statistic(ari, 0.0, 0.1, ari / 0.1, p, 999, p)
+                parts.append(PartitionComparison(name, "wordnet", 1, 2 if degenerate else 5, 5,
+                                                 {"ari": s, "nmi": s, "fmi": s}, degenerate))
+            hs.append(HierarchyComparison(source, "probability" if source == "memberships" else "weights", parts, []))
+        return ComparisonReport("r", 20, 999, 0, 0.5, None, refs, hs, [])
+
+    def test_weights_only_on_a_run_with_memberships(self, planted):
+        rep = self.report({"weights": [("wordnet_d3", 0.4, 0.001, False)]},
+                          [{"name": "wordnet_d3", "kind": "wordnet", "depth": 3, "depths": [3], "n_groups": 5}])
+        v = run_verdict(load_run(planted), rep)
+        assert v.memberships_agree is None and v.agreement.chosen_by == "weights"
+        assert "the membership hierarchy was not compared" in v.sentences[1]
+        assert "WordNet depth 3 (5 groups)" in v.sentences[1]
+
+    def test_only_one_vs_rest_references(self, planted):
+        rep = self.report({"memberships": [("wordnet_d1", 1.0, 0.001, True)]},
+                          [{"name": "wordnet_d1", "kind": "wordnet", "depth": 1, "depths": [1], "n_groups": 2}])
+        v = run_verdict(load_run(planted), rep)
+        assert v.agreement is None and v.memberships_agree is None
+        assert "Not measured: no usable reference" in v.sentences[1]
+
+    def test_memberships_significant_weights_not(self, planted):
+        refs = [{"name": "wordnet_d3", "kind": "wordnet", "depth": 3, "depths": [3, 4], "n_groups": 5}]
+        rep = self.report({"memberships": [("wordnet_d3", 0.5, 0.001, False)],
+                           "weights": [("wordnet_d3", 0.6, 0.2, False)]}, refs)
+        v = run_verdict(load_run(planted), rep)
+        assert v.memberships_agree is True and v.agreement.memberships_add is True
+        assert "WordNet depths 3-4 (5 groups)" in v.sentences[1]
+        assert "the plain weights alone do not agree beyond chance" in v.sentences[1]
