@@ -309,17 +309,6 @@ def degenerate_partition(labels: Sequence[int]) -> bool:
     return sizes.size == 2 and int(sizes.min()) == 1 and int(sizes.sum()) > 2
 
 
-def degenerate_note(grouping, class_names: Sequence[str]) -> str:
-    """The ``notes`` line saying why a one-against-the-rest reference is never the headline."""
-    labels = np.asarray(grouping.labels)
-    uniq, sizes = np.unique(labels, return_counts=True)
-    alone = int(np.flatnonzero(labels == uniq[int(np.argmin(sizes))])[0])
-    name = class_names[alone] if alone < len(class_names) else f"class {alone}"
-    return (f"{grouping.name} is one class ({name}) against the other {labels.size - 1}: kept in the table "
-            f"(marked 1-vs-rest) but never chosen as the best row, since any dendrogram whose top split "
-            f"isolates that one class scores ARI 1 there")
-
-
 @dataclass
 class PartitionComparison:
     reference: str
@@ -523,6 +512,17 @@ def reference_set(class_names: Sequence[str], wnids=None, coarse_labels=None, co
     if not groupings and not distances:
         raise UserError("no reference available: " + "; ".join(notes))
     return groupings, distances, notes
+
+
+def degenerate_note(grouping, class_names: Sequence[str]) -> str:
+    """The ``notes`` line saying why a one-against-the-rest reference is never the headline."""
+    labels = np.asarray(grouping.labels)
+    uniq, sizes = np.unique(labels, return_counts=True)
+    alone = int(np.flatnonzero(labels == uniq[int(np.argmin(sizes))])[0])
+    name = class_names[alone] if alone < len(class_names) else f"class {alone}"
+    return (f"{grouping.name} is one class ({name}) against the other {labels.size - 1}: kept in the table "
+            f"(marked 1-vs-rest) but never chosen as the best row, since any dendrogram whose top split "
+            f"isolates that one class scores ARI 1 there")
 
 
 def compare_run(run, reference: str = "all", threshold: float = 0.5, step: int | None = None,
