@@ -295,3 +295,9 @@ class TestAgreementEdgeCases:
         assert v.memberships_agree is True and v.agreement.memberships_add is True
         assert "WordNet depths 3-4 (5 groups)" in v.sentences[1]
         assert "the plain weights alone do not agree beyond chance" in v.sentences[1]
+
+    def test_memberships_only(self, planted):
+        refs = [{"name": "wordnet_d3", "kind": "wordnet", "depth": 3, "depths": [3], "n_groups": 5}]
+        v = run_verdict(load_run(planted), self.report({"memberships": [("wordnet_d3", 0.5, 0.001, False)]}, refs))
+        assert v.memberships_agree is True and v.agreement.memberships_add is None
+        assert v.sentences[1].endswith("memberships ARI 0.500 (Holm p 0.001); the weight-induced hierarchy was not compared.")
