@@ -302,7 +302,7 @@ def _agreement_sentence(run, report, ag: AgreementVerdict | None) -> tuple[str, 
         elif ag.memberships_add is False:
             tail = "; the memberships add nothing over the plain weights"
         else:
-            tail = " (the weights were not compared)"
+            tail = "; the weight-induced hierarchy was not compared"
         return head + tail + ".", True
     head = (f"{q} No: no reference agrees beyond chance after Holm's correction (p <= {ALPHA:g}). "
             f"Best-supported reference: {where}; {side}")
