@@ -530,6 +530,9 @@ def reference_set(class_names: Sequence[str], wnids=None, coarse_labels=None, co
             groupings.append(g)
             distances["coarse"] = coarse_distances(g.labels)
     for f in files:
+        if isinstance(f, (str, os.PathLike)) and not os.path.exists(f) and not str(f).lower().endswith(".json"):
+            raise UserError(f"reference must be one of {', '.join(REFERENCES)} or a JSON hierarchy file; "
+                            f"{str(f)!r} is neither")
         file_groups, name, tree = file_reference(f, class_names)
         if name in distances or name in REFERENCES:
             name = f"{name}_file"

@@ -356,7 +356,7 @@ def tree_class_groups(G: nx.DiGraph, depth: int | None = None) -> np.ndarray:
 def wordnet_labeler(run) -> LabelFn | None:
     """``label_fn`` naming a vertex by the WordNet lowest common hypernym of its classes.
 
-    Uses :func:`analysis.wordnet.references.class_lch_labeler` (the bundled WordNet snapshot, and
+    Uses :func:`analysis.wordnet.references.class_lch_labeler` (the shipped WordNet 3.0 nouns, and
     the run's WordNet ids when it has them). ``None`` when no class maps to a synset.
     """
     from analysis.errors import UserError

@@ -130,6 +130,8 @@ class TestCompareWithFile:
             reference_set(CLASSES, reference=str(tmp_path / "none.json"))
         with pytest.raises(UserError, match="wordnet"):
             reference_set(CLASSES, reference=[])
+        with pytest.raises(UserError, match="'wordnt' is neither"):  # a typo of a keyword
+            reference_set(CLASSES, reference="wordnt")
 
     def test_cli_reference_and_errors(self, named_run, tmp_path, capsys):
         path = tmp_path / "tree.json"

@@ -303,3 +303,30 @@ class TestNltkAdapter:
         assert find_wordnet_files(tmp_path) is None
         with pytest.raises(UserError, match=str(tmp_path)):
             prepare_nltk_wordnet(tmp_path, tmp_path / "out")
+
+
+class TestCifarUnchanged:
+    """Regression: the references for CIFAR-100/10 are exactly those of the former 280-synset snapshot.
+
+    ``tests/data/cifar_wordnet_references.json`` was written by the code before the whole WordNet
+    was shipped (commit 154dc25): every depth grouping and a SHA-256 of the WordNet distance matrix.
+    """
+
+    GOLDEN = json.loads((ROOT / "tests" / "data" / "cifar_wordnet_references.json").read_text())
+
+    @pytest.mark.parametrize("key", ["cifar100", "cifar10"])
+    def test_same_groupings_and_distances(self, key):
+        import hashlib
+
+        from analysis.compare import reference_set
+
+        gold = self.GOLDEN[key]
+        coarse = (LABELS["fine_to_coarse"], LABELS["coarse_label_names"]) if key == "cifar100" else (None, None)
+        groups, dist, notes = reference_set(gold["class_names"], None, *coarse, reference="all")
+        got = [{"name": g.name, "depth": g.depth, "depths": g.meta.get("depths"), "labels": g.labels.tolist(),
+                "group_names": g.group_names} for g in groups]
+        assert got == gold["groupings"]
+        D = np.ascontiguousarray(dist["wordnet"], dtype="<f8")
+        assert float(D.sum()) == gold["wordnet_distances_sum"]
+        assert hashlib.sha256(D.tobytes()).hexdigest() == gold["wordnet_distances_sha256"]
+        assert not any("guessed" in n for n in notes)

@@ -4,7 +4,7 @@ The first WordNet sense of a class name is often the wrong one (``tiger.n.01`` i
 person, ``seal.n.01`` is sealing wax, ``ray.n.01`` is a beam of light), so every class below
 was checked by hand against the WordNet 3.0 database (``/usr/share/wordnet``): the comment
 on each line is the gloss of the chosen synset (abridged). ``tests/test_wordnet.py`` checks
-the names, offsets and glosses against the shipped snapshot and, when installed, against
+the names, offsets and glosses against the shipped WordNet 3.0 nouns and, when installed, against
 nltk over WordNet 3.0.
 
 Choices a reviewer may want to revisit:
