@@ -116,3 +116,46 @@ def test_uploads_removed_at_exit_and_orphans_swept(run_files, tmp_path):
     mine.mkdir()
     assert uploads.sweep_orphans(tmp_path) == 1
     assert not orphan.exists() and mine.exists()
+
+
+def test_dashboard_shows_hostile_runs_as_an_error_box(tmp_path, monkeypatch):
+    """A run whose snapshot index points outside, and one whose snapshot holds NaN in P: every page
+    shows one error box, never an exception."""
+    import json
+    import zipfile
+
+    import numpy as np
+    from streamlit.testing.v1 import AppTest
+
+    from analysis import runfolder as rf
+
+    root = tmp_path / "checkpoints"
+    good = make_synthetic_run(root / "good", classes=4, clusters=2, groups=1, n_snapshots=2)
+    nan = make_synthetic_run(root / "nan", classes=4, clusters=2, groups=1, n_snapshots=2)
+    last = sorted((nan / "snapshots").glob("*.npz"))[-1]
+    arrays = rf.load_npz(last)
+    arrays["probs__h1"] = np.full_like(arrays["probs__h1"], np.nan)
+    rf.save_npz(last, arrays)
+    monkeypatch.setenv("BLOCKOUT_CHECKPOINTS", str(root))
+    monkeypatch.delenv("BLOCKOUT_RUN", raising=False)
+    at = AppTest.from_file(str(ROOT / "app" / "Home.py"), default_timeout=60)
+    at.run()
+    at.selectbox(key="pick").set_value("nan").run()
+    for page in ("views/overview.py", "views/branch_tree.py", "views/emergence.py"):
+        at.switch_page(page).run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert any("outside [0, 1]" in e.value for e in at.error), (page, [e.value for e in at.error])
+    # an uploaded archive whose index points at a file outside the run
+    index = json.loads((good / "snapshots" / "index.json").read_text())
+    index["snapshots"][-1]["file"] = "../../../../etc/passwd"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for p in good.rglob("*"):
+            if p.is_file():
+                data = json.dumps(index).encode() if p.name == "index.json" else p.read_bytes()
+                zf.writestr(f"good/{p.relative_to(good)}", data)
+    at.switch_page("views/overview.py").run()
+    at.radio(key="src").set_value("Upload archive").run()
+    at.file_uploader[0].upload("good.zip", buf.getvalue(), "application/zip").run()
+    assert not at.exception
+    assert "points outside the run folder" in at.error[0].value
