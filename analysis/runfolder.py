@@ -276,7 +276,7 @@ def read_json(path: str | os.PathLike, what: str = "file", root: str | os.PathLi
     """
     path = Path(path)
     if root is not None:
-        path = confine(root, os.path.relpath(path, root) if path.is_absolute() else str(path), what)
+        path = confine(root, os.path.relpath(path, root), what)
     return parse_json(_read_bounded(path, "max_json_bytes", what), str(path))
 
 
@@ -294,7 +294,7 @@ def read_jsonl(path: str | os.PathLike, root: str | os.PathLike | None = None) -
     """
     path = Path(path)
     if root is not None:
-        path = confine(root, os.path.relpath(path, root) if path.is_absolute() else str(path), "metrics file")
+        path = confine(root, os.path.relpath(path, root), "metrics file")
     if not path.exists():
         return []
     data = _read_bounded(path, "max_jsonl_bytes", "metrics file")

@@ -208,3 +208,17 @@ def test_torchrun_elastic_restart_after_a_killed_rank_matches_uninterrupted(tmp_
     a, b = run_fingerprint(ref), run_fingerprint(part)
     for key in a:
         assert a[key] == b[key], key
+
+
+def test_relative_run_paths_read_every_file(tmp_path, monkeypatch):
+    # regression: the confined reader joined a relative file path to a relative root twice, so
+    # `blockout inspect checkpoints/x` silently saw no metrics
+    from analysis.run import load_run
+    from analysis.summary import summarize_run
+    from analysis.synthetic import make_synthetic_run
+
+    make_synthetic_run(tmp_path / "runs" / "r", classes=4, clusters=2, groups=1, n_snapshots=2)
+    monkeypatch.chdir(tmp_path)
+    run = load_run("runs/r")
+    assert len(run.metrics) == 2 and len(run.steps) == 2
+    assert summarize_run("runs/r")["progress"]["evaluations"] == 2
