@@ -74,8 +74,11 @@ def _template(cache: dict = {}) -> Path:  # noqa: B006 - a per-process cache on 
     if "run" not in cache:
         import tempfile
 
-        cache["run"] = make_synthetic_run(Path(tempfile.mkdtemp(prefix="hostile-template-")) / "run",
-                                          classes=6, clusters=2, groups=1, n_snapshots=2)
+        import atexit
+
+        folder = Path(tempfile.mkdtemp(prefix="hostile-template-"))
+        atexit.register(shutil.rmtree, folder, True)
+        cache["run"] = make_synthetic_run(folder / "run", classes=6, clusters=2, groups=1, n_snapshots=2)
     return cache["run"]
 
 

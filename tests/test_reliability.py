@@ -222,3 +222,23 @@ def test_relative_run_paths_read_every_file(tmp_path, monkeypatch):
     run = load_run("runs/r")
     assert len(run.metrics) == 2 and len(run.steps) == 2
     assert summarize_run("runs/r")["progress"]["evaluations"] == 2
+
+
+def test_ctrl_c_before_the_loop_is_one_line_and_restartable(hierarchy_file, tmp_path, monkeypatch, capsys):
+    # regression: Ctrl-C while the data loads (before the loop's own handler) printed a traceback
+    import blockout.data
+    from blockout.cli import main
+
+    def interrupted(*a, **kw):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    args = ["train", "--hierarchy", hierarchy_file, "--samples-per-class", "4", "--test-samples-per-class", "2",
+            "--image-size", "8", "--nodes", "16", "--clusters", "3", "--epochs", "1", "--batch-size", "8",
+            "--device", "cpu", "--out", str(out)]
+    monkeypatch.setattr(blockout.data, "load_dataset", interrupted)
+    assert main(args) == 130
+    err = capsys.readouterr().err
+    assert err.strip() == "blockout: interrupted"
+    monkeypatch.undo()
+    assert main(args) == 0  # the same command again: the lock file alone does not block it
