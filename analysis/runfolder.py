@@ -439,11 +439,15 @@ class NpzFile:
         shape, dtype, _, _ = self._headers[key]
         return shape, dtype
 
-    def array(self, key: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
-        """Read one array; ``shape``, when given, must match the header before the data is read."""
+    def array(self, key: str, shape: tuple[int, ...] | None = None, max_elements: int | None = None) -> np.ndarray:
+        """Read one array; ``shape``, when given, must match the header before the data is read;
+        else ``max_elements`` bounds its size."""
         got, _ = self.header(key)
         if shape is not None and got != tuple(shape):
             raise RunFormatError(f"{self.path}: array {key!r} has shape {got}, expected {tuple(shape)} (run.json)")
+        if shape is None and max_elements is not None and math.prod(got) > max_elements:
+            raise RunFormatError(f"{self.path}: array {key!r} has shape {got}, larger than any array of this "
+                                 f"run's topology")
         try:
             with self._zf.open(self._infos[key]) as fh:
                 arr = np.lib.format.read_array(fh, allow_pickle=False, max_header_size=10000)
