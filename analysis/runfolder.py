@@ -26,6 +26,12 @@ A run folder looks like this (see the README, "Run folder"):
 Everything is written atomically (temporary file in the same folder, then ``os.replace``), so
 a killed run never leaves a half-written file. Snapshots are ``.npz`` read with
 ``allow_pickle=False``: loading never executes code and needs no torch.
+
+Everything is read through one confined, bounded reader: :func:`confine` keeps every path inside
+the run folder (no ``..``, absolute paths or links out; the same message whether or not an
+outside file exists), :func:`read_json` / :func:`read_jsonl` bound size and nesting and refuse
+duplicate keys and NaN, and :class:`NpzFile` checks each array's ``.npy`` header (dtype, shape,
+stored size) against :mod:`analysis.limits` and the run's topology before inflating it.
 """
 
 from __future__ import annotations
