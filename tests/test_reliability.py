@@ -242,3 +242,26 @@ def test_ctrl_c_before_the_loop_is_one_line_and_restartable(hierarchy_file, tmp_
     assert err.strip() == "blockout: interrupted"
     monkeypatch.undo()
     assert main(args) == 0  # the same command again: the lock file alone does not block it
+
+
+@pytest.mark.parametrize("err", ["ENOSPC", "EROFS"])
+def test_disk_errors_mid_run_are_one_line_and_resumable(err, hierarchy_file, tmp_path, monkeypatch):
+    # regression: a full disk or a read-only folder mid-run ended in an OSError traceback
+    import errno
+
+    out = tmp_path / "run"
+    real = rf.atomic_write_bytes
+
+    def failing(path, data):
+        if Path(path).name == rf.TRAIN_STATE and (out / rf.TRAIN_STATE).exists():  # the end-of-epoch one
+            raise OSError(getattr(errno, err), os.strerror(getattr(errno, err)), str(path))
+        real(path, data)
+
+    import blockout.checkpoint
+
+    monkeypatch.setattr(blockout.checkpoint, "atomic_write_bytes", failing)
+    with pytest.raises(UserError, match=rf"{os.strerror(getattr(__import__('errno'), err))}.*--resume {out}"):
+        train(tiny(hierarchy_file, out, epochs=1))
+    monkeypatch.undo()
+    assert leftovers(out) == []  # the failed write cleaned up after itself
+    assert train(resume_config(out), resume=True).status == "finished"
