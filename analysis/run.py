@@ -89,7 +89,9 @@ class Snapshot:
     def array(self, key: str) -> np.ndarray:
         """The array stored under ``key`` (read once, then cached)."""
         if key not in self._cache:
-            arr = self._open().array(key, self.shapes.get(key))
+            # arrays the topology does not describe (budget multipliers) are bounded by its largest
+            bound = max((int(np.prod(s)) for s in self.shapes.values()), default=0) if self.shapes else None
+            arr = self._open().array(key, self.shapes.get(key), bound)
             if key.startswith(rf.PROBS_PREFIX):
                 rf.check_probs(arr, f"{self.path}: array {key!r}")
             self._cache[key] = arr

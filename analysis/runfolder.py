@@ -26,6 +26,12 @@ A run folder looks like this (see the README, "Run folder"):
 Everything is written atomically (temporary file in the same folder, then ``os.replace``), so
 a killed run never leaves a half-written file. Snapshots are ``.npz`` read with
 ``allow_pickle=False``: loading never executes code and needs no torch.
+
+Everything is read through one confined, bounded reader: :func:`confine` keeps every path inside
+the run folder (no ``..``, absolute paths or links out; the same message whether or not an
+outside file exists), :func:`read_json` / :func:`read_jsonl` bound size and nesting and refuse
+duplicate keys and NaN, and :class:`NpzFile` checks each array's ``.npy`` header (dtype, shape,
+stored size) against :mod:`analysis.limits` and the run's topology before inflating it.
 """
 
 from __future__ import annotations
@@ -276,7 +282,7 @@ def read_json(path: str | os.PathLike, what: str = "file", root: str | os.PathLi
     """
     path = Path(path)
     if root is not None:
-        path = confine(root, os.path.relpath(path, root) if path.is_absolute() else str(path), what)
+        path = confine(root, os.path.relpath(path, root), what)
     return parse_json(_read_bounded(path, "max_json_bytes", what), str(path))
 
 
@@ -294,7 +300,7 @@ def read_jsonl(path: str | os.PathLike, root: str | os.PathLike | None = None) -
     """
     path = Path(path)
     if root is not None:
-        path = confine(root, os.path.relpath(path, root) if path.is_absolute() else str(path), "metrics file")
+        path = confine(root, os.path.relpath(path, root), "metrics file")
     if not path.exists():
         return []
     data = _read_bounded(path, "max_jsonl_bytes", "metrics file")
@@ -439,11 +445,15 @@ class NpzFile:
         shape, dtype, _, _ = self._headers[key]
         return shape, dtype
 
-    def array(self, key: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
-        """Read one array; ``shape``, when given, must match the header before the data is read."""
+    def array(self, key: str, shape: tuple[int, ...] | None = None, max_elements: int | None = None) -> np.ndarray:
+        """Read one array; ``shape``, when given, must match the header before the data is read;
+        else ``max_elements`` bounds its size."""
         got, _ = self.header(key)
         if shape is not None and got != tuple(shape):
             raise RunFormatError(f"{self.path}: array {key!r} has shape {got}, expected {tuple(shape)} (run.json)")
+        if shape is None and max_elements is not None and math.prod(got) > max_elements:
+            raise RunFormatError(f"{self.path}: array {key!r} has shape {got}, larger than any array of this "
+                                 f"run's topology")
         try:
             with self._zf.open(self._infos[key]) as fh:
                 arr = np.lib.format.read_array(fh, allow_pickle=False, max_header_size=10000)

@@ -18,6 +18,7 @@ if _ROOT not in sys.path:
 
 import streamlit as st  # noqa: E402
 
+from analysis.errors import UserError  # noqa: E402
 from app import state  # noqa: E402
 
 
@@ -49,4 +50,7 @@ PAGES = [
 
 nav = st.navigation(PAGES)
 state.sidebar()
-nav.run()
+try:
+    nav.run()
+except UserError as exc:  # a malformed file found while a page reads it: an error box, never a traceback
+    st.error(str(exc))

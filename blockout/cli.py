@@ -287,14 +287,14 @@ def add_demo(sub) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from analysis.summary import summarize_run
-    from blockout.train import log, resume_config, train
+    from blockout.train import is_resumable, log, resume_config, train
 
     out = Path(args.out)
     overrides = {k: v for k, v in (("epochs", args.epochs), ("device", args.device)) if v is not None}
     if out.is_dir() and any(out.iterdir()):
         if run_is_complete(out) and args.epochs is None:
             log(f"demo run {out} is already trained; showing it (delete the folder to retrain)")
-        elif (out / "train_state.pt").is_file():
+        elif is_resumable(out):  # a checkpoint, or stopped before the first one (starts again)
             result = train(resume_config(out, overrides), resume=True)
             if result.status in ("interrupted", "aborted"):
                 return EXIT_INTERRUPTED

@@ -74,8 +74,11 @@ def _template(cache: dict = {}) -> Path:  # noqa: B006 - a per-process cache on 
     if "run" not in cache:
         import tempfile
 
-        cache["run"] = make_synthetic_run(Path(tempfile.mkdtemp(prefix="hostile-template-")) / "run",
-                                          classes=6, clusters=2, groups=1, n_snapshots=2)
+        import atexit
+
+        folder = Path(tempfile.mkdtemp(prefix="hostile-template-"))
+        atexit.register(shutil.rmtree, folder, True)
+        cache["run"] = make_synthetic_run(folder / "run", classes=6, clusters=2, groups=1, n_snapshots=2)
     return cache["run"]
 
 
@@ -161,14 +164,12 @@ def _raw_snapshot(members_fn, mention="step_00000200.npz") -> Callable[[Path], C
     return build
 
 
-def _deflate_bomb(name: str, header: dict, total: int) -> bytes:
-    """A zip whose one ``.npy`` member inflates to ``total`` bytes of zeros (about 1 MB on disk).
+def _deflated_zeros(npy_head: bytes, total: int) -> tuple[bytes, int, int]:
+    """``(deflate stream, crc, size)`` of ``npy_head`` followed by ``total`` zero bytes.
 
     Built from one compressed 4 MiB block of zeros repeated (each ends in a full flush, so
     copies chain into one valid deflate stream): seconds, not the minutes of compressing it all.
     """
-    npy_head = _npy_bytes(header)
-
     def deflate(data: bytes) -> bytes:
         c = zlib.compressobj(9, zlib.DEFLATED, -15)
         return c.compress(data) + c.flush(zlib.Z_FULL_FLUSH)
@@ -181,29 +182,46 @@ def _deflate_bomb(name: str, header: dict, total: int) -> bytes:
     for _ in range(n):
         crc = zlib.crc32(zeros, crc)
     crc = zlib.crc32(bytes(rem), crc)
-    size = len(npy_head) + total
-    fname = name.encode()
-    z64 = size >= 0xFFFFFFFF
-    extra_local = struct.pack("<HHQQ", 1, 16, size, len(body)) if z64 else b""
-    local = struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 45, 0, 8, 0, 0, crc,
-                        0xFFFFFFFF if z64 else len(body), 0xFFFFFFFF if z64 else size, len(fname),
-                        len(extra_local)) + fname + extra_local
-    extra_c = struct.pack("<HHQQ", 1, 16, size, len(body)) if z64 else b""
-    central = struct.pack("<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 45, 45, 0, 8, 0, 0, crc,
-                          0xFFFFFFFF if z64 else len(body), 0xFFFFFFFF if z64 else size, len(fname),
-                          len(extra_c), 0, 0, 0, 0, 0) + fname + extra_c
-    cd_off = len(local) + len(body)
-    end = struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, 1, 1, len(central), cd_off, 0)
-    return local + body + central + end
+    return body, crc, len(npy_head) + total
+
+
+def _raw_zip(members: list[tuple[str, int, int, bytes, int]]) -> bytes:
+    """A zip from ``(name, method, crc, stored bytes, uncompressed size)`` entries, written by hand
+    (zipfile cannot store a stream it did not compress itself)."""
+    out, central = io.BytesIO(), []
+    for name, method, crc, body, size in members:
+        fname = name.encode()
+        offset = out.tell()
+        out.write(struct.pack("<4sHHHHHIIIHH", b"PK\x03\x04", 20, 0, method, 0, 0, crc, len(body), size,
+                              len(fname), 0) + fname + body)
+        central.append(struct.pack("<4sHHHHHHIIIHHHHHII", b"PK\x01\x02", 20, 20, 0, method, 0, 0, crc,
+                                   len(body), size, len(fname), 0, 0, 0, 0, 0, offset) + fname)
+    cd = b"".join(central)
+    cd_off = out.tell()
+    out.write(cd + struct.pack("<4sHHHHIIH", b"PK\x05\x06", 0, 0, len(members), len(members), len(cd), cd_off, 0))
+    return out.getvalue()
+
+
+def _deflate_bomb(name: str, header: dict, total: int, keep_template: bool = False) -> bytes:
+    """A zip whose ``name`` member inflates to ``total`` bytes of zeros (about 1 MB on disk);
+    ``keep_template``: next to the template snapshot's own (valid) arrays."""
+    members = []
+    if keep_template:
+        with zipfile.ZipFile(_template() / "snapshots" / "step_00000200.npz") as zf:
+            for info in zf.infolist():
+                data = zf.read(info)
+                members.append((info.filename, 0, zlib.crc32(data), data, len(data)))
+    body, crc, size = _deflated_zeros(_npy_bytes(header), total)
+    return _raw_zip(members + [(name, 8, crc, body, size)])
 
 
 _BOMB_CACHE: dict = {}
 
 
-def _bomb(header: dict, total: int) -> bytes:
-    key = (repr(header), total)
+def _bomb(header: dict, total: int, name: str = "probs__h1.npy", keep_template: bool = False) -> bytes:
+    key = (repr(header), total, name, keep_template)
     if key not in _BOMB_CACHE:
-        _BOMB_CACHE[key] = _deflate_bomb("probs__h1.npy", header, total)
+        _BOMB_CACHE[key] = _deflate_bomb(name, header, total, keep_template)
     return _BOMB_CACHE[key]
 
 
@@ -422,7 +440,7 @@ def _evil_state(base: Path):
 
 
 def _huge_class_names(meta: dict) -> None:
-    meta["dataset"]["class_names"] = [f"c{i}" for i in range(1_000_000)]
+    meta["dataset"]["class_names"] = [f"c{i}" for i in range(300_000)]
 
 
 def _set(path: str, value) -> Callable[[dict], None]:
@@ -531,7 +549,7 @@ C["runjson-plain-layer-1e12-features"] = _topo_edit(lambda m: m["topology"]["lay
 C["runjson-class-names-an-object"] = _topo_edit(_set("dataset.class_names", {"a": "b"}))
 C["runjson-class-names-numbers"] = _topo_edit(_set("dataset.class_names", [1, 2, 3, 4, 5, 6]))
 C["runjson-class-names-count-disagrees"] = _topo_edit(_set("dataset.class_names", ["a", "b"]))
-C["runjson-1e6-class-names"] = _topo_edit(_huge_class_names)
+C["runjson-300k-class-names"] = _topo_edit(_huge_class_names)
 C["runjson-wnids-an-object"] = _topo_edit(_set("dataset.wnids", {"n0": 1}))
 C["runjson-coarse-labels-strings"] = _topo_edit(_set("dataset.coarse_labels", ["a"]))
 C["runjson-hierarchy-a-number"] = _topo_edit(_set("dataset.hierarchy", 5))
@@ -588,6 +606,9 @@ C["npz-deflate-bomb-1.3GB"] = _raw_snapshot(lambda: _bomb(
     {"descr": "<f4", "fortran_order": False, "shape": (18_000, 18_000)}, 18_000 * 18_000 * 4))
 C["npz-deflate-bomb-lying-header"] = _raw_snapshot(lambda: _bomb(
     {"descr": "<f4", "fortran_order": False, "shape": (32, 32)}, 300 << 20))
+C["npz-multiplier-bomb-1.3GB"] = _raw_snapshot(lambda: _bomb(
+    {"descr": "<f4", "fortran_order": False, "shape": (18_000 * 18_000,)}, 18_000 * 18_000 * 4, "multiplier__fc1.npy",
+    keep_template=True))
 C["npz-12000-members"] = _raw_snapshot(_many_members)
 C["npz-member-path"] = _raw_snapshot(lambda: _raw_npz({"../probs__h1.npy": _npy_bytes(
     {"descr": "<f4", "fortran_order": False, "shape": (0,)})}))
@@ -709,6 +730,8 @@ def _exercise_run(path: Path) -> None:
             run.probs_history(ns.name)
     if run.weight_steps():
         run.weights()
+    for step in run.steps:
+        run.multipliers(step)
     summarize_run(path)
 
 

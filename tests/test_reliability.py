@@ -208,3 +208,60 @@ def test_torchrun_elastic_restart_after_a_killed_rank_matches_uninterrupted(tmp_
     a, b = run_fingerprint(ref), run_fingerprint(part)
     for key in a:
         assert a[key] == b[key], key
+
+
+def test_relative_run_paths_read_every_file(tmp_path, monkeypatch):
+    # regression: the confined reader joined a relative file path to a relative root twice, so
+    # `blockout inspect checkpoints/x` silently saw no metrics
+    from analysis.run import load_run
+    from analysis.summary import summarize_run
+    from analysis.synthetic import make_synthetic_run
+
+    make_synthetic_run(tmp_path / "runs" / "r", classes=4, clusters=2, groups=1, n_snapshots=2)
+    monkeypatch.chdir(tmp_path)
+    run = load_run("runs/r")
+    assert len(run.metrics) == 2 and len(run.steps) == 2
+    assert summarize_run("runs/r")["progress"]["evaluations"] == 2
+
+
+def test_ctrl_c_before_the_loop_is_one_line_and_restartable(hierarchy_file, tmp_path, monkeypatch, capsys):
+    # regression: Ctrl-C while the data loads (before the loop's own handler) printed a traceback
+    import blockout.data
+    from blockout.cli import main
+
+    def interrupted(*a, **kw):
+        raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    args = ["train", "--hierarchy", hierarchy_file, "--samples-per-class", "4", "--test-samples-per-class", "2",
+            "--image-size", "8", "--nodes", "16", "--clusters", "3", "--epochs", "1", "--batch-size", "8",
+            "--device", "cpu", "--out", str(out)]
+    monkeypatch.setattr(blockout.data, "load_dataset", interrupted)
+    assert main(args) == 130
+    err = capsys.readouterr().err
+    assert err.strip() == "blockout: interrupted"
+    monkeypatch.undo()
+    assert main(args) == 0  # the same command again: the lock file alone does not block it
+
+
+@pytest.mark.parametrize("err", ["ENOSPC", "EROFS"])
+def test_disk_errors_mid_run_are_one_line_and_resumable(err, hierarchy_file, tmp_path, monkeypatch):
+    # regression: a full disk or a read-only folder mid-run ended in an OSError traceback
+    import errno
+
+    out = tmp_path / "run"
+    real = rf.atomic_write_bytes
+
+    def failing(path, data):
+        if Path(path).name == rf.TRAIN_STATE and (out / rf.TRAIN_STATE).exists():  # the end-of-epoch one
+            raise OSError(getattr(errno, err), os.strerror(getattr(errno, err)), str(path))
+        real(path, data)
+
+    import blockout.checkpoint
+
+    monkeypatch.setattr(blockout.checkpoint, "atomic_write_bytes", failing)
+    with pytest.raises(UserError, match=rf"{os.strerror(getattr(__import__('errno'), err))}.*--resume {out}"):
+        train(tiny(hierarchy_file, out, epochs=1))
+    monkeypatch.undo()
+    assert leftovers(out) == []  # the failed write cleaned up after itself
+    assert train(resume_config(out), resume=True).status == "finished"
