@@ -462,13 +462,15 @@ def _load_trunk(state_path: Path, kind: str, shape: list[int], weights, layer_na
     return trunk.eval(), {"kind": kind, "input_shape": shape}, None
 
 
-def compile_run_network(inputs: CompileInputs, prefer_bmm: bool = True) -> tuple[CompiledNet, list, list]:
-    """The compiled network of a run plus the thresholded and expected effective weights
-    ``[(W ⊙ s·M, b)]`` (the two reference models' FC stacks)."""
+def compile_run_network(inputs: CompileInputs, prefer_bmm: bool = True,
+                        with_expected: bool = True) -> tuple[CompiledNet, list, list | None]:
+    """The compiled network of a run plus the thresholded and (``with_expected``) expected effective
+    weights ``[(W ⊙ s·M, b)]``: the FC stacks of the two reference models."""
     plan = inputs.plan
     members_c = {s: binarize(inputs.probs[s], inputs.tau).astype(np.float32) for s in inputs.chain}
     thr = effective_weights(inputs.weights, members_c, inputs.chain, inputs.layer_names, inputs.masks, expected=False)
-    exp = effective_weights(inputs.weights, inputs.probs, inputs.chain, inputs.layer_names, inputs.masks, expected=True)
+    exp = effective_weights(inputs.weights, inputs.probs, inputs.chain, inputs.layer_names, inputs.masks,
+                            expected=True) if with_expected else None
     extra = {"source": {"run": inputs.run.name, "step": inputs.step, "weights_step": inputs.weights_step,
                         "tau": inputs.tau, "masks": {k: list(v) for k, v in inputs.masks.items()}},
              "class_names": list(inputs.run.class_names)}
