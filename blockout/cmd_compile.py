@@ -127,7 +127,7 @@ def finetune(net: nn.Module, train_ds, config: dict, epochs: int, seed: int = 0,
             loss.backward()
             opt.step()
             step += 1
-            loss_sum += float(loss) * len(y)
+            loss_sum += float(loss.detach()) * len(y)
             seen += len(y)
         progress(f"fine-tune epoch {epoch + 1}/{epochs}: train loss {loss_sum / max(1, seen):.4f}")
     net.eval()
@@ -309,7 +309,7 @@ def add_compile(sub) -> None:
     p.add_argument("-o", "--out", required=True, metavar="OUT", help="output folder (created; files in it are replaced)")
     p.add_argument("--threshold", type=float, default=0.5, metavar="T", help="τ: node in cluster when P >= τ (default 0.5)")
     p.add_argument("--step", type=int, default=None, metavar="S",
-                   help="snapshot step of the memberships (default: the last); weights from the nearest snapshot with weights")
+                   help="snapshot step of the memberships (default: the last one with weights); weights from the nearest snapshot with weights")
     p.add_argument("--finetune", type=int, default=0, metavar="EPOCHS",
                    help="train the compiled network this many epochs and report its accuracy (default 0)")
     p.add_argument("--seed", type=int, default=0, help="seed of fine-tuning and of random exactness inputs (default 0)")

@@ -390,7 +390,7 @@ def _trunk_spec(meta: Mapping[str, Any], n_trunk: int) -> tuple[str, list[int]]:
 def load_compile_inputs(run_dir: str | Path, tau: float = 0.5, step: int | None = None,
                         need_trunk: bool = True) -> CompileInputs:
     """Read a run for compiling: plan at ``tau``, memberships at ``step`` (default: the last
-    snapshot), the weights of the snapshot with weights nearest to it, mask kinds and scales, and
+    snapshot with weights), the weights of the snapshot with weights nearest to it, mask kinds and scales, and
     the trunk (from ``train_state.pt``, when the trunk has parameters and the file is there).
 
     ``trunk_note`` says in one line why the trunk is missing when it is (then the network compiled
@@ -406,10 +406,12 @@ def load_compile_inputs(run_dir: str | Path, tau: float = 0.5, step: int | None 
     if step is not None and int(step) not in run.steps:
         raise UserError(f"{run.path}: no snapshot at step {step} (have {', '.join(map(str, run.steps[-8:]))}"
                         f"{' ...' if len(run.steps) > 8 else ''})")
-    plan = plan_run(run, tau, step)
-    probs = run.probs(step)
     if not run.weight_steps():
         raise UserError(f"{run.path}: no snapshot holds weights (weights are saved at the best and last steps)")
+    if step is None:  # memberships and weights of the same step: the last snapshot with weights
+        step = run.weight_steps()[-1]
+    plan = plan_run(run, tau, step)
+    probs = run.probs(step)
     weights = run.weights(step)
     chain = list(plan.chain)
     layer_names = list(plan.layers)
