@@ -15,7 +15,12 @@ test time: ``F.linear`` with the cached effective weight ``W ⊙ s·E[M]``. The 
 Both sides are timed alternately in one loop (so load from other processes hits both); the
 ratio is the median over repeats of per-repeat ratios. A bare ``torch.bmm`` over ``k`` equal
 blocks against one dense product of the same width calibrates what the machine gives. The load
-average is recorded. Results: ``benchmarks/results/compile_speed.json``.
+average is recorded.
+
+Also timed (``--imagenet``, on by default): ``blockout compile`` of a planted ImageNet-scale run
+folder (:func:`analysis.synthetic.make_synthetic_run`: 2048 -> 4096 -> 4096 -> 1000, k = 15,
+3 super-groups) — reading the run, planning, building, the exactness check on 512 random inputs,
+saving and the ``torch.export`` program. Results: ``benchmarks/results/compile_speed.json``.
 """
 
 from __future__ import annotations
@@ -86,6 +91,30 @@ def ratio(times: dict, base: str, other: str) -> float:
     return statistics.median(a / b for a, b in zip(times[base], times[other]))
 
 
+def imagenet_compile_time(threads: int) -> dict:
+    """Wall time of :func:`blockout.cmd_compile.compile_run` on a planted ImageNet-scale run."""
+    import tempfile
+
+    from analysis.synthetic import make_synthetic_run
+    from blockout.cmd_compile import compile_run
+
+    torch.set_num_threads(threads)
+    with tempfile.TemporaryDirectory() as d:
+        run = make_synthetic_run(Path(d) / "imagenet", trunk=2048, hidden=(4096, 4096), classes=1000, clusters=15,
+                                 groups=3, n_snapshots=2)
+        t0 = time.perf_counter()
+        r = compile_run(run, Path(d) / "out", tau=0.5, progress=lambda m: None)
+        wall = time.perf_counter() - t0
+    out = {"sizes": [2048, 4096, 4096, 1000], "clusters": 15, "seconds_total": wall, "seconds": r["seconds"],
+           "macs_before": r["macs"]["fc_before"], "macs_after": r["macs"]["fc_after"],
+           "exact": r["exactness"], "export": r["files"].get("export_kind")}
+    print(f"ImageNet-scale compile (2048 -> 4096 -> 4096 -> 1000, k = 15): {wall:.2f} s in all "
+          f"(read + plan + build {r['seconds']['compile']:.2f} s, exactness check {r['seconds']['evaluate']:.2f} s, "
+          f"save + torch.export {r['seconds']['save_export']:.2f} s); multiply-adds "
+          f"{r['macs']['fc_before']:,} -> {r['macs']['fc_after']:,}", flush=True)
+    return out
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--features", type=int, default=2048)
@@ -94,6 +123,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--clusters", default="2,4,8,16")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=25)
+    ap.add_argument("--no-imagenet", action="store_true", help="skip timing the ImageNet-scale compile")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "compile_speed.json"))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -134,6 +164,7 @@ def main(argv=None) -> dict:
                       f"bmm {row['bmm_speedup']:5.2f}x, loop {row['loop_speedup']:5.2f}x -> "
                       f"{row['speedup_over_inverse_density']:.2f} of 1/density (target {row['target']}) "
                       f"[bare bmm {calib:5.2f}x; max diff {max(diff.values()):.1e}]", flush=True)
+    imagenet = None if args.no_imagenet else imagenet_compile_time(args.threads)
     result = {
         "benchmark": "compile_speed",
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -141,6 +172,7 @@ def main(argv=None) -> dict:
                     "torch": torch.__version__, "load_average_before": load_before,
                     "load_average_after": os.getloadavg()},
         "features": n, "batch": B, "depth": args.depth, "repeats": args.repeats, "rows": rows,
+        "imagenet_compile": imagenet,
     }
     atomic_write_json(args.out, result)
     print(f"load average before {load_before[0]:.1f}, after {os.getloadavg()[0]:.1f} "

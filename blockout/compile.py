@@ -390,7 +390,7 @@ def _trunk_spec(meta: Mapping[str, Any], n_trunk: int) -> tuple[str, list[int]]:
 def load_compile_inputs(run_dir: str | Path, tau: float = 0.5, step: int | None = None,
                         need_trunk: bool = True) -> CompileInputs:
     """Read a run for compiling: plan at ``tau``, memberships at ``step`` (default: the last
-    snapshot), the weights of the snapshot with weights nearest to it, mask kinds and scales, and
+    snapshot with weights), the weights of the snapshot with weights nearest to it, mask kinds and scales, and
     the trunk (from ``train_state.pt``, when the trunk has parameters and the file is there).
 
     ``trunk_note`` says in one line why the trunk is missing when it is (then the network compiled
@@ -406,10 +406,12 @@ def load_compile_inputs(run_dir: str | Path, tau: float = 0.5, step: int | None 
     if step is not None and int(step) not in run.steps:
         raise UserError(f"{run.path}: no snapshot at step {step} (have {', '.join(map(str, run.steps[-8:]))}"
                         f"{' ...' if len(run.steps) > 8 else ''})")
-    plan = plan_run(run, tau, step)
-    probs = run.probs(step)
     if not run.weight_steps():
         raise UserError(f"{run.path}: no snapshot holds weights (weights are saved at the best and last steps)")
+    if step is None:  # memberships and weights of the same step: the last snapshot with weights
+        step = run.weight_steps()[-1]
+    plan = plan_run(run, tau, step)
+    probs = run.probs(step)
     weights = run.weights(step)
     chain = list(plan.chain)
     layer_names = list(plan.layers)
@@ -462,13 +464,15 @@ def _load_trunk(state_path: Path, kind: str, shape: list[int], weights, layer_na
     return trunk.eval(), {"kind": kind, "input_shape": shape}, None
 
 
-def compile_run_network(inputs: CompileInputs, prefer_bmm: bool = True) -> tuple[CompiledNet, list, list]:
-    """The compiled network of a run plus the thresholded and expected effective weights
-    ``[(W ⊙ s·M, b)]`` (the two reference models' FC stacks)."""
+def compile_run_network(inputs: CompileInputs, prefer_bmm: bool = True,
+                        with_expected: bool = True) -> tuple[CompiledNet, list, list | None]:
+    """The compiled network of a run plus the thresholded and (``with_expected``) expected effective
+    weights ``[(W ⊙ s·M, b)]``: the FC stacks of the two reference models."""
     plan = inputs.plan
     members_c = {s: binarize(inputs.probs[s], inputs.tau).astype(np.float32) for s in inputs.chain}
     thr = effective_weights(inputs.weights, members_c, inputs.chain, inputs.layer_names, inputs.masks, expected=False)
-    exp = effective_weights(inputs.weights, inputs.probs, inputs.chain, inputs.layer_names, inputs.masks, expected=True)
+    exp = effective_weights(inputs.weights, inputs.probs, inputs.chain, inputs.layer_names, inputs.masks,
+                            expected=True) if with_expected else None
     extra = {"source": {"run": inputs.run.name, "step": inputs.step, "weights_step": inputs.weights_step,
                         "tau": inputs.tau, "masks": {k: list(v) for k, v in inputs.masks.items()}},
              "class_names": list(inputs.run.class_names)}

@@ -307,3 +307,16 @@ def test_round_trip_without_project_module_state(tmp_path):
     assert torch.equal(back(x), net(x))
     assert export_compiled(net, tmp_path / "c.pt2", x) == "torch.export"
     assert torch.allclose(torch.export.load(str(tmp_path / "c.pt2")).module()(x), net(x))
+
+
+def test_default_step_is_the_last_with_weights(tmp_path):
+    # regression: memberships of a later snapshot were paired with the weights of an earlier one
+    run = make_synthetic_run(tmp_path / "r", trunk=8, hidden=(8,), classes=4, clusters=2, groups=1, n_snapshots=3)
+    entries = list(rf.iter_snapshot_entries(run))
+    last = entries[-1]
+    f = run / rf.SNAPSHOT_DIR / last["file"]
+    rf.save_npz(f, {k: v for k, v in rf.load_npz(f).items() if k.startswith(rf.PROBS_PREFIX)})
+    last["has_weights"] = False
+    rf.atomic_write_json(run / rf.SNAPSHOT_DIR / rf.SNAPSHOT_INDEX, {"snapshots": entries})
+    r = compile_run(run, tmp_path / "o", export=False, progress=lambda m: None)
+    assert r["step"] == r["weights_step"] == entries[1]["step"]
