@@ -122,13 +122,14 @@ def tree_figure(tree: nx.DiGraph, *, root=None, height: int | None = None,
             textfont=dict(size=9 if name == "classes" else 10),
             hovertext=[str(tree.nodes[n].get("hover", tree.nodes[n].get("label", n))) for n in group],
             hoverinfo="text", marker=dict(size=size, color=color(0 if name == "branches" else 2)),
-            name=name, showlegend=False))
+            name=name, showlegend=True))
     n_leaves = max(len(leaves), 1)
     depth = max(p[0] for p in pos.values())
     fig.update_xaxes(visible=False, range=[-0.3, depth + 1.2])
     fig.update_yaxes(visible=False, autorange="reversed")
     fig.update_layout(title=title or None, height=height or int(min(2400, max(320, 14 * n_leaves))),
-                      margin=dict(l=10, r=10, t=40 if title else 10, b=10))
+                      margin=dict(l=10, r=10, t=40 if title else 30, b=10),
+                      legend=dict(orientation="h", x=0, y=1.0, yanchor="bottom", font=dict(size=11)))
     return fig
 
 
