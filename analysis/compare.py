@@ -595,8 +595,9 @@ def format_report(report: ComparisonReport) -> str:
         lines.append(f"{h.source} hierarchy ({h.method}{', ' + extra if extra else ''})")
         if h.partitions:
             lines.append(f"  {'reference':<14}{'groups':>7}  {'ARI':^23}  {'NMI':^23}  {'FMI':^23}")
+            best = best_partition(h)
             for p in h.partitions:
-                mark = "  1-vs-rest" if p.degenerate else ""
+                mark = "  1-vs-rest" if p.degenerate else ("  <- best-supported" if p is best else "")
                 lines.append(f"  {p.reference:<14}{p.n_groups:>7}  {cell(p.scores['ari'])}  "
                              f"{cell(p.scores['nmi'])}  {cell(p.scores['fmi'])}{mark}")
         for d in h.distances:
@@ -605,7 +606,8 @@ def format_report(report: ComparisonReport) -> str:
     lines.append("p: one-sided permutation p-value (smallest possible 1/(permutations+1)); "
                  "*: still <= 0.05 after Holm's correction over the references of that hierarchy. "
                  "z = (observed - null mean) / null SD (n/a: the null is constant); ARI nulls are "
-                 "skewed, so read p, not z. 1-vs-rest: one class against all the others, never the best row.")
+                 "skewed, so read p, not z. best-supported: smallest Holm-adjusted ARI p (ties: larger ARI); "
+                 "1-vs-rest: one class against all the others, never the best row.")
     for note in report.notes:
         lines.append(f"note: {note}")
     return "\n".join(lines)

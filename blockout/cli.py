@@ -43,10 +43,11 @@ def _flag(name: str) -> str:
 
 #: ``--help`` sections of the training flags, in order: (title, description, TrainConfig fields).
 #: Every field must be in exactly one (tests/test_cli_help.py checks it); a new field missing here
-#: still gets its flag, in a last "other options" section.
+#: still gets its flag, in a last "other options" section, and names of fields this build does not
+#: have are skipped.
 FLAG_GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("data", "what to train on", ("dataset", "data_dir", "hierarchy", "samples_per_class",
-                                  "test_samples_per_class", "image_size", "data_seed")),
+                                  "test_samples_per_class", "image_size", "data_seed", "augment")),
     ("model", "the network around the Blockout layers", ("nodes", "depth", "trunk")),
     ("the paper's method", "Blockout as in Murdock et al. (CVPR 2016): the six methods and their options",
      ("method", "clusters", "mask", "mask_scale", "trunk_clusters", "dropout")),

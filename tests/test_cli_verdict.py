@@ -52,20 +52,18 @@ def test_inspect_dataset_name_from_the_run_record(synthetic, capsys):
     assert "dataset None" not in capsys.readouterr().out
 
 
-def test_compare_starts_with_verdict():
-    cmd = [sys.executable, "-m", "blockout.cli", "compare", str(DEMO), "--reference", "coarse", "--permutations", "49"]
-    text = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert text.returncode == 0, text.stderr
-    lines = text.stdout.splitlines()
+def test_compare_starts_with_verdict(capsys):
+    argv = ["compare", str(DEMO), "--reference", "coarse", "--permutations", "49"]
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith(QUESTIONS[0] + " Yes")
     # one reference: 49 permutations reach p = 0.02; memberships and weights side by side
     assert lines[1].startswith(QUESTIONS[1] + " Yes. Best-supported reference: the coarse classes (20 groups); "
                                               "memberships ARI ")
     assert "weight-induced hierarchy ARI" in lines[1]
     assert lines[2] == "" and lines[3].startswith("run ")
-    js = subprocess.run(cmd + ["--json"], capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert js.returncode == 0, js.stderr
-    out = json.loads(js.stdout)
+    assert main(argv + ["--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
     assert out["verdict"]["sentences"] == lines[:2]
     ag = out["verdict"]["agreement"]
     assert ag["reference"] == "coarse" and ag["memberships_p_holm"] == pytest.approx(0.02)

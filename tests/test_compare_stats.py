@@ -2,8 +2,6 @@
 one class against all the rest was eligible as the headline row."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -47,21 +45,21 @@ class TestConstantNull:
         assert not null_is_constant(1e-6, np.array([0.0, 1e-6, 2e-6]))
         assert null_is_constant(0.0, np.zeros(5)) and null_is_constant(2.0, np.full(3, 2.0))
 
-    def test_cli_text_and_json_on_the_demo(self):
+    def test_cli_text_and_json_on_the_demo(self, capsys):
+        from blockout.cli import main
+
         # the command of the issue, on the bundled run (fewer permutations to stay fast)
-        cmd = [sys.executable, "-m", "blockout.cli", "compare", "checkpoints/demo", "--method", "connectivity",
-               "--source", "memberships", "--reference", "wordnet", "--permutations", "49"]
-        js = subprocess.run(cmd + ["--json"], capture_output=True, text=True, cwd=ROOT, timeout=300)
-        assert js.returncode == 0, js.stderr
-        out = json.loads(js.stdout)
+        argv = ["compare", str(ROOT / "checkpoints" / "demo"), "--method", "connectivity", "--source", "memberships",
+                "--reference", "wordnet", "--permutations", "49"]
+        assert main(argv + ["--json"]) == 0
+        out = json.loads(capsys.readouterr().out)
         zs = [p[m]["z"] for h in out["hierarchies"] for p in h["partitions"] for m in ("ari", "nmi", "fmi")]
         assert all(z is None or abs(z) < 1e3 for z in zs), zs
         # rows whose network cut is a single group have a constant null: z null
         single = [p for p in out["hierarchies"][0]["partitions"] if p["n_groups_network"] == 1]
         assert single and all(p[m]["z"] is None for p in single for m in ("ari", "nmi", "fmi"))
-        text = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
-        assert text.returncode == 0, text.stderr
-        table = [l for l in text.stdout.splitlines() if l.strip().startswith("wordnet_d")]
+        assert main(argv) == 0
+        table = [l for l in capsys.readouterr().out.splitlines() if l.strip().startswith("wordnet_d")]
         assert table and all("e+" not in l and len(l) < 120 for l in table), table
         assert any("z   n/a" in l for l in table)
 

@@ -204,3 +204,94 @@ class TestAgreement:
         assert few.agreement.reference != "wordnet_d1" and "wordnet_d1" in few.agreement.excluded
         # 14 references need 1/(N+1) * 14 <= 0.05, i.e. N >= 279
         assert "at least 279 permutations" in few.sentences[1]
+
+
+@pytest.fixture(scope="module")
+def method_runs(tmp_path_factory):
+    """A tiny run (3 epochs) of every method and recipe of the trainer."""
+    import torch
+
+    from blockout.config import ALL_METHODS, TrainConfig
+    from blockout.train import train
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("methods")
+    h = root / "h.json"
+    h.write_text(json.dumps({"animals": ["lion", "tiger", "wolf", "fox"], "tools": ["saw", "knife", "axe", "drill"]}))
+    out = {}
+    for method in ALL_METHODS:
+        cfg = TrainConfig.from_dict(dict(hierarchy=str(h), samples_per_class=4, test_samples_per_class=2,
+                                         image_size=8, nodes=16, clusters=4, epochs=3, batch_size=8,
+                                         device="cpu", method=method, out=str(root / method)))
+        train(cfg)
+        out[method] = load_run(root / method)
+    return out
+
+
+class TestEveryRunType:
+    """The classification on a run of every method and recipe the trainer makes (tiny, 3 epochs):
+    a set is called switched off only when its nodes are in no cluster, never a categorical set."""
+
+    def test_outcomes_and_verdicts(self, method_runs):
+        from blockout.config import BLOCKOUT_METHODS
+
+        for method, run in method_runs.items():
+            v = run_verdict(run)
+            assert len(v.sentences) == 2 and v.sentences[0].startswith(QUESTIONS[0]), method
+            if method not in BLOCKOUT_METHODS:
+                assert run.node_sets == [] and "plain network" in v.sentences[0], method
+                continue
+            for ns in run.node_sets:
+                o = classify_outcome(run.probs_history(ns.name), trainable=ns.trainable, membership=ns.membership)
+                if not ns.trainable:
+                    assert o.outcome == "fixed", (method, ns.name)
+                if o.outcome == "fell_to_0":
+                    assert o.dead_nodes >= 0.9 * o.nodes and not o.categorical, (method, ns.name, o)
+                if ns.membership == "categorical":
+                    assert o.categorical and o.outcome != "fell_to_0", (method, ns.name, o)
+            if method == "hard-fixed":
+                assert v.branches == [] and "Not learned" in v.sentences[0]
+            # the recipes' categorical hidden sets: one cluster per node, never dead or switched off
+            if method in ("hard-cocluster", "hard-budgeted"):
+                hidden = [b for b in v.branches if b.membership == "categorical"]
+                assert hidden and all(b.n_dead == 0 and b.outcome != "fell_to_0" for b in hidden), method
+
+
+class TestAgreementEdgeCases:
+    @staticmethod
+    def report(rows_by_source, refs):
+        from analysis.compare import ComparisonReport, HierarchyComparison, PartitionComparison, Statistic
+
+        hs = []
+        for source, rows in rows_by_source.items():
+            parts = []
+            for name, ari, p, degenerate in rows:
+                s = Statistic(ari, 0.0, 0.1, ari / 0.1, p, 999, p)
+                parts.append(PartitionComparison(name, "wordnet", 1, 2 if degenerate else 5, 5,
+                                                 {"ari": s, "nmi": s, "fmi": s}, degenerate))
+            hs.append(HierarchyComparison(source, "probability" if source == "memberships" else "weights", parts, []))
+        return ComparisonReport("r", 20, 999, 0, 0.5, None, refs, hs, [])
+
+    def test_weights_only_on_a_run_with_memberships(self, planted):
+        rep = self.report({"weights": [("wordnet_d3", 0.4, 0.001, False)]},
+                          [{"name": "wordnet_d3", "kind": "wordnet", "depth": 3, "depths": [3], "n_groups": 5}])
+        v = run_verdict(load_run(planted), rep)
+        assert v.memberships_agree is None and v.agreement.chosen_by == "weights"
+        assert "the membership hierarchy was not compared" in v.sentences[1]
+        assert "WordNet depth 3 (5 groups)" in v.sentences[1]
+
+    def test_only_one_vs_rest_references(self, planted):
+        rep = self.report({"memberships": [("wordnet_d1", 1.0, 0.001, True)]},
+                          [{"name": "wordnet_d1", "kind": "wordnet", "depth": 1, "depths": [1], "n_groups": 2}])
+        v = run_verdict(load_run(planted), rep)
+        assert v.agreement is None and v.memberships_agree is None
+        assert "Not measured: no usable reference" in v.sentences[1]
+
+    def test_memberships_significant_weights_not(self, planted):
+        refs = [{"name": "wordnet_d3", "kind": "wordnet", "depth": 3, "depths": [3, 4], "n_groups": 5}]
+        rep = self.report({"memberships": [("wordnet_d3", 0.5, 0.001, False)],
+                           "weights": [("wordnet_d3", 0.6, 0.2, False)]}, refs)
+        v = run_verdict(load_run(planted), rep)
+        assert v.memberships_agree is True and v.agreement.memberships_add is True
+        assert "WordNet depths 3-4 (5 groups)" in v.sentences[1]
+        assert "the plain weights alone do not agree beyond chance" in v.sentences[1]
