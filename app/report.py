@@ -35,8 +35,8 @@ h1 { font-size: 1.7rem; margin-bottom: .2rem; } h2 { font-size: 1.3rem; margin-t
 table { border-collapse: collapse; font-size: .85rem; margin: .5rem 0; }
 th, td { border: 1px solid #ddd; padding: .2rem .5rem; text-align: right; }
 th { background: #f5f5f5; } td.l, th.l { text-align: left; }
-tr.best td { background: #e6f4ea; font-weight: 600; } tr.coarse td { background: #fff8e1; }
-tr.degenerate td { color: #999; }
+tr.coarse td { background: #fff8e1; } tr.degenerate td { color: #999; }
+tr.best td { background: #e6f4ea; font-weight: 600; }
 pre { background: #f7f7f7; padding: .8rem; overflow-x: auto; font-size: .8rem; }
 """
 
@@ -62,9 +62,14 @@ class _Page:
         self.parts.append(s)
 
     def figure(self, fig) -> None:
+        import plotly.graph_objects as go
         import plotly.io as pio
 
         self.figures += 1
+        # The dashboard's figures use thin margins (Streamlit pads the chart); a bare page needs
+        # room on the left for the tick labels or they are cut ("0.2" drawn as ".2").
+        fig = go.Figure(fig)
+        fig.update_layout(margin=dict(l=max(fig.layout.margin.l or 0, 50)))
         self.add(pio.to_html(fig, full_html=False, include_plotlyjs=False, include_mathjax=False,
                              div_id=f"fig{self.figures}",
                              config={"displaylogo": False, "responsive": True}))
@@ -218,6 +223,9 @@ def build_report(run, *, step: int | None = None, tau: float = 0.5, permutations
                                "NMI", "FMI"],
                         row_class=lambda r: " ".join(c for c in ("best", "coarse", "degenerate") if r.get(c)),
                         fmt={"groups": lambda v: _esc(v)}))
+        page.add('<p class="caption">Green: the best-supported reference of each hierarchy (smallest Holm-adjusted '
+                 "ARI p). Yellow: the dataset's coarse classes. Grey: one class against all the rest (never the "
+                 "headline).</p>")
         for n in report.get("notes", []):
             page.add(f'<p class="caption">Note: {_esc(n)}</p>')
         say("untangling the tanglegram")

@@ -247,6 +247,17 @@ class TestTrees:
         assert f"of {len(weights)}" in fig.layout.title.text
         assert figures.sankey_figure(g, weight="live", column="depth").layout.title.text is None
 
+    def test_root_label_is_not_clipped(self, run):
+        """Regression: the root's label was centred on the root at the left edge and cut off there."""
+        tree = branch_tree(run, 0.5)
+        root = figures.tree_root(tree)
+        fig = figures.tree_figure(tree, root=root)
+        branches = next(t for t in fig.data if t.name == "branches")
+        i = list(branches.x).index(0)  # the root is the only vertex at depth 0
+        assert branches.textposition[i] == "top right"  # starts at the root, grows into the plot
+        assert all(p == "top left" for j, p in enumerate(branches.textposition) if j != i)
+        assert len(branches.text[i]) <= 40
+
     def test_linkage_tree_and_tanglegram(self):
         names = ["a", "b", "c", "d"]
         left = figures.linkage_tree(linkage([[0.0], [0.1], [5.0], [5.1]], "average"), names)

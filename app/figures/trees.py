@@ -82,6 +82,18 @@ def _edge_xy(tree: nx.DiGraph, pos: Mapping):
     return xs, ys
 
 
+def _root_text(label) -> str:
+    """The root's drawn label: without its cluster list when that makes it long.
+
+    >>> _root_text("entity.n.01 {0,1,2,3,4,5,6,7,8,9,10,11}"), _root_text("root {0,1}")
+    ('entity.n.01 (all clusters)', 'root {0,1}')
+    """
+    label = str(label)
+    if len(label) > 24 and " {" in label:
+        return label.split(" {", 1)[0] + " (all clusters)"
+    return label
+
+
 def tree_figure(tree: nx.DiGraph, *, root=None, height: int | None = None,
                 title: str = "") -> go.Figure:
     """A left-to-right cladogram of ``tree`` (root on the left, leaves on the right)."""
@@ -98,22 +110,26 @@ def tree_figure(tree: nx.DiGraph, *, root=None, height: int | None = None,
                                        (leaves, 6, "middle right", "classes")):
         if not group:
             continue
-        # The root sits on the left edge: its label starts there instead of centring on it
-        # (a centred label is cut off by the plot's left border).
-        positions = ["top right" if n == root else textpos for n in group]
+        # The root sits on the left edge: its label starts there instead of centring on it (a
+        # centred label is cut off by the plot's left border) and drops a long cluster list (the
+        # hover has it). Other branch labels end at their vertex, above the edge that leads in,
+        # so the vertical lines of the elbows never run through them.
+        positions = ["top right" if n == root else ("top left" if name == "branches" else textpos) for n in group]
         fig.add_trace(go.Scatter(
             x=[pos[n][0] for n in group], y=[pos[n][1] for n in group], mode="markers+text",
-            text=[str(tree.nodes[n].get("label", n)) for n in group], textposition=positions,
+            text=[_root_text(tree.nodes[n].get("label", n)) if n == root else str(tree.nodes[n].get("label", n))
+                  for n in group], textposition=positions,
             textfont=dict(size=9 if name == "classes" else 10),
             hovertext=[str(tree.nodes[n].get("hover", tree.nodes[n].get("label", n))) for n in group],
             hoverinfo="text", marker=dict(size=size, color=color(0 if name == "branches" else 2)),
-            name=name, showlegend=False))
+            name=name, showlegend=True))
     n_leaves = max(len(leaves), 1)
     depth = max(p[0] for p in pos.values())
     fig.update_xaxes(visible=False, range=[-0.3, depth + 1.2])
     fig.update_yaxes(visible=False, autorange="reversed")
     fig.update_layout(title=title or None, height=height or int(min(2400, max(320, 14 * n_leaves))),
-                      margin=dict(l=10, r=10, t=40 if title else 10, b=10))
+                      margin=dict(l=10, r=10, t=40 if title else 30, b=10),
+                      legend=dict(orientation="h", x=0, y=1.0, yanchor="bottom", font=dict(size=11)))
     return fig
 
 

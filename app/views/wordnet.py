@@ -84,8 +84,8 @@ with st.expander(f"All agreement numbers ({len(rows)} rows: ARI, NMI, Fowlkes–
             return [colour] * len(row)
 
         numeric = [c for c in cols if c not in ("hierarchy", "reference", "depth", "groups")]
-        st.dataframe(table.style.apply(shade, axis=1).format({c: "{:.3f}" for c in numeric}, na_rep="—"),
-                     hide_index=True)
+        fmt = {c: "{:.3f}" for c in numeric} | {"depth": lambda v: "—" if pd.isna(v) else f"{int(v)}"}
+        st.dataframe(table.style.apply(shade, axis=1).format(fmt, na_rep="—"), hide_index=True)
         st.caption("Green: the best-supported reference of each hierarchy (smallest Holm-adjusted ARI p). Yellow: the "
                    "dataset's coarse classes. Grey: one class against all the rest (never the headline). z = "
                    "(observed − null mean) / null sd, empty when the null does not vary; p = share of null draws "
