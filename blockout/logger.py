@@ -411,8 +411,9 @@ class RunLogger:
     def _before_write(self, step: int) -> None:
         """After a resume, the first write at or before the recorded end replaces what followed."""
         if self._last_seen is not None:
-            if step <= self._last_seen and step > 0:
+            if 0 < step <= self._last_seen:
                 self._writer.truncate_after(step - 1)
+                self._last_step = step
             self._last_seen = None
         self._last_step = max(self._last_step, step)
 
