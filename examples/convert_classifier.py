@@ -87,13 +87,14 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--steps", type=int, default=default_steps(400), help="fine-tuning steps with the Blockout head")
     parser.add_argument("--pretrain-steps", type=int, default=None, help="steps of the original model first "
                         "(default: half of --steps)")
+    parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     pretrain = args.steps // 2 if args.pretrain_steps is None else args.pretrain_steps
 
     torch.manual_seed(args.seed)
     (x_train, y_train), (x_test, y_test) = make_splits(seed=args.seed)
-    data = batches(x_train, y_train, batch_size=100, seed=args.seed)
+    data = batches(x_train, y_train, batch_size=args.batch_size, seed=args.seed)
     model = TinyResNet(len(CLASSES))
     if pretrain:  # stands in for loading pretrained weights
         train_steps(model, torch.optim.Adam(model.parameters(), lr=2e-3), data, pretrain)
@@ -103,8 +104,8 @@ def main(argv: list[str] | None = None) -> Path:
     model.fc = BlockoutHead(model.fc.in_features, len(CLASSES), hidden=(128,), clusters=4)
 
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    per_eval, best = max(1, args.steps // 10), -1.0
-    config = {**vars(args), "lr": 1e-3, "batch_size": 100, "epochs": -(-args.steps // per_eval)}
+    per_eval, best = max(5, args.steps // 10), -1.0  # about 10 evaluations
+    config = {**vars(args), "lr": 1e-3, "batch_size": args.batch_size, "epochs": -(-args.steps // per_eval)}
     with RunLogger(args.out, model, class_names=CLASSES, config=config,
                    dataset={**DATASET, "train_size": len(y_train), "test_size": len(y_test)}) as log:
         step = 0

@@ -63,16 +63,18 @@ def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="checkpoints/example-lightning", help="run folder to write (new or empty)")
     parser.add_argument("--steps", type=int, default=default_steps(600), help="training steps")
+    parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
     L.seed_everything(args.seed, verbose=False)
     (x_train, y_train), (x_test, y_test) = make_splits(seed=args.seed)
-    train = DataLoader(TensorDataset(x_train, y_train), batch_size=100, shuffle=True)
+    train = DataLoader(TensorDataset(x_train, y_train), batch_size=args.batch_size, shuffle=True)
     test = DataLoader(TensorDataset(x_test, y_test), batch_size=500)
     callback = BlockoutCallback(args.out, class_names=CLASSES,
                                 dataset={**DATASET, "train_size": len(y_train), "test_size": len(y_test)})
     trainer = L.Trainer(max_steps=args.steps, max_epochs=math.ceil(args.steps / len(train)), callbacks=[callback],
+                        val_check_interval=min(len(train), args.steps),  # a short run still validates
                         accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
     trainer.fit(Classifier(), train, test)

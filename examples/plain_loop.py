@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--out", default="checkpoints/example-plain", help="run folder to write (new or empty)")
     parser.add_argument("--steps", type=int, default=default_steps(600), help="training steps")
     parser.add_argument("--method", default="hard-learned", help="the paper's method for the head")
+    parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
@@ -62,10 +63,10 @@ def main(argv: list[str] | None = None) -> Path:
     steps_per_epoch, snapshot_every = 20, max(1, args.steps // 30)
     best = -1.0
 
-    config = {**vars(args), "lr": 2e-3, "batch_size": 100, "epochs": -(-args.steps // steps_per_epoch)}
+    config = {**vars(args), "lr": 2e-3, "batch_size": args.batch_size, "epochs": -(-args.steps // steps_per_epoch)}
     dataset = {**DATASET, "train_size": len(y_train), "test_size": len(y_test)}
     with RunLogger(args.out, model, class_names=CLASSES, config=config, dataset=dataset) as log:  # Blockout
-        data = batches(x_train, y_train, batch_size=100, seed=args.seed)
+        data = batches(x_train, y_train, batch_size=args.batch_size, seed=args.seed)
         running = []
         for step in range(1, args.steps + 1):
             x, y = next(data)
