@@ -162,11 +162,13 @@ def emergence_loss(model: nn.Module, config: Any, progress: float) -> tuple[torc
         return None, {}
     if getattr(model, "is_blockout", False):
         temp = temperature_at(config.temperature, config.temperature_end, progress)
-        for ns in model.node_sets.values():
+        for name, ns in model.node_sets.items():
             if isinstance(ns, CategoricalClusters):
                 ns.temperature = temp
-                if config.usage_weight > 0 and ns.theta.requires_grad:
-                    terms.append(config.usage_weight * ns.usage_loss())
+                # the class node set has its own weight (--class-usage-weight), the hidden sets --usage-weight
+                weight = config.class_usage_weight if name == "classes" else config.usage_weight
+                if weight > 0 and ns.theta.requires_grad:
+                    terms.append(weight * ns.usage_loss())
     densities = {}
     budgets = getattr(model, "budgets", None) or {}
     if len(budgets):

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -128,6 +128,77 @@ def build_trunk(kind: str, input_shape: Sequence[int]) -> nn.Module:
     return MLPTrunk(flat) if kind == "mlp" else IdentityTrunk(flat)
 
 
+def make_node_set(name: str, size: int, clusters: int, learned: bool, *, trunk_clusters: str = "all",
+                  options: Mapping[str, Any] = MEMBERSHIP_DEFAULTS) -> nn.Module:
+    """The membership parameters of node set ``name`` of the FC stack.
+
+    ``trunk`` (the stack's input) is in every cluster when ``trunk_clusters == "all"``; the class
+    set (``classes``) and the hidden sets take their kind from ``options``
+    (:data:`MEMBERSHIP_DEFAULTS` keys): Bernoulli (the paper's), categorical or towers (ours).
+
+    >>> make_node_set("h1", 8, 3, learned=True).probs.shape
+    torch.Size([8, 3])
+    """
+    opt = {**MEMBERSHIP_DEFAULTS, **options}
+    if name == "trunk" and trunk_clusters == "all":
+        return _bo.NodeClusters(size, clusters, trainable=False, init="all", name=name)
+    kind = opt["class_membership"] if name == "classes" else (
+        "bernoulli" if name == "trunk" else opt["hidden_membership"])
+    if kind == "towers":
+        return _bo.NodeClusters(size, clusters, trainable=False, init="towers", name=name)
+    if kind == "categorical":
+        from blockout.membership import CategoricalClusters  # our addition (issue 5)
+
+        if name == "classes":  # one cluster per class, near-uniform start
+            return CategoricalClusters(size, clusters, m=1, trainable=learned, init_scale=0.0,
+                                       init_noise=float(opt["class_init_noise"]),
+                                       temperature=float(opt["temperature"]), name=name)
+        return CategoricalClusters(size, clusters, m=int(opt["membership_m"]), trainable=learned,
+                                   init_scale=float(opt["membership_init_scale"]),
+                                   init_noise=float(opt["membership_init_noise"]),
+                                   temperature=float(opt["temperature"]), name=name)
+    if kind != "bernoulli":
+        raise UserError(f"unknown membership kind {kind!r} for node set {name!r}")
+    return _bo.NodeClusters(size, clusters, trainable=learned, init="random", name=name,
+                            init_range=(float(opt["theta_init_low"]), float(opt["theta_init_high"])))
+
+
+def build_fc_stack(method: str, sizes: Sequence[int], set_names: Sequence[str], layer_names: Sequence[str], *,
+                   mask: str, mask_scale: float, dropout: float,
+                   make_set: Callable[[str, int, bool], nn.Module]) -> tuple[nn.ModuleDict, nn.ModuleDict, nn.ModuleDict]:
+    """The FC stack of ``method``: ``(node_sets, layers, dropouts)`` as module dicts.
+
+    Shared by :class:`BlockoutNet` and :class:`blockout.head.BlockoutHead`. ``sizes`` and
+    ``set_names`` list the node sets (input first, classes last), ``layer_names`` the layers
+    between them. Blockout methods get one node set per size (``make_set(name, size, learned)``,
+    all created before the first layer, in order) and a :class:`~blockout.BlockoutLinear` per
+    layer sharing them; the other methods get ``nn.Linear`` layers, and ``dropout`` (> 0) on the
+    input of every layer fed by a hidden layer.
+
+    >>> sets, layers, drops = build_fc_stack("fc", [4, 3, 2], ["trunk", "h1", "classes"], ["fc1", "classifier"],
+    ...                                      mask="count", mask_scale=1.0, dropout=0.0, make_set=None)
+    >>> len(sets), [type(m).__name__ for m in layers.values()], len(drops)
+    (0, ['Linear', 'Linear'], 0)
+    """
+    node_sets, fc, drop = nn.ModuleDict(), nn.ModuleDict(), nn.ModuleDict()
+    if method in BLOCKOUT_METHODS:
+        mode = "soft" if method == "soft-learned" else "hard"
+        learned = method != "hard-fixed"
+        for name, size in zip(set_names, sizes):
+            node_sets[name] = make_set(name, size, learned)
+        for i, lname in enumerate(layer_names):
+            fc[lname] = _bo.BlockoutLinear(node_sets[set_names[i]], node_sets[set_names[i + 1]],
+                                           bias=True, mode=mode, mask=mask, scale=mask_scale)
+    else:
+        for i, lname in enumerate(layer_names):
+            fc[lname] = nn.Linear(sizes[i], sizes[i + 1])
+            if dropout > 0 and i > 0:
+                # Dropout on the inputs of every layer fed by a hidden layer (the trunk is kept,
+                # as Blockout keeps the trunk node set in every cluster)
+                drop[lname] = nn.Dropout(dropout)
+    return node_sets, fc, drop
+
+
 class BlockoutNet(nn.Module):
     """Trunk + FC stack + classifier for one of the paper's methods.
 
@@ -203,25 +274,11 @@ class BlockoutNet(nn.Module):
         self.set_names, self.layer_names, self.set_sizes = set_names, layer_names, sizes
 
         self.is_blockout = method in BLOCKOUT_METHODS
-        self.node_sets = nn.ModuleDict()
-        self.fc = nn.ModuleDict()
-        self.drop = nn.ModuleDict()
         if self.is_blockout:
-            mode = "soft" if method == "soft-learned" else "hard"
-            learned = method != "hard-fixed"
-            self.base_mode = mode
-            for name, size in zip(set_names, sizes):
-                self.node_sets[name] = self.make_node_set(name, size, learned)
-            for i, lname in enumerate(layer_names):
-                self.fc[lname] = _bo.BlockoutLinear(self.node_sets[set_names[i]], self.node_sets[set_names[i + 1]],
-                                                bias=True, mode=mode, mask=mask, scale=self.mask_scale)
-        else:
-            for i, lname in enumerate(layer_names):
-                self.fc[lname] = nn.Linear(sizes[i], sizes[i + 1])
-                if self.dropout_p > 0 and i > 0:
-                    # Dropout on the inputs of every layer fed by a hidden layer (the trunk is kept,
-                    # as Blockout keeps the trunk node set in every cluster)
-                    self.drop[lname] = nn.Dropout(self.dropout_p)
+            self.base_mode = "soft" if method == "soft-learned" else "hard"
+        self.node_sets, self.fc, self.drop = build_fc_stack(
+            method, sizes, set_names, layer_names, mask=mask, mask_scale=self.mask_scale, dropout=self.dropout_p,
+            make_set=self.make_node_set)
 
     def make_node_set(self, name: str, size: int, learned: bool) -> nn.Module:
         """The membership parameters of one node set (override to change memberships).
@@ -229,28 +286,8 @@ class BlockoutNet(nn.Module):
         With the default :data:`MEMBERSHIP_DEFAULTS` every set is the paper's Bernoulli set
         (trunk in every cluster); the emergence options swap in categorical sets or fixed towers.
         """
-        opt = self.membership_options
-        if name == "trunk" and self.trunk_clusters == "all":
-            return _bo.NodeClusters(size, self.clusters, trainable=False, init="all", name=name)
-        kind = opt["class_membership"] if name == "classes" else (
-            "bernoulli" if name == "trunk" else opt["hidden_membership"])
-        if kind == "towers":
-            return _bo.NodeClusters(size, self.clusters, trainable=False, init="towers", name=name)
-        if kind == "categorical":
-            from blockout.membership import CategoricalClusters  # our addition (issue 5)
-
-            if name == "classes":  # one cluster per class, near-uniform start
-                return CategoricalClusters(size, self.clusters, m=1, trainable=learned, init_scale=0.0,
-                                           init_noise=float(opt["class_init_noise"]),
-                                           temperature=float(opt["temperature"]), name=name)
-            return CategoricalClusters(size, self.clusters, m=int(opt["membership_m"]), trainable=learned,
-                                       init_scale=float(opt["membership_init_scale"]),
-                                       init_noise=float(opt["membership_init_noise"]),
-                                       temperature=float(opt["temperature"]), name=name)
-        if kind != "bernoulli":
-            raise UserError(f"unknown membership kind {kind!r} for node set {name!r}")
-        return _bo.NodeClusters(size, self.clusters, trainable=learned, init="random", name=name,
-                                init_range=(float(opt["theta_init_low"]), float(opt["theta_init_high"])))
+        return make_node_set(name, size, self.clusters, learned, trunk_clusters=self.trunk_clusters,
+                             options=self.membership_options)
 
     @torch.no_grad()
     def fanin_rescale(self) -> dict[str, float]:

@@ -1,0 +1,96 @@
+"""Your own CNN, your own PyTorch loop, a Blockout head on top, and a run folder the dashboard opens.
+
+    python examples/plain_loop.py                    # ~1 min on 2 CPU cores
+    blockout inspect checkpoints/example-plain
+    blockout compare checkpoints/example-plain --reference coarse
+    blockout dashboard checkpoints/example-plain
+
+The lines that Blockout adds to an ordinary loop are marked ``# Blockout``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from blockout import BlockoutHead, RunLogger  # Blockout
+from toy_data import CLASSES, DATASET, batches, default_steps, make_splits
+
+
+class SmallCNN(nn.Module):
+    """A user-defined backbone: two conv blocks, global average pooling, a 64-feature vector."""
+
+    def __init__(self, channels: int = 3, width: int = 32, features: int = 64) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(width, features, 3, padding=1), nn.BatchNorm2d(features), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.out_features = features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Test loss and accuracy (eval mode: the head uses the expected memberships)."""
+    model.eval()
+    logits = model(x)
+    model.train()
+    return nn.functional.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="checkpoints/example-plain", help="run folder to write (new or empty)")
+    parser.add_argument("--steps", type=int, default=default_steps(600), help="training steps")
+    parser.add_argument("--method", default="hard-learned", help="the paper's method for the head")
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    torch.manual_seed(args.seed)
+    (x_train, y_train), (x_test, y_test) = make_splits(seed=args.seed)
+    backbone = SmallCNN()
+    head = BlockoutHead(backbone.out_features, len(CLASSES), hidden=(128,), clusters=4,  # Blockout
+                        method=args.method)
+    model = nn.Sequential(backbone, head)
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    steps_per_epoch, snapshot_every = 20, max(1, args.steps // 30)
+    best = -1.0
+
+    config = {**vars(args), "lr": 2e-3, "batch_size": args.batch_size, "epochs": -(-args.steps // steps_per_epoch)}
+    dataset = {**DATASET, "train_size": len(y_train), "test_size": len(y_test)}
+    with RunLogger(args.out, model, class_names=CLASSES, config=config, dataset=dataset) as log:  # Blockout
+        data = batches(x_train, y_train, batch_size=args.batch_size, seed=args.seed)
+        running = []
+        for step in range(1, args.steps + 1):
+            x, y = next(data)
+            logits = model(x)
+            loss = nn.functional.cross_entropy(logits, y)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            running.append((loss.item(), (logits.argmax(1) == y).float().mean().item()))
+            if step % snapshot_every == 0:
+                log.snapshot(step)  # Blockout: P of every node set, about 30 times per run
+            if step % steps_per_epoch == 0 or step == args.steps:
+                epoch = (step + steps_per_epoch - 1) // steps_per_epoch
+                test_loss, test_acc = evaluate(model, x_test, y_test)
+                train_loss, train_acc = (sum(v) / len(running) for v in zip(*running))
+                running = []
+                log.log_metrics(step, epoch=epoch, train_loss=train_loss, train_acc=train_acc,  # Blockout
+                                test_loss=test_loss, test_acc=test_acc)
+                log.snapshot(step, tag=["last", "best"] if test_acc > best else "last")  # Blockout: + weights
+                best = max(best, test_acc)
+                print(f"step {step}: train loss {train_loss:.3f} acc {train_acc:.3f} | test acc {test_acc:.3f}")
+    print(f"run folder: {args.out}  (open it: blockout dashboard {args.out})")
+    return Path(args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""The examples and the README's "Use Blockout in your own model" snippet, run for a few steps.
+
+Each writes a run folder that ``blockout inspect``, ``blockout compare`` and the dashboard open.
+"""
+
+import importlib
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from analysis.run import load_run
+from blockout.cli import main as cli
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+HOME = str(ROOT / "app" / "Home.py")
+STEPS = "6"  # a few small steps: enough for snapshots, metrics and tagged weights
+
+
+def _example(name):
+    if str(EXAMPLES) not in sys.path:
+        sys.path.insert(0, str(EXAMPLES))
+    return importlib.import_module(name)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The three examples' run folders under one checkpoints folder."""
+    root = tmp_path_factory.mktemp("checkpoints")
+    out = {}
+    for name, module, extra in (("plain", "plain_loop", []), ("convert", "convert_classifier", ["--pretrain-steps", "2"]),
+                                ("lightning", "lightning_loop", [])):
+        if name == "lightning":
+            pytest.importorskip("lightning")
+        out[name] = _example(module).main(["--out", str(root / name), "--steps", STEPS, "--batch-size", "20", *extra])
+    return root, out
+
+
+@pytest.mark.parametrize("name", ["plain", "convert", "lightning"])
+def test_example_run_opens_in_inspect_and_compare(runs, name, capsys):
+    _, paths = runs
+    run = load_run(paths[name])
+    assert run.chain == ["trunk", "h1", "classes"] and len(run.class_names) == 10
+    assert run.metrics and 0 <= run.metrics[-1]["test_acc"] <= 1 and run.metrics[-1]["step"] == int(STEPS)
+    assert run.weight_steps() and run.steps[0] == 0 and run.steps[-1] == int(STEPS)
+    assert run.dataset["coarse_labels"] == [0, 0, 0, 0, 1, 1, 1, 1, 1, 1]
+    assert cli(["inspect", str(paths[name]), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["method"] == "hard-learned" and summary["progress"]["steps_done"] == int(STEPS)
+    assert [ns["name"] for ns in summary["node_sets"]] == ["trunk", "h1", "classes"]
+    assert cli(["compare", str(paths[name]), "--reference", "coarse", "--permutations", "19", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n_classes"] == 10
+
+
+def test_steps_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("BLOCKOUT_EXAMPLE_STEPS", "7")
+    assert _example("toy_data").default_steps(600) == 7
+
+
+def test_dashboard_opens_an_example_run(runs, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    root, paths = runs
+    monkeypatch.setenv("BLOCKOUT_CHECKPOINTS", str(root))
+    monkeypatch.setenv("BLOCKOUT_RUN", str(paths["plain"]))
+    at = AppTest.from_file(HOME, default_timeout=90)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    assert "plain" in at.main.title[0].value
+    for page in ("views/branch_tree.py", "views/weight_blocks.py", "views/emergence.py"):
+        at.switch_page(page).run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+        assert not at.error, (page, [e.value for e in at.error])
+        assert len(at.get("plotly_chart")) >= 1, page
+
+
+def readme_snippet() -> str:
+    text = (ROOT / "README.md").read_text()
+    m = re.search(r"<!-- own-model snippet[^>]*-->\s*```python\n(.*?)```", text, re.S)
+    assert m, "the README lost its own-model snippet"
+    return m.group(1)
+
+
+def test_readme_snippet_adds_at_most_ten_lines():
+    added = [line for line in readme_snippet().splitlines() if re.search(r"#\s*\+", line)]
+    assert 1 <= len(added) <= 10, added
+
+
+def test_readme_snippet_runs_and_writes_a_run(tmp_path, monkeypatch):
+    """The README block, exactly, with a user's model, loader, class names and evaluate()."""
+    toy, conv = _example("toy_data"), _example("convert_classifier")
+    torch.manual_seed(0)
+    (x, y), (xt, yt) = toy.make_splits(train_per_class=6, test_per_class=4)
+    order = torch.randperm(len(y))
+    loader = [(x[order[i:i + 3]], y[order[i:i + 3]]) for i in range(0, len(y), 3)]  # 20 batches
+
+    def evaluate(model):
+        model.eval()
+        with torch.no_grad():
+            acc = (model(xt).argmax(1) == yt).float().mean().item()
+        model.train()
+        return acc
+
+    monkeypatch.chdir(tmp_path)
+    namespace = {"model": conv.TinyResNet(10, widths=(8, 16)), "loader": loader, "class_names": toy.CLASSES, "epochs": 2,
+                 "evaluate": evaluate}
+    exec(compile(readme_snippet(), "README.md snippet", "exec"), namespace)
+    run = load_run(tmp_path / "checkpoints" / "my-model")
+    assert run.chain == ["trunk", "h1", "h2", "classes"] and run.class_names == toy.CLASSES
+    assert [r["step"] for r in run.metrics] == [20, 40] and all(0 <= r["test_acc"] <= 1 for r in run.metrics)
+    assert run.steps == [0, 20, 40] and run.weight_steps() == [40]
+    assert cli(["inspect", str(tmp_path / "checkpoints" / "my-model")]) == 0
