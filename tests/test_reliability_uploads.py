@@ -8,7 +8,6 @@ import os
 import subprocess
 import sys
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
@@ -43,13 +42,11 @@ def _member(name: str, declared: int, actual: int) -> bytes:
 
 
 def test_skipped_member_counts_and_is_refused_at_its_header(run_files, tmp_path):
-    # a skipped member declaring 4 GiB: refused from its header, in well under a second
-    # (before, tarfile decompressed all of it to skip it)
+    # a skipped member declaring 4 GiB: refused from its header (before, tarfile decompressed all
+    # of it to skip it); how fast that is lives in benchmarks/reliability.py
     data = _tar(run_files, _member("myrun/huge.bin", 4 << 30, 1 << 16))
-    start = time.perf_counter()
     with pytest.raises(UserError, match="too large once unpacked"):
         extract_run_archive(data, "r.tgz", tmp_path / "a")
-    assert time.perf_counter() - start < 5
 
 
 def test_skipped_members_spend_the_budget(run_files, tmp_path):
