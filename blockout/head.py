@@ -93,10 +93,10 @@ class BlockoutHead(nn.Module):
       (fc2): Linear(in_features=512, out_features=512, bias=True)
       (classifier): Linear(in_features=512, out_features=4, bias=True)
     )
-    >>> BlockoutHead(16, 4, method="hard-cocluster")
+    >>> BlockoutHead(16, 4, method="hard-cocluster")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: method 'hard-cocluster' needs our trainer (a plain warm-up for the first third of the epochs and the co-clustering of the warm-up weights that then sets every membership): train it with `blockout train --method hard-cocluster`; a BlockoutHead takes one of baseline, fc, dropout, soft-learned, hard-fixed, hard-learned
+    ValueError: method 'hard-cocluster' needs our trainer (a plain warm-up ...): train it with `blockout train --method hard-cocluster`; ...
     """
 
     def __init__(self, in_features: int, num_classes: int, hidden: Sequence[int] = (512, 512), clusters: int = 6,
@@ -106,7 +106,8 @@ class BlockoutHead(nn.Module):
         super().__init__()
         if method in TRAINER_RECIPES:
             raise ValueError(f"method {method!r} needs our trainer ({TRAINER_RECIPES[method]}): train it with "
-                             f"`blockout train --method {method}`; a BlockoutHead takes one of {', '.join(HEAD_METHODS)}")
+                             f"`blockout train --method {method}`; a BlockoutHead takes one of "
+                             f"{', '.join(HEAD_METHODS)}")
         if method not in HEAD_METHODS:
             raise ValueError(f"method must be one of {', '.join(HEAD_METHODS)}, got {method!r}")
         hidden = (hidden,) if isinstance(hidden, int) else tuple(hidden)

@@ -1,7 +1,8 @@
 """A PyTorch Lightning callback that writes a Blockout run folder from ``Trainer.fit``.
 
 Needs PyTorch Lightning (``pip install "blockout[lightning]"``, or ``pip install lightning``); the
-rest of Blockout does not, so this module is imported only when you import it.
+rest of Blockout does not. This module imports without it; ``BlockoutCallback`` is made on first
+use and raises :class:`ImportError` with the install command when Lightning is missing.
 :class:`BlockoutCallback` subclasses ``lightning.pytorch.Callback`` when the ``lightning``
 package is installed, else ``pytorch_lightning.Callback``: use it with the Trainer of the same
 package.
@@ -50,9 +51,6 @@ def lightning_module():
     return pl
 
 
-_pl = lightning_module()
-
-
 def _scalar(value: Any) -> float | None:
     """A one-element tensor or number as float (None for anything else)."""
     try:
@@ -91,107 +89,125 @@ def epoch_record(metrics: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-class BlockoutCallback(_pl.Callback):
-    """Write a Blockout run folder while ``Trainer.fit`` trains a module holding Blockout parts.
+def _callback_class():
+    """Build :class:`BlockoutCallback` on the installed Lightning's ``Callback`` (see the module doc)."""
+    pl = lightning_module()
 
-    At the start of fit it opens a :class:`~blockout.logger.RunLogger` on the LightningModule
-    (rank 0 writes); every ``snapshot_every`` optimiser steps it saves every node set's P; at
-    the end of every training epoch (after its validation) it appends the epoch's logged
-    metrics to ``metrics.jsonl`` and a snapshot with the weights, tagged ``last`` and, when
-    ``monitor`` improved, ``best``.
+    class BlockoutCallback(pl.Callback):
+        """Write a Blockout run folder while ``Trainer.fit`` trains a module holding Blockout parts.
 
-    Parameters
-    ----------
-    run_dir : path
-        The run folder (missing or empty; or an existing run with ``resume=True``).
-    class_names, wnids, config, dataset :
-        As for :class:`~blockout.logger.RunLogger`; ``config`` defaults to the module's
-        ``hparams``.
-    snapshot_every : int, optional
-        Steps between P snapshots; default: about 30 per run (from ``estimated_stepping_batches``).
-    monitor : str
-        The metric that picks the ``best`` snapshot (after the renaming of :func:`epoch_record`).
-    mode : {"max", "min"}
-        Whether a larger or a smaller ``monitor`` is better.
-    resume : bool
-        Continue the run folder (fit resumed from a Lightning checkpoint).
-    """
+        At the start of fit it opens a :class:`~blockout.logger.RunLogger` on the LightningModule
+        (rank 0 writes); every ``snapshot_every`` optimiser steps it saves every node set's P; at
+        the end of every training epoch (after its validation) it appends the epoch's logged
+        metrics to ``metrics.jsonl`` and a snapshot with the weights, tagged ``last`` and, when
+        ``monitor`` improved, ``best``.
 
-    def __init__(self, run_dir: str | Path, class_names: Iterable[str] | None = None,
-                 wnids: Iterable[str | None] | None = None, config: Any = None, *,
-                 dataset: Mapping[str, Any] | None = None, snapshot_every: int | None = None,
-                 monitor: str = "test_acc", mode: str = "max", resume: bool = False) -> None:
-        super().__init__()
-        if snapshot_every is not None and (isinstance(snapshot_every, bool) or not isinstance(snapshot_every, int)
-                                           or snapshot_every < 1):
-            raise ValueError(f"snapshot_every must be a positive integer or None, got {snapshot_every!r}")
-        if mode not in ("max", "min"):
-            raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
-        self.run_dir = Path(run_dir)
-        self.class_names = None if class_names is None else list(class_names)
-        self.wnids = None if wnids is None else list(wnids)
-        self.config, self.dataset = config, dataset
-        self.snapshot_every, self.monitor, self.mode, self.resume = snapshot_every, monitor, mode, resume
-        self.log: RunLogger | None = None
-        self.every = snapshot_every or 1
-        self._best: float | None = None
-        self._last_snap = -1
-        self._validated = False
+        Parameters
+        ----------
+        run_dir : path
+            The run folder (missing or empty; or an existing run with ``resume=True``).
+        class_names, wnids, config, dataset :
+            As for :class:`~blockout.logger.RunLogger`; ``config`` defaults to the module's
+            ``hparams``.
+        snapshot_every : int, optional
+            Steps between P snapshots; default: about 30 per run (from ``estimated_stepping_batches``).
+        monitor : str
+            The metric that picks the ``best`` snapshot (after the renaming of :func:`epoch_record`).
+        mode : {"max", "min"}
+            Whether a larger or a smaller ``monitor`` is better.
+        resume : bool
+            Continue the run folder (fit resumed from a Lightning checkpoint).
+        """
 
-    def on_fit_start(self, trainer, pl_module) -> None:  # noqa: D102
-        config = self.config
-        if config is None:
-            config = dict(getattr(pl_module, "hparams", {}) or {})
-        config = {**_config_json(config), "max_epochs": trainer.max_epochs}
-        config.setdefault("epochs", trainer.max_epochs)
-        self.log = RunLogger(self.run_dir, pl_module, self.class_names, self.wnids, config, dataset=self.dataset,
-                             resume=self.resume, enabled=bool(trainer.is_global_zero)).open()
-        if self.snapshot_every is None:
-            total = trainer.estimated_stepping_batches
-            self.every = max(1, round(total / TARGET_SNAPSHOTS)) if math.isfinite(total) else 100
+        def __init__(self, run_dir: str | Path, class_names: Iterable[str] | None = None,
+                     wnids: Iterable[str | None] | None = None, config: Any = None, *,
+                     dataset: Mapping[str, Any] | None = None, snapshot_every: int | None = None,
+                     monitor: str = "test_acc", mode: str = "max", resume: bool = False) -> None:
+            super().__init__()
+            if snapshot_every is not None and (isinstance(snapshot_every, bool)
+                                               or not isinstance(snapshot_every, int) or snapshot_every < 1):
+                raise ValueError(f"snapshot_every must be a positive integer or None, got {snapshot_every!r}")
+            if mode not in ("max", "min"):
+                raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+            self.run_dir = Path(run_dir)
+            self.class_names = None if class_names is None else list(class_names)
+            self.wnids = None if wnids is None else list(wnids)
+            self.config, self.dataset = config, dataset
+            self.snapshot_every, self.monitor, self.mode, self.resume = snapshot_every, monitor, mode, resume
+            self.log: RunLogger | None = None
+            self.every = snapshot_every or 1
+            self._best: float | None = None
+            self._last_snap = -1
+            self._validated = False
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: D102
-        step = int(trainer.global_step)
-        if self.log is not None and step > 0 and step % self.every == 0 and step != self._last_snap:
-            self.log.snapshot(step, epoch=int(trainer.current_epoch))
+        def on_fit_start(self, trainer, pl_module) -> None:  # noqa: D102
+            config = self.config
+            if config is None:
+                config = dict(getattr(pl_module, "hparams", {}) or {})
+            config = {**_config_json(config), "max_epochs": trainer.max_epochs}
+            config.setdefault("epochs", trainer.max_epochs)
+            self.log = RunLogger(self.run_dir, pl_module, self.class_names, self.wnids, config, dataset=self.dataset,
+                                 resume=self.resume, enabled=bool(trainer.is_global_zero)).open()
+            if self.snapshot_every is None:
+                total = trainer.estimated_stepping_batches
+                self.every = max(1, round(total / TARGET_SNAPSHOTS)) if math.isfinite(total) else 100
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: D102
+            step = int(trainer.global_step)
+            if self.log is not None and step > 0 and step % self.every == 0 and step != self._last_snap:
+                self.log.snapshot(step, epoch=int(trainer.current_epoch))
+                self._last_snap = step
+
+        def on_validation_epoch_end(self, trainer, pl_module) -> None:  # noqa: D102
+            if not trainer.sanity_checking:
+                self._validated = True
+
+        def on_train_epoch_end(self, trainer, pl_module) -> None:  # noqa: D102
+            if self.log is None or trainer.sanity_checking:
+                return
+            step, epoch = int(trainer.global_step), int(trainer.current_epoch) + 1
+            values = epoch_record(trainer.callback_metrics)
+            if not self._validated:  # no validation this epoch (e.g. max_steps hit mid-epoch): drop the stale values
+                values = {k: v for k, v in values.items() if not k.startswith(("val_", "test_"))}
+            self._validated = False
+            values.pop("step", None)
+            values.pop("epoch", None)
+            self.log.log_metrics(step, epoch=epoch, **values)
+            tags = ["last"]
+            score = values.get(self.monitor)
+            better = score is not None and (
+                self._best is None or (score > self._best if self.mode == "max" else score < self._best))
+            if better:
+                self._best = score
+                tags.append("best")
+            self.log.snapshot(step, tag=tags, epoch=epoch)
             self._last_snap = step
 
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:  # noqa: D102
-        if not trainer.sanity_checking:
-            self._validated = True
+        def on_fit_end(self, trainer, pl_module) -> None:  # noqa: D102
+            self._close()
 
-    def on_train_epoch_end(self, trainer, pl_module) -> None:  # noqa: D102
-        if self.log is None or trainer.sanity_checking:
-            return
-        step, epoch = int(trainer.global_step), int(trainer.current_epoch) + 1
-        values = epoch_record(trainer.callback_metrics)
-        if not self._validated:  # no validation this epoch (e.g. max_steps hit mid-epoch): drop the stale values
-            values = {k: v for k, v in values.items() if not k.startswith(("val_", "test_"))}
-        self._validated = False
-        values.pop("step", None)
-        values.pop("epoch", None)
-        self.log.log_metrics(step, epoch=epoch, **values)
-        tags = ["last"]
-        score = values.get(self.monitor)
-        if score is not None and (self._best is None or (score > self._best if self.mode == "max" else score < self._best)):
-            self._best = score
-            tags.append("best")
-        self.log.snapshot(step, tag=tags, epoch=epoch)
-        self._last_snap = step
+        def on_exception(self, trainer, pl_module, exception: BaseException) -> None:  # noqa: D102
+            if self.log is not None:  # keep what was written; release the folder
+                self.log.__exit__(type(exception), exception, None)
+                self.log = None
 
-    def on_fit_end(self, trainer, pl_module) -> None:  # noqa: D102
-        self._close()
+        def teardown(self, trainer, pl_module, stage: str) -> None:  # noqa: D102
+            self._close()
 
-    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:  # noqa: D102
-        if self.log is not None:  # keep what was written; release the folder
-            self.log.__exit__(type(exception), exception, None)
-            self.log = None
+        def _close(self) -> None:
+            if self.log is not None:
+                self.log.close()
+                self.log = None
 
-    def teardown(self, trainer, pl_module, stage: str) -> None:  # noqa: D102
-        self._close()
+    BlockoutCallback.__module__ = __name__
+    return BlockoutCallback
 
-    def _close(self) -> None:
-        if self.log is not None:
-            self.log.close()
-            self.log = None
 
+def __getattr__(name: str):
+    # the class is made on first use, so that importing this module (and collecting its doctests)
+    # works without Lightning and `from blockout.lightning import BlockoutCallback` says what to install
+    if name == "BlockoutCallback":
+        cls = _callback_class()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

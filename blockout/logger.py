@@ -158,7 +158,7 @@ def find_blockout_parts(model: nn.Module, num_classes: int | None = None) -> Blo
                          "trunk -> ... -> classes")
     rank = {n: i for i, n in enumerate(order)}
     node_sets.sort(key=lambda item: rank[item[0]])
-    sinks = [n for n in order if not outs[n] and indeg_of(n, edges)]
+    sinks = [n for n in order if not outs[n] and _fed(n, edges)]
     sources = [n for n in order if not any(b == n for _, b in edges)]
     size = {n: ns.num_nodes for n, ns in node_sets}
     if len(sinks) > 1:
@@ -179,7 +179,7 @@ def find_blockout_parts(model: nn.Module, num_classes: int | None = None) -> Blo
     return BlockoutParts(node_sets, layers, roles, classifier, method)
 
 
-def indeg_of(name: str, edges: list[tuple[str, str]]) -> bool:
+def _fed(name: str, edges: list[tuple[str, str]]) -> bool:
     """Whether some layer feeds node set ``name`` (a set no layer touches is no sink)."""
     return any(b == name for _, b in edges)
 

@@ -165,7 +165,8 @@ def make_node_set(name: str, size: int, clusters: int, learned: bool, *, trunk_c
 
 def build_fc_stack(method: str, sizes: Sequence[int], set_names: Sequence[str], layer_names: Sequence[str], *,
                    mask: str, mask_scale: float, dropout: float,
-                   make_set: Callable[[str, int, bool], nn.Module]) -> tuple[nn.ModuleDict, nn.ModuleDict, nn.ModuleDict]:
+                   make_set: Callable[[str, int, bool], nn.Module]
+                   ) -> tuple[nn.ModuleDict, nn.ModuleDict, nn.ModuleDict]:
     """The FC stack of ``method``: ``(node_sets, layers, dropouts)`` as module dicts.
 
     Shared by :class:`BlockoutNet` and :class:`blockout.head.BlockoutHead`. ``sizes`` and

@@ -1,6 +1,7 @@
 """The public API: BlockoutHead, RunLogger (run folders from any module), the Lightning callback."""
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -301,3 +302,13 @@ class TestLightning:
         tags = {e["step"]: e["tags"] for e in run.snapshot_entries if e["tags"]}
         assert "last" in tags[8] and any("best" in t for t in tags.values())
         assert run.config["epochs"] == 2 and run.config["method"] == "hard-learned"
+
+
+def test_lightning_missing_is_one_clear_error(monkeypatch):
+    import blockout.lightning as bl
+
+    for name in ("lightning", "lightning.pytorch", "pytorch_lightning"):
+        monkeypatch.setitem(sys.modules, name, None)  # as if not installed
+    monkeypatch.delitem(bl.__dict__, "BlockoutCallback", raising=False)
+    with pytest.raises(ImportError, match=r'pip install "blockout\[lightning\]"'):
+        bl.BlockoutCallback  # noqa: B018

@@ -29,13 +29,13 @@ def test_class_set_uses_class_usage_weight():
     term, _ = emergence_loss(model, cfg, 0.0)
     expected = 2.0 * _usage(model, ["classes"])
     assert expected > 1e-4  # the noisy start is unbalanced, so the test can tell the weights apart
-    assert term is not None and float(term) == pytest.approx(expected, rel=1e-6)
+    assert term is not None and float(term.detach()) == pytest.approx(expected, rel=1e-6)
 
 
 def test_hidden_sets_use_usage_weight_only():
     cfg, model = _model(usage_weight=1.5, class_usage_weight=0.0)
     term, _ = emergence_loss(model, cfg, 0.0)
-    assert float(term) == pytest.approx(1.5 * _usage(model, ["h1"]), rel=1e-6)
+    assert float(term.detach()) == pytest.approx(1.5 * _usage(model, ["h1"]), rel=1e-6)
     cfg0, model0 = _model(usage_weight=0.0, class_usage_weight=0.0)
     assert emergence_loss(model0, cfg0, 0.0)[0] is None
 
@@ -43,4 +43,4 @@ def test_hidden_sets_use_usage_weight_only():
 def test_both_weights_add_up():
     cfg, model = _model(usage_weight=0.5, class_usage_weight=3.0)
     term, _ = emergence_loss(model, cfg, 0.0)
-    assert float(term) == pytest.approx(0.5 * _usage(model, ["h1"]) + 3.0 * _usage(model, ["classes"]), rel=1e-6)
+    assert float(term.detach()) == pytest.approx(0.5 * _usage(model, ["h1"]) + 3.0 * _usage(model, ["classes"]), rel=1e-6)
