@@ -229,7 +229,8 @@ def resume_config(run_dir: str | Path, overrides: Mapping[str, Any] | None = Non
     state_path = run_dir / rf.TRAIN_STATE
     if not state_path.is_file():
         raise UserError(f"--resume {run_dir}: {rf.TRAIN_STATE} not found, so the run cannot be continued")
-    saved = load_train_state(state_path)["config"]
+    saved = dict(load_train_state(state_path)["config"])
+    saved.setdefault("augment", "none")  # runs saved before --augment existed trained without augmentation
     config = TrainConfig.from_dict(saved, source=str(state_path))
     changes = {}
     for key, value in (overrides or {}).items():
