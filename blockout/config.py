@@ -112,8 +112,10 @@ class TrainConfig:
                                  metavar="DIR")
     hierarchy: str | None = _opt(None, "JSON class hierarchy for the synthetic dataset ({group: [classes]})",
                                   metavar="FILE")
-    samples_per_class: int | None = _opt(None, "training images per class (synthetic; default: the dataset's)")
-    test_samples_per_class: int | None = _opt(None, "test images per class (synthetic; default: the dataset's)")
+    samples_per_class: int | None = _opt(None, "training images per class (synthetic: generated; real data: a "
+                                                "seeded, stratified subsample; default: the dataset's)")
+    test_samples_per_class: int | None = _opt(None, "test images per class (synthetic: generated; real data: a "
+                                                     "seeded, stratified subsample; default: the dataset's)")
     image_size: int = _opt(32, "image side length in pixels (synthetic and imagefolder)")
     augment: str = _opt("auto", "training augmentation on whole batches: crop = random crop after padding "
                         "(4 px for 32x32, 2 px for 28x28), crop-flip = also a random horizontal flip; auto = "

@@ -326,19 +326,24 @@ def _ari_cell(d: Mapping | None) -> str:
 def to_markdown(table: dict[str, Any], title: str = "") -> str:
     """The table as Markdown (accuracies in %)."""
     seeds = table["seeds"]
-    lines = [f"# {title}" if title else "# Methods table", "",
-             f"Test accuracy (%), mean ± sample std over seeds {seeds}: at the last epoch (final) and at the "
-             "best epoch. *Epochs to dropout's best*: per seed, the first epoch whose test accuracy reaches the "
-             "dropout row's best (mean over its seeds); '–' = never. The paper's columns are the paper's own "
-             "CIFAR-100 / ImageNet top-1 numbers (Murdock et al. 2016, Table 1), not ours.", ""]
     has_target = "target" in table
+    has_paper = any(r.get("paper_cifar100") is not None for r in table["rows"])
+    intro = f"Test accuracy (%), mean ± sample std over seeds {seeds}: at the last epoch (final) and at the best epoch."
+    if has_target:
+        intro += (" *Epochs to dropout's best*: per seed, the first epoch whose test accuracy reaches the dropout "
+                  "row's best (mean over its seeds); '–' = never.")
+    if has_paper:
+        intro += (" The paper's columns are the paper's own CIFAR-100 / ImageNet top-1 numbers (Murdock et al. "
+                  "2016, Table 1), not ours.")
+    lines = [f"# {title}" if title else "# Methods table", "", intro, ""]
     head = "| row | test acc (final) | test acc (best epoch) | runs |"
     sep = "|---|---|---|---|"
     if has_target:
         head += " epochs to dropout's best |"
         sep += "---|"
-    head += " paper CIFAR-100 (theirs) | paper ImageNet (theirs) |"
-    sep += "---|---|"
+    if has_paper:
+        head += " paper CIFAR-100 (theirs) | paper ImageNet (theirs) |"
+        sep += "---|---|"
     blocks = [("paper", None), ("ours", "**Ours (not in the paper):**")]
     for block, label in blocks:
         rows = [r for r in table["rows"] if r.get("block", "paper") == block]
@@ -353,8 +358,9 @@ def to_markdown(table: dict[str, Any], title: str = "") -> str:
             if has_target:
                 eps = r.get("epochs_to_target") or []
                 cell += " " + (", ".join("–" if e is None else str(e) for e in eps) or "n/a") + " |"
-            pc, pi = r.get("paper_cifar100"), r.get("paper_imagenet")
-            cell += f" {'' if pc is None else f'{pc:.2f}'} | {'' if pi is None else f'{pi:.2f}'} |"
+            if has_paper:
+                pc, pi = r.get("paper_cifar100"), r.get("paper_imagenet")
+                cell += f" {'' if pc is None else f'{pc:.2f}'} | {'' if pi is None else f'{pi:.2f}'} |"
             lines.append(cell)
     paired = table.get("paired")
     if paired:

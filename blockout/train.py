@@ -255,6 +255,8 @@ def resume_config(run_dir: str | Path, overrides: Mapping[str, Any] | None = Non
     else:
         raise UserError(f"--resume {run_dir}: neither {rf.TRAIN_STATE} nor {rf.RUN_JSON} found, so there is "
                         f"no run to continue")
+    saved = dict(saved)
+    saved.setdefault("augment", "none")  # runs saved before --augment existed trained without augmentation
     config = TrainConfig.from_dict(saved, source=source)
     changes = {}
     for key, value in (overrides or {}).items():

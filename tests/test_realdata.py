@@ -286,3 +286,16 @@ class TestWordNet:
         report = compare_run(load_run(out), reference="all", permutations=9)
         kinds = {r["kind"] for r in report.references}
         assert kinds == {"wordnet", "coarse"} and not report.notes
+
+    def test_run_saved_before_augment_existed_resumes_without_it(self, tmp_path):
+        # regression: such a run's config has no "augment"; "auto" would switch crop-flip on mid-run
+        from blockout.checkpoint import save_train_state
+
+        write_idx_dataset(tmp_path / "data", n_train=40, n_test=20, side=12)
+        out = tmp_path / "old"
+        cfg = tiny_idx_config(tmp_path / "data", out, dataset="fashion-mnist", augment="none", epochs=1)
+        train(cfg)
+        state = load_train_state(out / rf.TRAIN_STATE)
+        del state["config"]["augment"]
+        save_train_state(out / rf.TRAIN_STATE, state)
+        assert resume_config(out, {"epochs": 2}).augment == "none"
