@@ -186,6 +186,9 @@ def add_inspect(sub) -> None:
     p.add_argument("--threshold", type=float, default=0.5, metavar="T",
                    help="membership threshold: node in cluster when P >= T (default: 0.5)")
     p.add_argument("--step", type=int, default=None, metavar="N", help="snapshot step (default: the last)")
+    p.add_argument("--permutations", type=int, default=999, metavar="N",
+                   help="permutations of the null behind the verdict's second question (memberships vs the "
+                        "dataset's references, as blockout compare); 0 skips the comparison (default: 999)")
     p.set_defaults(handler=cmd_inspect)
 
 
@@ -194,8 +197,20 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from analysis.summary import summarize_run
     from analysis.verdict import run_verdict
 
+    if args.permutations < 0:
+        raise UserError(f"--permutations must be >= 0, got {args.permutations}")
     summary = summarize_run(args.run, step=args.step, threshold=args.threshold)
-    verdict = run_verdict(load_run(args.run), None, threshold=args.threshold, step=args.step)
+    run = load_run(args.run)
+    report = None
+    if args.permutations:
+        from analysis.compare import compare_run
+
+        try:
+            report = compare_run(run, reference=["all"], threshold=args.threshold, step=args.step,
+                                 permutations=args.permutations)
+        except UserError as exc:  # a run without usable references still gets its summary
+            print(f"blockout: note: no comparison for the verdict: {exc}", file=sys.stderr)
+    verdict = run_verdict(run, report, threshold=args.threshold, step=args.step)
     if args.json:
         print(json.dumps({**summary, "verdict": verdict.to_dict()}, allow_nan=False))
     else:

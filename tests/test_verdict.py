@@ -301,3 +301,23 @@ class TestAgreementEdgeCases:
         v = run_verdict(load_run(planted), self.report({"memberships": [("wordnet_d3", 0.5, 0.001, False)]}, refs))
         assert v.memberships_agree is True and v.agreement.memberships_add is None
         assert v.sentences[1].endswith("memberships ARI 0.500 (Holm p 0.001); the weight-induced hierarchy was not compared.")
+
+
+class TestInspectAnswersBothQuestions:
+    """`blockout inspect` runs the comparison behind the second question (regression: it said
+    "Not measured" on every run); --permutations 0 skips it."""
+
+    def test_demo_inspect_says_yes_to_both(self, capsys):
+        from blockout.cli import main
+
+        assert main(["inspect", str(DEMO), "--permutations", "299"]) == 0
+        first, second = capsys.readouterr().out.splitlines()[:2]
+        assert first.startswith(QUESTIONS[0]) and " Yes" in first
+        assert second.startswith(QUESTIONS[1]) and " Yes." in second and "ARI" in second
+
+    def test_permutations_zero_skips_the_comparison(self, capsys):
+        from blockout.cli import main
+
+        assert main(["inspect", str(DEMO), "--permutations", "0", "--json"]) == 0
+        verdict = json.loads(capsys.readouterr().out)["verdict"]
+        assert verdict["agreement"] is None and verdict["memberships_agree"] is None
