@@ -46,5 +46,5 @@ st.caption("Groups of nodes with the same signature, per node set (left to right
            "whose signatures share a cluster, its width the number of live connections.")
 st.plotly_chart(sankey_figure(graph, weight="live", column="depth"), key="bt_sankey")
 
-from app.compile_panel import show_compile_panel  # noqa: E402 (what compiling at τ gives; issue 13)
+from app.compile_panel import show_compile_panel  # noqa: E402 (what compiling at τ gives)
 show_compile_panel(ctx)
