@@ -7,7 +7,8 @@ one line naming the file, the limit and the environment variable that raises it.
 
 The defaults are far above anything the paper's networks need (ImageNet: 1 000 classes,
 4 096-node layers) and far below what would exhaust a laptop. A real run that needs more sets
-the variable, e.g. ``BLOCKOUT_MAX_NODES=50000000 blockout inspect RUN``.
+the variable, e.g. ``BLOCKOUT_MAX_NODES=50000000 blockout inspect RUN``, or passes the same as a
+flag: ``blockout --limit max_nodes=50000000 inspect RUN``.
 
 >>> limit("max_clusters") >= 1000
 True
@@ -55,5 +56,6 @@ def limit(name: str) -> int:
 
 
 def hint(name: str) -> str:
-    """``"(limit N; raise it with ENV=...)"``: the tail of every over-limit message."""
-    return f"(limit {limit(name)}; raise it with {LIMITS[name][0]}=...)"
+    """``"(limit N; raise it with ENV=... or blockout --limit NAME=...)"``: the tail of every
+    over-limit message."""
+    return f"(limit {limit(name)}; raise it with {LIMITS[name][0]}=... or blockout --limit {name}=...)"

@@ -675,6 +675,28 @@ COMMANDS: list[Callable] = [add_train, add_inspect, add_demo, add_reproduce, add
                             add_dashboard, add_report, add_compile]
 
 
+def _limit_names() -> list[str]:
+    from analysis.limits import LIMITS
+
+    return sorted(LIMITS)
+
+
+def _limit(text: str) -> tuple[str, int]:
+    """``NAME=N`` of :data:`analysis.limits.LIMITS` (argparse type: one-line error otherwise)."""
+    name, sep, value = text.partition("=")
+    name = name.strip().removeprefix("--")
+    if not sep or name not in _limit_names():
+        raise argparse.ArgumentTypeError(f"expected NAME=N with NAME one of {', '.join(_limit_names())}; "
+                                         f"got {text!r}")
+    try:
+        n = int(value.replace("_", ""))
+    except ValueError:
+        n = 0
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"{name}: expected a positive integer, got {value!r}")
+    return name, n
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="blockout",
                      description="Blockout (Murdock et al., CVPR 2016): train networks whose FC layers learn "
@@ -682,6 +704,10 @@ def build_parser() -> argparse.ArgumentParser:
     from blockout import __version__
 
     parser.add_argument("--version", action="version", version=f"blockout {__version__}")
+    parser.add_argument("--limit", action="append", default=[], type=_limit, metavar="NAME=N",
+                        help="raise a size limit on what is read from files (repeatable; same as its "
+                             "BLOCKOUT_MAX_* variable), e.g. --limit max_nodes=50000000; names: "
+                             + ", ".join(_limit_names()))
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for add in COMMANDS:
@@ -693,6 +719,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.limit:
+        import os
+
+        from analysis.limits import LIMITS
+
+        for name, n in args.limit:  # the readers look the limits up in the environment
+            os.environ[LIMITS[name][0]] = str(n)
     try:
         code = int(args.handler(args) or 0)
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit

@@ -218,3 +218,26 @@ class TestDemo:
         # asking for more epochs resumes the same run
         assert main(["demo", "--out", str(out), "--epochs", "2"]) == 0
         assert [r["epoch"] for r in rf.read_jsonl(out / rf.METRICS)] == [1, 2]
+
+
+class TestLimitFlag:
+    """`blockout --limit NAME=N` sets a reader limit for the command (as its BLOCKOUT_MAX_* variable)."""
+
+    def test_limit_applies_and_is_named_in_the_error(self, capsys, monkeypatch):
+        monkeypatch.delenv("BLOCKOUT_MAX_NODES", raising=False)
+        demo = Path(__file__).resolve().parents[1] / "checkpoints" / "demo"
+        try:
+            assert main(["--limit", "max_nodes=5", "inspect", str(demo), "--permutations", "0"]) == 2
+        finally:
+            import os
+
+            os.environ.pop("BLOCKOUT_MAX_NODES", None)
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "--limit max_nodes=" in err and "size = 256" in err
+
+    @pytest.mark.parametrize("bad", ["foo=3", "max_nodes=-1", "max_nodes", "max_nodes=x"])
+    def test_bad_limit_is_one_line(self, capsys, bad):
+        with pytest.raises(SystemExit) as exc:
+            main(["--limit", bad, "inspect", "x"])
+        assert exc.value.code == 2
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1
