@@ -1,4 +1,4 @@
-"""The network as a graph: the layer graph (what a Sankey draws) and the branch tree (DESIGN §4).
+"""The network as a graph: the layer graph (what a Sankey draws) and the branch tree (docs/analysis.md).
 
 Layer graph
     Vertices are ``(node set, signature)`` groups at threshold ``tau`` (id ``"<depth>:<code>"``),

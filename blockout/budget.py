@@ -2,7 +2,7 @@
 
 This is **our addition**, not part of the Blockout paper. With the paper's formulation taken
 literally, cross-entropy rewards every extra live connection, so the membership probabilities
-drift to 1 and no branches form (DESIGN, "What we measured about the dynamics"). A budget turns
+drift to 1 and no branches form (docs/method.md, "The paper's formulation in practice"). A budget turns
 "which clusters should this class use" into a constrained choice: each constrained row (a class,
 or the whole layer) may keep an expected share ``rho`` of its possible connections.
 

@@ -1,4 +1,4 @@
-"""Cluster memberships of one node set (DESIGN §1): ``P = sigmoid(θ)``, ``C ~ Bernoulli(P)``.
+"""Cluster memberships of one node set (docs/method.md): ``P = sigmoid(θ)``, ``C ~ Bernoulli(P)``.
 
 A node set is the output of one layer and the input of the next, so one :class:`NodeClusters`
 is shared by the two :class:`~blockout.linear.BlockoutLinear` layers that touch it. Inside

@@ -12,21 +12,37 @@ multiply-adds before/after, live density per layer, removed nodes and the branch
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
 from analysis import runfolder as rf
 from blockout.errors import UserError
 
 #: Largest |compiled - thresholded| logit difference accepted as "the same outputs" (float32).
 EXACT_TOL = 1e-5
+
+
+def _no_grad(fn):
+    """``@torch.no_grad()`` that imports torch when ``fn`` runs, not when this module is imported.
+
+    ``blockout.cli`` imports this module to build the ``compile`` parser: torch at module level
+    would cost every ``blockout`` command (even ``--help``) seconds of startup.
+    """
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        import torch
+
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 def log(msg: str) -> None:
@@ -55,6 +71,8 @@ def _test_set(inputs, need_train: bool = False):
 
 
 def _batches(ds, batch_size: int):
+    import torch
+
     for i in range(0, len(ds), batch_size):
         idx = list(range(i, min(len(ds), i + batch_size)))
         if hasattr(ds, "get_batch"):
@@ -64,7 +82,7 @@ def _batches(ds, batch_size: int):
             yield torch.stack(xs), torch.as_tensor(ys)
 
 
-@torch.no_grad()
+@_no_grad
 def evaluate(models: dict[str, nn.Module], ds, batch_size: int = 500) -> tuple[dict[str, float], float]:
     """Accuracy of every model on ``ds`` and the largest |compiled - thresholded| logit difference."""
     for m in models.values():
@@ -81,10 +99,12 @@ def evaluate(models: dict[str, nn.Module], ds, batch_size: int = 500) -> tuple[d
     return {k: c / max(1, n) for k, c in correct.items()}, diff
 
 
-@torch.no_grad()
+@_no_grad
 def random_difference(net: nn.Module, ref: nn.Module, shape: list[int], n: int = 256, seed: int = 0,
                       nonnegative: bool = False) -> float:
     """Largest |net - ref| output difference on ``n`` seeded standard-normal inputs."""
+    import torch
+
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, *shape, generator=g)
     if nonnegative:  # trunk features come out of a ReLU
@@ -99,6 +119,9 @@ def finetune(net: nn.Module, train_ds, config: dict, epochs: int, seed: int = 0,
     Adam at the run's learning rate with a cosine schedule over the fine-tuning steps, weight
     decay on weight matrices as in the run, the run's batch size; the order is seeded.
     """
+    import torch
+    from torch import nn
+
     lr = float(config.get("lr") or 1e-3)
     wd = float(config.get("weight_decay") or 0.0)
     bs = int(config.get("batch_size") or 128)
@@ -138,6 +161,9 @@ def compile_run(run: str | Path, out: str | Path, tau: float = 0.5, step: int | 
                 finetune_epochs: int = 0, seed: int = 0, export: bool = True,
                 progress: Callable[[str], None] = log) -> dict:
     """Compile ``run`` at ``tau`` into ``out``; measure; return the report (also ``out/compile.json``)."""
+    import torch
+    from torch import nn
+
     from blockout.compile import (compile_run_network, export_compiled, load_compile_inputs, params_of,
                                   reference_net, save_compiled)
 

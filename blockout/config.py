@@ -19,7 +19,7 @@ from typing import Any, Mapping
 from analysis.runfolder import read_json
 from blockout.errors import UserError
 
-#: The paper's six methods (DESIGN §1), in the order of its table.
+#: The paper's six methods (docs/method.md), in the order of its table.
 METHODS = ("baseline", "fc", "dropout", "soft-learned", "hard-fixed", "hard-learned")
 #: Our named recipes for making a hierarchy emerge (issue 5; not the paper's): a method name that
 #: fills in the emergence options of :data:`METHOD_PRESETS` for every key the user did not give.
@@ -33,7 +33,7 @@ BLOCKOUT_METHODS = ("soft-learned", "hard-fixed", "hard-learned") + RECIPES
 #: depend on other options: ``"1/k"`` becomes ``1 / clusters``; ``"half"``, ``"third"`` and ``"2/3"``
 #: that share of the epochs.
 METHOD_PRESETS: dict[str, dict[str, Any]] = {
-    # the DESIGN study's recipe, reproduced in the real trainer: union mask, every hidden node in
+    # the prototype study's recipe (docs/method.md), reproduced in the real trainer: union mask, every hidden node in
     # exactly one cluster (hard Gumbel, noisy-tower start, usage balancing), Bernoulli classes under
     # a per-class budget rho = 1/k, then memberships frozen (dead classes rescued) and weights fine-tuned
     "hard-budgeted": {

@@ -1,4 +1,4 @@
-"""Pure tensor math of Blockout (DESIGN §1): masks, their expectations, sampling, the fused layer.
+"""Pure tensor math of Blockout (docs/method.md): masks, their expectations, sampling, the fused layer.
 
 Notation: a layer has ``out`` output nodes and ``in`` input nodes, each node set has ``k``
 clusters. ``C_out`` (out, k) and ``C_in`` (in, k) are 0/1 memberships (or probabilities, in soft

@@ -1,4 +1,4 @@
-"""The Blockout linear layer (DESIGN §1): ``y = x (W ⊙ s·M)^T + b`` with ``M`` from memberships.
+"""The Blockout linear layer (docs/method.md): ``y = x (W ⊙ s·M)^T + b`` with ``M`` from memberships.
 
 Special cases (tested in ``tests/test_layer.py``):
 

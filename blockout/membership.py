@@ -1,8 +1,8 @@
 """Categorical memberships: every node in exactly ``m`` clusters (our addition, not the paper's).
 
 The paper draws every membership ``C_il`` as an independent Bernoulli. With learned hidden node
-sets that left loopholes under a connection budget (DESIGN, "What we measured about the
-dynamics"): hidden nodes died (no cluster) or hid in clusters no class uses. Here each node of a
+sets that left loopholes under a connection budget (docs/method.md, "The paper's formulation
+in practice"): hidden nodes died (no cluster) or hid in clusters no class uses. Here each node of a
 hidden node set is in exactly ``m`` clusters:
 
 * ``theta`` (n, k) are logits; the node's inclusion probabilities are the *capped softmax*

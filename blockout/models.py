@@ -1,6 +1,6 @@
 """The networks of the paper's table: a trunk feeding a stack of FC layers and the class layer.
 
-Methods (DESIGN §1), by name:
+Methods (docs/method.md), by name:
 
 ``baseline``      trunk -> linear classifier
 ``fc``            trunk -> [Linear, ReLU] x depth -> classifier
