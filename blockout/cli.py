@@ -229,16 +229,24 @@ def format_summary(s: dict[str, Any]) -> str:
     cfg = s["config"]
     acc = s["accuracy"]
     prog = s["progress"]
+    ds = s["dataset"]
+    sizes = (f", {ds['train_size']} train / {ds['test_size']} test"
+             if ds.get("train_size") is not None and ds.get("test_size") is not None else "")
+    # runs written by RunLogger from a user's own loop may lack any of these: leave out what is unknown
+    known = [f"{k}={cfg[k]}" for k in ("clusters", "nodes", "depth") if cfg.get(k) is not None]
+    epochs = f"epochs {prog['epochs_done']}/{prog['epochs']}" if prog.get("epochs") is not None else \
+        f"epochs {prog['epochs_done']}"
+    known += [epochs, f"steps {prog['steps_done']}"]
+    known += [f"{k}={cfg[k]}" for k in ("lr", "seed") if cfg.get(k) is not None]
     lines = [f"run {s['run']}  ({s['path']})",
-             f"  method {s['method']}, dataset {s['dataset']['name']} ({s['dataset']['num_classes']} classes, "
-             f"{s['dataset']['train_size']} train / {s['dataset']['test_size']} test)",
-             f"  k={cfg.get('clusters')} nodes={cfg.get('nodes')} depth={cfg.get('depth')} "
-             f"epochs {prog['epochs_done']}/{prog['epochs']} steps {prog['steps_done']} "
-             f"lr={cfg.get('lr')} seed={cfg.get('seed')}"]
+             f"  method {s['method'] or 'not recorded'}, dataset {ds.get('name') or 'not named'} "
+             f"({ds['num_classes']} classes{sizes})",
+             "  " + " ".join(known).replace("clusters=", "k=")]
     if acc["final"]:
         b, f = acc["best"], acc["final"]
         lines.append(f"  test accuracy: final {_pct(f['test_acc'])} (epoch {f['epoch']}), "
-                     f"best {_pct(b['test_acc'])} (epoch {b['epoch']}); train accuracy {_pct(f['train_acc'])}")
+                     f"best {_pct(b['test_acc'])} (epoch {b['epoch']})"
+                     + (f"; train accuracy {_pct(f['train_acc'])}" if f.get("train_acc") is not None else ""))
     else:
         lines.append("  no evaluation yet")
     snap = s["snapshot"]

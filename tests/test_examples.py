@@ -92,7 +92,7 @@ def test_readme_snippet_adds_at_most_ten_lines():
     assert 1 <= len(added) <= 10, added
 
 
-def test_readme_snippet_runs_and_writes_a_run(tmp_path, monkeypatch):
+def test_readme_snippet_runs_and_writes_a_run(tmp_path, monkeypatch, capsys):
     """The README block, exactly, with a user's model, loader, class names and evaluate()."""
     toy, conv = _example("toy_data"), _example("convert_classifier")
     torch.manual_seed(0)
@@ -115,4 +115,8 @@ def test_readme_snippet_runs_and_writes_a_run(tmp_path, monkeypatch):
     assert run.chain == ["trunk", "h1", "h2", "classes"] and run.class_names == toy.CLASSES
     assert [r["step"] for r in run.metrics] == [20, 40] and all(0 <= r["test_acc"] <= 1 for r in run.metrics)
     assert run.steps == [0, 20, 40] and run.weight_steps() == [40]
-    assert cli(["inspect", str(tmp_path / "checkpoints" / "my-model")]) == 0
+    capsys.readouterr()
+    assert cli(["inspect", str(tmp_path / "checkpoints" / "my-model"), "--permutations", "0"]) == 0
+    summary = capsys.readouterr().out
+    assert "None" not in summary  # regression: unknown config fields printed as raw None
+    assert "epochs 2" in summary and "10 classes" in summary
