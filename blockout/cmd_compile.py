@@ -279,9 +279,13 @@ def format_report(r: dict) -> str:
     if r["trunk"]["note"]:
         lines.append(f"note: {r['trunk']['note']}")
     p, m = r["params"], r["macs"]
-    lines.append(f"parameters: FC {_n(p['fc_before'])} -> {_n(p['fc_after'])} "
-                 f"({p['fc_after'] / max(1, p['fc_before']):.1%}); with the unchanged trunk ({_n(p['trunk'])}): "
-                 f"{_n(p['before'])} -> {_n(p['after'])}")
+    fc = (f"parameters: FC {_n(p['fc_before'])} -> {_n(p['fc_after'])} "
+          f"({p['fc_after'] / max(1, p['fc_before']):.1%})")
+    if r["trunk"]["included"]:
+        fc += f"; with the unchanged trunk ({_n(p['trunk'])}): {_n(p['before'])} -> {_n(p['after'])}"
+    else:  # its weights are not in the run folder: not counted, never shown as a 0-parameter trunk
+        fc += "; the trunk is not included (its weights are not in the run folder)"
+    lines.append(fc)
     lines.append(f"multiply-adds per example (FC stack): {_n(m['fc_before'])} -> {_n(m['fc_after'])} "
                  f"({m['fc_ratio']:.1%}, {1 / max(m['fc_ratio'], 1e-12):.2f}x fewer)")
     lines.append(f"{'layer':<12} {'in->out':>12} {'live density':>13} {'kept in->out':>14} {'blocks':>7} {'kind':>7}")

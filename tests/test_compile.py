@@ -268,6 +268,8 @@ class TestCommand:
         assert main(["compile", str(demo), "-o", str(tmp_path / "o"), "--no-export"]) == 0
         text = capsys.readouterr().out
         assert "trunk weights not available" in text and "same outputs" in text
+        # regression: the missing trunk was reported as "the unchanged trunk (0)"
+        assert "unchanged trunk (0)" not in text and "the trunk is not included" in text
         net = load_compiled(tmp_path / "o" / "compiled.pt")
         assert net.structure["trunk"] is None
         assert not (tmp_path / "o" / "compiled.pt2").exists()
