@@ -6,6 +6,9 @@ in one step from the weights: the class layer ``|W|`` (classes, h_last) is co-cl
 embeddings), then each assignment is balanced (capacity per cluster, Hungarian assignment on the
 distances to the k-means centres, so no cluster is left empty); every earlier hidden node set is
 assigned from ``|W_j|`` against the clusters of the node set after it (balanced the same way).
+The capacity-free alternative (:func:`linkage_row_clusters`, issue 12) cuts the weight-induced
+dendrogram into k groups of any sizes and shares the hidden nodes in proportion to them
+(:func:`proportional_counts`, :func:`capacity_assign`): real hierarchies are unbalanced.
 
 Why it can work where gradient flow did not (docs/emergence.md): near the uniform saddle the
 memberships' gradient flow grows along the top singular directions of the class-by-hidden
