@@ -45,6 +45,8 @@ from analysis.runfolder import atomic_write_json, atomic_write_text  # noqa: E40
 RESULTS = ROOT / "benchmarks" / "results"
 WORK = ROOT / ".bench" / "emergence"
 THREADS = 2
+#: planted hierarchy with unequal groups (round 5; usable as ``blockout train --hierarchy FILE``)
+UNBALANCED = ROOT / "benchmarks" / "hierarchies" / "unbalanced_50.json"
 
 #: Shared by every configuration: the capacity-pressure regime of the study (k = 20, 80 nodes, 4 per
 #: branch), with the trainer's default optimiser (Adam, lr 1e-3).
@@ -89,6 +91,14 @@ def sweep(full: bool) -> list[tuple[str, dict]]:
         ("r4 low 0.15 + cocluster at 5", {**d1, "cocluster_at": 5}),
         ("r4 class low 0.15 theta lr x1 no freeze", {**d1, "cocluster_class_low": 0.15, "freeze_after": None,
                                                      "theta_lr_mult": 1.0}),
+    ]
+    # round 5 (issue 12): a planted hierarchy with unequal groups (sizes 1, 2, 3, 4, 5, 7, 8, 10, 10; 50
+    # classes), k = the planted number of groups; depth 1, 160 nodes (the demo recipe's shape)
+    unb = {"hierarchy": str(UNBALANCED.relative_to(ROOT)), "clusters": 9, "depth": 1, "nodes": 160}
+    cocluster += [
+        ("r5 unbalanced: fc", {**unb, "method": "fc"}),
+        ("r5 unbalanced: hard-cocluster (signed, shipped)", {**unb, **cc}),
+        ("r5 unbalanced: hard-cocluster --cocluster-method linkage", {**unb, **cc, "cocluster_method": "linkage"}),
     ]
     return quick + [
         ("paper + union mask", {"method": "hard-learned", "mask": "union"}),
@@ -173,6 +183,8 @@ def train_one(config: dict, run_dir: Path) -> float:
     torch.set_num_threads(THREADS)
     if run_dir.exists():
         shutil.rmtree(run_dir)
+    if config.get("hierarchy") and not Path(config["hierarchy"]).is_absolute():
+        config = {**config, "hierarchy": str(ROOT / config["hierarchy"])}  # shipped files, from any cwd
     t0 = time.perf_counter()
     train(TrainConfig.from_dict({**config, "out": str(run_dir)}, source="benchmark"))
     return time.perf_counter() - t0
@@ -213,20 +225,25 @@ def markdown(table: list[dict], meta: dict) -> str:
             return "–"
         return f"{v:.{digits}f}" + (f" ± {sd:.{digits}f}" if sd else "")
 
-    head = ("| configuration | test acc | ARI P rows (z) | ARI thr 0.5 | ARI weights (z) | dead classes | "
-            "classes P<0.1 / P>0.9 | h2 P>0.9 | h2 dead | h2 signatures |\n|---|---|---|---|---|---|---|---|---|---|\n")
+    head = ("| configuration | test acc | ARI P rows (z) | ARI thr 0.5 | ARI at co-clustering | ARI weights (z) | "
+            "dead classes | classes P<0.1 / P>0.9 | h2 P>0.9 | h2 dead | h2 signatures |\n"
+            "|---|---|---|---|---|---|---|---|---|---|---|\n")
     lines = []
     for it in table:
         z_p = f" ({it['z_p']:.0f})" if it.get("z_p") is not None else ""
         z_w = f" ({it['z_w']:.0f})" if it.get("z_w") is not None else ""
         c0, c1 = it.get("classes.near0"), it.get("classes.near1")
         lines.append(
-            f"| {it['label']} | {f(it, 'acc', 3)} | {f(it, 'ari_p')}{z_p} | {f(it, 'ari_t')} | {f(it, 'ari_w')}{z_w} | "
+            f"| {it['label']} | {f(it, 'acc', 3)} | {f(it, 'ari_p')}{z_p} | {f(it, 'ari_t')} | {f(it, 'ari_cc')} | "
+            f"{f(it, 'ari_w')}{z_w} | "
             f"{f(it, 'dead_classes', 1)} | {'–' if c0 is None else f'{c0:.2f} / {c1:.2f}'} | "
             f"{_g(it, 'h2.near1', 2)} | {_g(it, 'h2.dead', 1)} | {_g(it, 'h2.signatures', 0)} |")
     note = (f"\n{meta['mode']} mode, seeds {meta['seeds']}, epochs {meta['epochs']}, image size "
             f"{meta['image_size']}, k = {BASE['clusters']}, {BASE['nodes']} nodes per hidden layer unless stated; "
             f"z = (ARI − null mean) / null sd over {meta['permutations']} label permutations.\n")
+    if any(it["label"].startswith("r5 unbalanced") for it in table):
+        note += (f"r5 rows: the planted hierarchy {UNBALANCED.relative_to(ROOT)} (50 classes in 9 groups of 1-10), "
+                 "k = 9, depth 1, 160 nodes; 'ARI at co-clustering' = the class clusters set at the switch.\n")
     return head + "\n".join(lines) + "\n" + note
 
 
@@ -235,6 +252,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="3 configurations, 1 seed, few epochs, 16 px images")
     ap.add_argument("--seeds", type=int, default=None, help="seeds per configuration (full: 3, quick: 1)")
     ap.add_argument("--epochs", type=int, default=None, help="override the epochs of every configuration")
+    ap.add_argument("--image-size", type=int, default=None, help="override the image size (full: 32, quick: 16)")
+    ap.add_argument("--samples-per-class", type=int, default=None, help="override the training images per class")
     ap.add_argument("--only", default=None, help="comma list of substrings: run only matching labels")
     ap.add_argument("--permutations", type=int, default=199)
     ap.add_argument("--keep", action="store_true", help="keep the run folders under .bench/emergence")
@@ -259,7 +278,7 @@ def main(argv=None) -> int:
     full = not args.quick
     seeds = args.seeds or (3 if full else 1)
     epochs = args.epochs or (30 if full else 10)
-    image_size = 32 if full else 16
+    image_size = args.image_size or (32 if full else 16)
     configs = sweep(full)
     if args.only:
         keys = [k.strip().lower() for k in args.only.split(",") if k.strip()]
@@ -271,6 +290,8 @@ def main(argv=None) -> int:
     for label, over in configs:
         for seed in range(args.first_seed, args.first_seed + seeds):
             cfg = {**BASE, "epochs": epochs, "image_size": image_size, "seed": seed, **over}
+            if args.samples_per_class:
+                cfg["samples_per_class"] = args.samples_per_class
             slug = "".join(ch if ch.isalnum() else "_" for ch in label)
             run_dir = WORK / f"{name}-{slug}-s{seed}"
             seconds = train_one(cfg, run_dir)
@@ -281,7 +302,7 @@ def main(argv=None) -> int:
             if not args.keep:
                 shutil.rmtree(run_dir, ignore_errors=True)
     meta = {"mode": "full" if full else "quick", "seeds": seeds, "epochs": epochs, "image_size": image_size,
-            "permutations": args.permutations}
+            "permutations": args.permutations, "samples_per_class": args.samples_per_class}
     table = summarise(rows)
     RESULTS.mkdir(parents=True, exist_ok=True)
     atomic_write_json(RESULTS / f"{name}.json", {"meta": meta, "table": table, "runs": rows})

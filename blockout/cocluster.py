@@ -6,6 +6,9 @@ in one step from the weights: the class layer ``|W|`` (classes, h_last) is co-cl
 embeddings), then each assignment is balanced (capacity per cluster, Hungarian assignment on the
 distances to the k-means centres, so no cluster is left empty); every earlier hidden node set is
 assigned from ``|W_j|`` against the clusters of the node set after it (balanced the same way).
+The capacity-free alternative (:func:`linkage_row_clusters`, issue 12) cuts the weight-induced
+dendrogram into k groups of any sizes and shares the hidden nodes in proportion to them
+(:func:`proportional_counts`, :func:`capacity_assign`): real hierarchies are unbalanced.
 
 Why it can work where gradient flow did not (docs/emergence.md): near the uniform saddle the
 memberships' gradient flow grows along the top singular directions of the class-by-hidden
@@ -20,7 +23,8 @@ import math
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-__all__ = ["balanced_assign", "spectral_cocluster", "signed_row_clusters", "assign_inputs"]
+__all__ = ["balanced_assign", "capacity_assign", "proportional_counts", "spectral_cocluster", "signed_row_clusters",
+           "linkage_row_clusters", "assign_inputs"]
 
 
 def balanced_assign(cost: np.ndarray, capacity: int | None = None) -> np.ndarray:
@@ -54,6 +58,56 @@ def balanced_assign(cost: np.ndarray, capacity: int | None = None) -> np.ndarray
     out = np.empty(n, dtype=np.int64)
     out[rows] = cols // cap
     return out
+
+
+def capacity_assign(cost: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Assign each of ``n`` items to one of ``k`` clusters minimising total ``cost`` (n, k), cluster
+    ``c`` receiving exactly ``counts[c]`` items (``counts`` sums to ``n``).
+
+    The unequal-capacity sibling of :func:`balanced_assign` (one Hungarian assignment onto
+    ``counts[c]`` slots per cluster).
+
+    >>> capacity_assign(np.array([[0., 1.], [0., 2.], [0., 3.], [5., 0.]]), np.array([3, 1])).tolist()
+    [0, 0, 0, 1]
+    """
+    cost = np.asarray(cost, dtype=np.float64)
+    counts = np.asarray(counts, dtype=np.int64)
+    if cost.ndim != 2 or not np.isfinite(cost).all():
+        raise ValueError(f"cost must be a finite (n, k) matrix, got shape {cost.shape}")
+    n, k = cost.shape
+    if counts.shape != (k,) or (counts < 0).any() or int(counts.sum()) != n:
+        raise ValueError(f"counts must be {k} non-negative integers summing to {n}, got {counts.tolist()}")
+    slot_cluster = np.repeat(np.arange(k), counts)  # (n,): cluster of each slot
+    rows, cols = linear_sum_assignment(cost[:, slot_cluster])
+    out = np.empty(n, dtype=np.int64)
+    out[rows] = slot_cluster[cols]
+    return out
+
+
+def proportional_counts(sizes: np.ndarray, n: int, minimum: int = 1) -> np.ndarray:
+    """Split ``n`` items over clusters: ``minimum`` each (less when ``n < minimum * k``), the rest in
+    proportion to ``sizes`` (largest remainder).
+
+    Used to give each class cluster a share of a hidden node set proportional to its number of
+    classes, so that unequal class groups do not get equal branches.
+
+    >>> proportional_counts(np.array([1, 2, 7]), 20).tolist()
+    [3, 4, 13]
+    >>> proportional_counts(np.array([1, 9]), 10, minimum=2).tolist()
+    [3, 7]
+    """
+    sizes = np.asarray(sizes, dtype=np.float64)
+    k = sizes.size
+    if k < 1 or (sizes < 0).any() or sizes.sum() <= 0 or n < 0:
+        raise ValueError(f"sizes must be non-negative with a positive sum, got {sizes.tolist()} for n = {n}")
+    minimum = min(int(minimum), n // k)
+    rest = n - minimum * k
+    share = rest * sizes / sizes.sum()
+    counts = np.floor(share).astype(np.int64)
+    left = rest - int(counts.sum())
+    order = np.argsort(-(share - counts), kind="stable")  # largest remainders first
+    counts[order[:left]] += 1
+    return counts + minimum
 
 
 def spectral_cocluster(A: np.ndarray, k: int, seed: int = 0, n_vectors: int | None = None,
@@ -132,12 +186,51 @@ def signed_row_clusters(W: np.ndarray, k: int, seed: int = 0, capacity: int | No
     return balanced_assign(dist, capacity)
 
 
-def assign_inputs(W: np.ndarray, out_assign: np.ndarray, k: int, capacity: int | None = None) -> np.ndarray:
+def linkage_row_clusters(W: np.ndarray, k: int) -> np.ndarray:
+    """Average-linkage clusters of the *signed* rows of ``W`` (rows, in) by cosine distance, cut into
+    exactly ``k`` groups of any sizes; cluster per row.
+
+    The same dendrogram as the weight-induced hierarchy of the analysis package (L2-normalised
+    rows, cosine distance, average linkage; a zero row is at distance 1 from every other), so the
+    memberships start from the groups that the weights show, without the equal-size pull of
+    :func:`signed_row_clusters` (capacity ⌈n/k⌉ and k-means's preference for equal spread).
+    Deterministic. Cluster labels are numbered by first appearance in row order.
+
+    >>> W = np.array([[1., 0.1], [2., -0.1], [3., 0.], [-1., 0.], [0.1, 1.]])
+    >>> linkage_row_clusters(W, 3).tolist()
+    [0, 0, 0, 1, 2]
+    """
+    import scipy.cluster.hierarchy as sch
+    from scipy.spatial.distance import squareform
+
+    W = np.asarray(W, dtype=np.float64)
+    if W.ndim != 2 or not 1 <= k <= W.shape[0] or not np.isfinite(W).all():
+        raise ValueError(f"W must be a finite (rows, in) matrix with at least k={k} rows, got shape {W.shape}")
+    n = W.shape[0]
+    if k == 1 or n == 1:
+        return np.zeros(n, dtype=np.int64)
+    norms = np.linalg.norm(W, axis=1)
+    zero = norms == 0
+    U = W / np.where(zero, 1.0, norms)[:, None]
+    D = 1.0 - U @ U.T
+    D[zero[:, None] ^ zero[None, :]] = 1.0  # one zero row, one not: unrelated
+    D[zero[:, None] & zero[None, :]] = 0.0
+    D = np.clip((D + D.T) / 2, 0.0, 2.0)
+    np.fill_diagonal(D, 0.0)
+    Z = sch.linkage(squareform(D, checks=False), method="average")
+    raw = sch.cut_tree(Z, n_clusters=k).ravel()  # exactly k groups (fcluster's maxclust may give fewer)
+    ids: dict[int, int] = {}
+    return np.array([ids.setdefault(int(r), len(ids)) for r in raw], dtype=np.int64)
+
+
+def assign_inputs(W: np.ndarray, out_assign: np.ndarray, k: int, capacity: int | None = None,
+                  counts: np.ndarray | None = None) -> np.ndarray:
     """Clusters of a layer's input nodes from ``|W|`` (out, in) and the clusters of its outputs.
 
     Input node ``j`` prefers the cluster whose output nodes it feeds most strongly
     (mean ``|W_ij|`` over the cluster's outputs, relative to ``j``'s total); the choice is
-    balanced by :func:`balanced_assign`. Clusters with no output nodes score 0.
+    balanced by :func:`balanced_assign`, or with ``counts`` (k,) cluster ``c`` gets exactly
+    ``counts[c]`` inputs (:func:`capacity_assign`). Clusters with no output nodes score 0.
 
     >>> W = np.array([[1., 1., 0., 0.], [0., 0., 1., 1.]])
     >>> assign_inputs(W, np.array([1, 0]), 2).tolist()
@@ -152,4 +245,6 @@ def assign_inputs(W: np.ndarray, out_assign: np.ndarray, k: int, capacity: int |
     sizes = np.maximum(onehot.sum(axis=0), 1.0)  # (k,)
     score = (A.T @ onehot) / sizes[None, :]  # (in, k): mean weight into each cluster
     score = score / np.maximum(score.sum(axis=1, keepdims=True), 1e-12)
+    if counts is not None:
+        return capacity_assign(-score, counts)
     return balanced_assign(-score, capacity)

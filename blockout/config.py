@@ -201,8 +201,10 @@ class TrainConfig:
                                         "Blockout layer uses W * (a + (1 - a) M) with a falling linearly from 1 to 0 "
                                         "per step (0: the one-step switch)")
     cocluster_method: str = _opt("spectral", "how the class layer is clustered: spectral co-clustering of |W| "
-                                 "(Dhillon) or balanced k-means of the signed class weight rows, hidden nodes then "
-                                 "assigned to the class clusters", ("spectral", "signed"))
+                                 "(Dhillon), balanced k-means of the signed class weight rows, or linkage = the "
+                                 "average-linkage (cosine) dendrogram of those rows cut into k unequal groups with "
+                                 "hidden nodes shared in proportion to the groups' sizes; hidden nodes then "
+                                 "assigned to the class clusters", ("spectral", "signed", "linkage"))
     cocluster_scale: float = _opt(5.0, "categorical logits after the co-clustering: scale * onehot(cluster)")
     cocluster_class_high: float = _opt(0.9, "Bernoulli P of a node in its co-clustered cluster")
     cocluster_class_low: float = _opt(0.1, "Bernoulli P of a node in the other clusters after the co-clustering")

@@ -242,8 +242,10 @@ def cocluster_memberships(model: nn.Module, config: Any) -> dict[str, np.ndarray
 
     The class layer ``|W|`` (classes, h_last) is co-clustered (:func:`blockout.cocluster.spectral_cocluster`,
     seeded by ``config.seed``), or with ``config.cocluster_method == "signed"`` the classes are
-    clustered by their signed weight rows (:func:`blockout.cocluster.signed_row_clusters`) and
-    the last hidden set assigned against them; each earlier hidden node set is assigned from the layer after it
+    clustered by their signed weight rows (:func:`blockout.cocluster.signed_row_clusters`), or with
+    ``"linkage"`` by the average-linkage dendrogram of those rows cut into k unequal groups
+    (:func:`blockout.cocluster.linkage_row_clusters`; every hidden set then splits its nodes over the
+    clusters in proportion to their numbers of classes), and the last hidden set assigned against them; each earlier hidden node set is assigned from the layer after it
     (:func:`blockout.cocluster.assign_inputs`). Categorical sets get logits
     ``config.cocluster_scale * onehot``; Bernoulli sets get P = ``cocluster_class_high`` in the
     node's cluster and ``cocluster_class_low`` elsewhere. Fixed node sets are left alone. With
@@ -251,15 +253,25 @@ def cocluster_memberships(model: nn.Module, config: Any) -> dict[str, np.ndarray
     (:func:`rownorm_rescale`). Marks the model's ``cocluster_done`` buffer. Returns
     ``{node set: assignment (n,)}``.
     """
-    from blockout.cocluster import assign_inputs, signed_row_clusters, spectral_cocluster
+    from blockout.cocluster import (assign_inputs, linkage_row_clusters, proportional_counts, signed_row_clusters,
+                                    spectral_cocluster)
 
     k = model.clusters
     names, layers = model.set_names, model.layer_names
     W_cls = model.fc[layers[-1]].weight.detach().float().cpu().numpy()  # (classes, h_last)
-    if getattr(config, "cocluster_method", "spectral") == "signed":
+    counts = None  # hidden nodes per cluster: balanced, or (linkage) in proportion to the class groups
+    method = getattr(config, "cocluster_method", "spectral")
+    if method == "signed":
         # classes by their signed weight rows, then the last hidden set against those clusters
         rows = signed_row_clusters(W_cls, k, seed=int(config.seed))
         cols = assign_inputs(W_cls, rows, k)
+    elif method == "linkage":
+        # unequal class groups (the weight-induced dendrogram cut into k); each hidden set gives every
+        # cluster a share of its nodes proportional to the cluster's number of classes
+        rows = linkage_row_clusters(W_cls, k)
+        sizes = np.bincount(rows, minlength=k)
+        cols = assign_inputs(W_cls, rows, k, counts=proportional_counts(sizes, W_cls.shape[1]))
+        counts = sizes
     else:
         rows, cols = spectral_cocluster(W_cls, k, seed=int(config.seed))
     assign = {names[-1]: rows, names[-2]: cols}
@@ -267,7 +279,8 @@ def cocluster_memberships(model: nn.Module, config: Any) -> dict[str, np.ndarray
         if names[j] == "trunk":
             break
         W = model.fc[layers[j]].weight.detach().float().cpu().numpy()  # (out, in)
-        assign[names[j]] = assign_inputs(W, assign[names[j + 1]], k)
+        assign[names[j]] = assign_inputs(W, assign[names[j + 1]], k, counts=None if counts is None
+                                         else proportional_counts(counts, W.shape[1]))
     for name, a in assign.items():
         ns = model.node_sets[name]
         if not isinstance(ns.theta, nn.Parameter):
