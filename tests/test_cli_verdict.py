@@ -24,7 +24,7 @@ def synthetic(tmp_path_factory):
 
 
 def test_inspect_starts_with_verdict(capsys):
-    assert main(["inspect", str(DEMO)]) == 0
+    assert main(["inspect", str(DEMO), "--permutations", "0"]) == 0  # both answers: test_verdict.py
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith(QUESTIONS[0] + " Yes, at tau = 0.5: in h1, 20 branches (P settled at 0/1; "
                                               "0 dead and 0 full of 160 nodes)")
@@ -34,7 +34,7 @@ def test_inspect_starts_with_verdict(capsys):
 
 
 def test_inspect_json_has_verdict(capsys):
-    assert main(["inspect", str(DEMO), "--json"]) == 0
+    assert main(["inspect", str(DEMO), "--json", "--permutations", "0"]) == 0
     out = json.loads(capsys.readouterr().out)
     v = out["verdict"]
     assert v["branches_formed"] is True and v["memberships_agree"] is None and v["agreement"] is None
@@ -48,7 +48,7 @@ def test_inspect_dataset_name_from_the_run_record(synthetic, capsys):
     s = summarize_run(synthetic)
     assert s["config"].get("dataset") is None and s["dataset"]["name"] == "synthetic"
     assert "dataset synthetic (8 classes" in format_summary(s)
-    assert main(["inspect", str(synthetic)]) == 0
+    assert main(["inspect", str(synthetic), "--permutations", "0"]) == 0
     assert "dataset None" not in capsys.readouterr().out
 
 
