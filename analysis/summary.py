@@ -14,6 +14,7 @@ import numpy as np
 
 from analysis import runfolder as rf
 from analysis.errors import RunFormatError, UserError
+from analysis.threshold import check_tau
 
 LOW = 0.1
 HIGH = 0.9
@@ -96,12 +97,7 @@ def summarize_run(run_dir: str | Path, step: int | None = None, threshold: float
         JSON-ready; keys documented in the README ("inspect --json").
     """
     run_dir = Path(run_dir)
-    try:
-        threshold = float(threshold)
-    except (TypeError, ValueError):
-        raise UserError(f"threshold must be a number in (0, 1], got {threshold!r}") from None
-    if not 0.0 < threshold <= 1.0:
-        raise UserError(f"threshold must be in (0, 1], got {threshold!r}")
+    threshold = check_tau(threshold)
     if not run_dir.is_dir():
         raise UserError(f"run folder not found: {run_dir}")
     from analysis.run import read_run_meta, snapshot_shapes  # validates run.json before any allocation

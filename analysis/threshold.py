@@ -159,6 +159,21 @@ class Thresholded:
         }
 
 
+def check_tau(tau) -> float:
+    """``tau`` as a float in (0, 1], or a one-line :class:`UserError` naming the bad value.
+
+    >>> check_tau("0.5")
+    0.5
+    """
+    try:
+        tau = float(tau)
+    except (TypeError, ValueError):
+        raise UserError(f"threshold must be a number in (0, 1], got {tau!r}") from None
+    if not 0.0 < tau <= 1.0:
+        raise UserError(f"threshold must be in (0, 1], got {tau!r}")
+    return tau
+
+
 def threshold(P: np.ndarray, tau: float, name: str = "") -> Thresholded:
     """Threshold one ``(n, k)`` probability matrix.
 

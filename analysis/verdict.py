@@ -30,6 +30,7 @@ import numpy as np
 from analysis.dynamics import classify_outcome
 from analysis.errors import UserError
 from analysis.graphs import cluster_partition
+from analysis.threshold import check_tau
 from analysis.threshold import threshold as threshold_set
 
 __all__ = ["QUESTIONS", "ALPHA", "NodeSetVerdict", "AgreementVerdict", "Verdict", "node_set_branches",
@@ -333,12 +334,7 @@ def run_verdict(run, report=None, threshold: float = 0.5, step: int | None = Non
     -------
     Verdict
     """
-    try:
-        threshold = float(threshold)
-    except (TypeError, ValueError):
-        raise UserError(f"threshold must be a number in (0, 1], got {threshold!r}") from None
-    if not 0.0 < threshold <= 1.0:
-        raise UserError(f"threshold must be in (0, 1], got {threshold!r}")
+    threshold = check_tau(threshold)
     if step is None and report is not None and report.step is not None:
         step = int(report.step)
     if step is not None and int(step) not in run.steps:

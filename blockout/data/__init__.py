@@ -119,14 +119,20 @@ def _load_cifar(name, data_dir, hierarchy, samples_per_class, test_samples_per_c
         tree = {g: cs for g, cs in tree.items() if cs}
         h = parse_hierarchy(tree, source=f"{name} meta", class_order=names)
     h = _match_hierarchy(name, h, names)
+    train, test = _split_images(raw, samples_per_class, test_samples_per_class, seed)
+    info = DatasetInfo.with_hierarchy(name, h, names, input_shape=(3, 32, 32), train_size=len(train), test_size=len(test))
+    return train, test, info
+
+
+def _split_images(raw, samples_per_class, test_samples_per_class, seed):
+    """Stratified, seeded subsets of in-memory ``train_x/train_y/test_x/test_y`` arrays, normalised
+    with the training subset's channel statistics."""
     tr = subsample_per_class(raw["train_y"], samples_per_class, seed, 1)
     te = subsample_per_class(raw["test_y"], test_samples_per_class, seed, 2)
     train_x = raw["train_x"][tr]
     mean, std = channel_stats(train_x)
-    train = ArrayImageDataset(train_x, raw["train_y"][tr], mean, std)
-    test = ArrayImageDataset(raw["test_x"][te], raw["test_y"][te], mean, std)
-    info = DatasetInfo.with_hierarchy(name, h, names, input_shape=(3, 32, 32), train_size=len(train), test_size=len(test))
-    return train, test, info
+    return (ArrayImageDataset(train_x, raw["train_y"][tr], mean, std),
+            ArrayImageDataset(raw["test_x"][te], raw["test_y"][te], mean, std))
 
 
 def _load_idx(name, data_dir, hierarchy, samples_per_class, test_samples_per_class, seed, image_size, kw):
@@ -143,12 +149,7 @@ def _load_idx(name, data_dir, hierarchy, samples_per_class, test_samples_per_cla
     if h is None and name == "fashion-mnist":
         h = parse_hierarchy(FASHION_MNIST_COARSE, source="fashion-mnist groups", class_order=names)
     h = _match_hierarchy(name, h, names)
-    tr = subsample_per_class(raw["train_y"], samples_per_class, seed, 1)
-    te = subsample_per_class(raw["test_y"], test_samples_per_class, seed, 2)
-    train_x = raw["train_x"][tr]
-    mean, std = channel_stats(train_x)
-    train = ArrayImageDataset(train_x, raw["train_y"][tr], mean, std)
-    test = ArrayImageDataset(raw["test_x"][te], raw["test_y"][te], mean, std)
+    train, test = _split_images(raw, samples_per_class, test_samples_per_class, seed)
     info = DatasetInfo.with_hierarchy(name, h, names, input_shape=(1,) + tuple(side), train_size=len(train),
                                       test_size=len(test))
     return train, test, info
