@@ -192,31 +192,42 @@ def add_inspect(sub) -> None:
     p.set_defaults(handler=cmd_inspect)
 
 
-def cmd_inspect(args: argparse.Namespace) -> int:
+def inspect_run(run_dir, threshold: float = 0.5, step: int | None = None, permutations: int = 999):
+    """``(summary, verdict)`` of a run folder: what ``blockout inspect`` and ``blockout demo`` print.
+
+    The verdict's second question needs the comparison with the dataset's references
+    (``permutations`` 0 skips it); a run without usable references still gets its summary.
+    """
     from analysis.run import load_run
     from analysis.summary import summarize_run
     from analysis.verdict import run_verdict
 
-    if args.permutations < 0:
-        raise UserError(f"--permutations must be >= 0, got {args.permutations}")
-    summary = summarize_run(args.run, step=args.step, threshold=args.threshold)
-    run = load_run(args.run)
+    if permutations < 0:
+        raise UserError(f"--permutations must be >= 0, got {permutations}")
+    summary = summarize_run(run_dir, step=step, threshold=threshold)
+    run = load_run(run_dir)
     report = None
-    if args.permutations:
+    if permutations:
         from analysis.compare import compare_run
 
         try:
-            report = compare_run(run, reference=["all"], threshold=args.threshold, step=args.step,
-                                 permutations=args.permutations)
-        except UserError as exc:  # a run without usable references still gets its summary
+            report = compare_run(run, reference=["all"], threshold=threshold, step=step, permutations=permutations)
+        except UserError as exc:
             print(f"blockout: note: no comparison for the verdict: {exc}", file=sys.stderr)
-    verdict = run_verdict(run, report, threshold=args.threshold, step=args.step)
+    return summary, run_verdict(run, report, threshold=threshold, step=step)
+
+
+def format_inspect(summary: dict[str, Any], verdict) -> str:
+    """The verdict sentences, a blank line, then the summary table."""
+    return "\n".join(verdict.sentences) + "\n\n" + format_summary(summary)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    summary, verdict = inspect_run(args.run, args.threshold, args.step, args.permutations)
     if args.json:
         print(json.dumps({**summary, "verdict": verdict.to_dict()}, allow_nan=False))
     else:
-        print("\n".join(verdict.sentences))
-        print()
-        print(format_summary(summary))
+        print(format_inspect(summary, verdict))
     return 0
 
 
@@ -309,7 +320,6 @@ def add_demo(sub) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from analysis.summary import summarize_run
     from blockout.train import is_resumable, log, resume_config, train
 
     out = Path(args.out)
@@ -328,7 +338,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         result = train(cfg)
         if result.status in ("interrupted", "aborted"):
             return EXIT_INTERRUPTED
-    print(format_summary(summarize_run(out)))
+    print(format_inspect(*inspect_run(out)))
     return 0
 
 
