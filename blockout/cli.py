@@ -632,8 +632,10 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     import subprocess
     import time
 
-    if args.run is not None and not (Path(args.run) / "run.json").is_file():
-        raise UserError(f"not a run folder (no run.json): {args.run}")
+    if args.run is not None:
+        from analysis.run import read_run_meta
+
+        read_run_meta(args.run)  # the same validated check every reader makes, before the server starts
     port = args.port
     if port is None:
         port = 8501

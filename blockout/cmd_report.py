@@ -31,14 +31,10 @@ def add_report(sub) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from pathlib import Path
 
-    from analysis.errors import UserError
-    from analysis.runfolder import RUN_JSON
+    from analysis.run import read_run_meta
 
-    run = Path(args.run)
-    if not (run / RUN_JSON).is_file():
-        raise UserError(f"not a run folder (no {RUN_JSON}): {args.run}")
+    run, *_ = read_run_meta(args.run)  # the one validated check: a clear line before any slow work
     out = args.output or f"{run.resolve().name}_report.html"
     from app.report import write_report
 

@@ -236,7 +236,15 @@ class TestCli:
 
         assert main(["dashboard", "/no/such/run"]) == 2
         err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and "not a run folder" in err[0]
+        assert len(err) == 1 and "run folder not found: /no/such/run" in err[0]
+
+    def test_dashboard_hostile_run_is_refused_before_the_server_starts(self, tmp_path, capsys):
+        from blockout.cli import main
+
+        (tmp_path / "run.json").write_text('{"format": "something else"}')
+        assert main(["dashboard", str(tmp_path)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "is not a Blockout run" in err[0]
 
     def test_dashboard_port_taken(self, checkpoints, capsys):
         import socket

@@ -62,7 +62,7 @@ def test_report_of_a_plain_run(runs, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["report", "/no/such/run"], "not a run folder"),
+    (["report", "/no/such/run"], "run folder not found"),
     (["report", "{run}", "-o", "/no/such/folder/r.html"], "does not exist"),
     (["report", "{run}", "--threshold", "1.5"], "--threshold"),
     (["report", "{run}", "--step", "12345"], "no snapshot at step 12345"),
