@@ -1,27 +1,9 @@
-"""The run folder: the one contract between training and everything that reads a run.
+"""Safe I/O for run folders: atomic writes, and confined, bounded reads.
 
-A run folder looks like this (see the README, "Run folder"):
-
-``run.json``
-    ``{"format": "blockout-run", "format_version": 1, "name", "created", "versions",
-    "config", "dataset", "topology"}``. ``dataset`` holds ``class_names`` (list of str),
-    ``wnids`` (list of str or null per class, or null), ``coarse_names`` and ``coarse_labels``
-    (or null), ``hierarchy`` (nested groups, or null), ``input_shape``, ``train_size``,
-    ``test_size``. ``topology`` holds ``node_sets`` (``name``, ``size``, ``clusters``,
-    ``trainable``, ``role`` in {"trunk", "hidden", "classes"}, ``membership``) and
-    ``layers`` (``name``, ``in_set``, ``out_set`` (node-set names or null for plain layers),
-    ``in_features``, ``out_features``, ``mask``, ``mode``, ``role`` in {"hidden", "classifier"}).
-``metrics.jsonl``
-    One JSON object per evaluation (``step``, ``epoch``, ``train_loss``, ``train_acc``,
-    ``test_loss``, ``test_acc``, ``lr``, ``seconds``, ``probs`` = per node set summary).
-``snapshots/index.json`` and ``snapshots/step_00001234.npz``
-    Each snapshot holds ``probs__<node set>`` arrays ``(size, clusters)`` and, at some steps
-    (at least the best and the last), ``weight__<layer>`` ``(out, in)`` and ``bias__<layer>``
-    ``(out,)``; optional ``multiplier__<layer>`` arrays (budget multipliers). The index lists
-    ``{"step", "epoch", "file", "has_weights", "tags"}`` per snapshot, ``tags`` drawn from
-    {"best", "last"}.
-``train_state.pt``
-    Everything to resume; loads with ``torch.load(weights_only=True)``. Not read here.
+The contract itself (what ``run.json``, ``metrics.jsonl`` and ``snapshots/`` hold, file and array
+names, validation) lives in :mod:`analysis.runformat`; this module is the layer below it. Its old
+names (``RUN_JSON``, ``snapshot_filename``, ``iter_snapshot_entries``, ...) still resolve here,
+from :mod:`analysis.runformat`.
 
 Everything is written atomically (temporary file in the same folder, then ``os.replace``), so
 a killed run never leaves a half-written file. Snapshots are ``.npz`` read with
@@ -55,27 +37,20 @@ from analysis import faults
 from analysis.errors import RunFormatError
 from analysis.limits import hint, limit
 
-FORMAT = "blockout-run"
-FORMAT_VERSION = 1
-RUN_JSON = "run.json"
-METRICS = "metrics.jsonl"
-SNAPSHOT_DIR = "snapshots"
-SNAPSHOT_INDEX = "index.json"
-TRAIN_STATE = "train_state.pt"
-
-PROBS_PREFIX = "probs__"
-WEIGHT_PREFIX = "weight__"
-BIAS_PREFIX = "bias__"
-MULTIPLIER_PREFIX = "multiplier__"
+#: Names of the contract that :mod:`analysis.runformat` defines; they resolve here for old callers.
+_CONTRACT_NAMES = frozenset({
+    "FORMAT", "FORMAT_VERSION", "RUN_JSON", "METRICS", "SNAPSHOT_DIR", "SNAPSHOT_INDEX", "TRAIN_STATE",
+    "PROBS_PREFIX", "WEIGHT_PREFIX", "BIAS_PREFIX", "MULTIPLIER_PREFIX", "snapshot_filename",
+    "split_snapshot", "snapshot_arrays", "is_run_folder", "find_runs"})
 
 
-def snapshot_filename(step: int) -> str:
-    """File name of the snapshot taken at ``step``.
+def __getattr__(name: str) -> Any:
+    # runformat imports this module, so its names are looked up lazily (PEP 562), not imported here
+    if name in _CONTRACT_NAMES:
+        from analysis import runformat
 
-    >>> snapshot_filename(42)
-    'step_00000042.npz'
-    """
-    return f"step_{int(step):08d}.npz"
+        return getattr(runformat, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,18 +261,15 @@ def read_json(path: str | os.PathLike, what: str = "file", root: str | os.PathLi
     return parse_json(_read_bounded(path, "max_json_bytes", what), str(path))
 
 
-#: metrics fields whose type the readers rely on: name -> allowed types
-_METRIC_FIELDS = {"step": (int,), "epoch": (int,), "train_loss": (int, float), "train_acc": (int, float),
-                  "test_loss": (int, float), "test_acc": (int, float), "lr": (int, float),
-                  "seconds": (int, float)}
-
-
 def read_jsonl(path: str | os.PathLike, root: str | os.PathLike | None = None) -> list[dict]:
     """Read a JSON-lines file; a missing file is an empty list, a bad line is an error.
 
-    Known metrics fields (``step``, ``epoch``, losses, accuracies, ``lr``, ``seconds``) must be
-    numbers (or null); NaN and Infinity are refused (they are not JSON).
+    Every line is checked by :class:`analysis.runformat.MetricsRecord` (``step``, ``epoch``,
+    losses, accuracies, ``lr``, ``seconds`` are numbers or null); NaN and Infinity are refused
+    (they are not JSON).
     """
+    from analysis.runformat import check_metrics_line
+
     path = Path(path)
     if root is not None:
         path = confine(root, os.path.relpath(path, root), "metrics file")
@@ -315,11 +287,7 @@ def read_jsonl(path: str | os.PathLike, root: str | os.PathLike | None = None) -
         obj = parse_json(line, f"{path}, line {no},")
         if not isinstance(obj, dict):
             raise RunFormatError(f"{path}, line {no}, is not a JSON object")
-        for key, types in _METRIC_FIELDS.items():
-            value = obj.get(key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, types)):
-                raise RunFormatError(f"{path}, line {no}: {key!r} should be a number, got {value!r:.40}")
-        out.append(obj)
+        out.append(check_metrics_line(obj, f"{path}, line {no}"))
     return out
 
 
@@ -501,109 +469,17 @@ def check_probs(P: np.ndarray, where: str) -> np.ndarray:
     return P
 
 
-def split_snapshot(arrays: Mapping[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
-    """Group snapshot arrays by kind.
-
-    >>> out = split_snapshot({"probs__h1": np.zeros((2, 3)), "weight__fc1": np.zeros((2, 2))})
-    >>> sorted(out["probs"]), sorted(out["weight"]), out["bias"]
-    (['h1'], ['fc1'], {})
-    """
-    groups: dict[str, dict[str, np.ndarray]] = {"probs": {}, "weight": {}, "bias": {}, "multiplier": {}}
-    for key, value in arrays.items():
-        for kind, prefix in (
-            ("probs", PROBS_PREFIX),
-            ("weight", WEIGHT_PREFIX),
-            ("bias", BIAS_PREFIX),
-            ("multiplier", MULTIPLIER_PREFIX),
-        ):
-            if key.startswith(prefix):
-                groups[kind][key[len(prefix):]] = value
-                break
-    return groups
-
-
-def snapshot_arrays(
-    probs: Mapping[str, np.ndarray],
-    weights: Mapping[str, np.ndarray] | None = None,
-    biases: Mapping[str, np.ndarray] | None = None,
-    multipliers: Mapping[str, np.ndarray] | None = None,
-) -> dict[str, np.ndarray]:
-    """Inverse of :func:`split_snapshot`: prefix the arrays for saving."""
-    out: dict[str, np.ndarray] = {}
-    for prefix, group in (
-        (PROBS_PREFIX, probs),
-        (WEIGHT_PREFIX, weights or {}),
-        (BIAS_PREFIX, biases or {}),
-        (MULTIPLIER_PREFIX, multipliers or {}),
-    ):
-        for name, arr in group.items():
-            out[prefix + name] = np.asarray(arr)
-    return out
-
-
-def is_run_folder(path: str | os.PathLike) -> bool:
-    """True when ``path`` is a folder holding a ``run.json``."""
-    return (Path(path) / RUN_JSON).is_file()
-
-
-def find_runs(root: str | os.PathLike) -> list[Path]:
-    """Run folders directly under ``root`` (or ``root`` itself), sorted by name."""
-    root = Path(root)
-    if is_run_folder(root):
-        return [root]
-    if not root.is_dir():
-        return []
-    return sorted(p for p in root.iterdir() if is_run_folder(p))
-
-
 def iter_snapshot_entries(run_dir: str | os.PathLike) -> list[dict]:
-    """Validated entries of ``snapshots/index.json`` sorted by step (empty when there is none).
+    """Validated entries of ``snapshots/index.json`` as dicts, sorted by step (empty when there
+    is none): :func:`analysis.runformat.read_snapshot_index` for callers that want plain dicts
+    (``{"step", "epoch", "file", "has_weights", "tags", ...}``)."""
+    from analysis.runformat import read_snapshot_index
 
-    Each entry becomes ``{"step": int, "epoch": int | None, "file": str, "has_weights": bool |
-    None, "tags": [str]}``; ``file`` must name a file inside ``snapshots/`` (checked by
-    :func:`confine`, whether or not it exists). Anything else is a one-line error.
-    """
-    run_dir = Path(run_dir)
-    index = confine(run_dir, f"{SNAPSHOT_DIR}/{SNAPSHOT_INDEX}", "snapshot index")
-    if not index.exists():
-        return []
-    data = read_json(index, "snapshot index")
-    entries = data.get("snapshots") if isinstance(data, dict) else None
-    if not isinstance(entries, list):
-        raise RunFormatError(f"{index} has no 'snapshots' list")
-    if len(entries) > limit("max_snapshots"):
-        raise RunFormatError(f"{index} lists {len(entries)} snapshots {hint('max_snapshots')}")
-    out, seen = [], set()
-    for e in entries:
-        out.append(_check_entry(e, index, run_dir))
-        if out[-1]["step"] in seen:
-            raise RunFormatError(f"{index}: step {out[-1]['step']} is listed twice")
-        seen.add(out[-1]["step"])
-    return sorted(out, key=lambda e: e["step"])
+    return [e.to_json() for e in read_snapshot_index(run_dir)]
 
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _check_entry(e: Any, index: Path, run_dir: Path) -> dict:
-    if not isinstance(e, dict):
-        raise RunFormatError(f"{index}: a snapshot entry is not an object: {e!r:.60}")
-    step = e.get("step")
-    if not _is_int(step) or step < 0:
-        raise RunFormatError(f"{index}: an entry's 'step' should be a whole number >= 0, got {step!r:.40}")
-    epoch = e.get("epoch")
-    if epoch is not None and (not _is_int(epoch) or epoch < 0):
-        raise RunFormatError(f"{index}: step {step}: 'epoch' should be a whole number, got {epoch!r:.40}")
-    name = e.get("file", snapshot_filename(step))
-    confine(run_dir / SNAPSHOT_DIR, name, f"{index}: step {step}: snapshot file")
-    has_weights = e.get("has_weights")
-    if has_weights is not None and not isinstance(has_weights, bool):
-        raise RunFormatError(f"{index}: step {step}: 'has_weights' should be true or false, got {has_weights!r:.40}")
-    tags = e.get("tags", [])
-    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        raise RunFormatError(f"{index}: step {step}: 'tags' should be a list of strings, got {tags!r:.60}")
-    return {**e, "step": step, "epoch": epoch, "file": name, "has_weights": has_weights, "tags": list(tags)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -628,6 +504,8 @@ def safe_name(name: Any, fallback: str = "run") -> str:
 
 def stale_temporaries(run_dir: str | os.PathLike) -> list[Path]:
     """Temporary files a killed atomic write left in the run folder or its ``snapshots/``."""
+    from analysis.runformat import SNAPSHOT_DIR
+
     run_dir = Path(run_dir)
     out = []
     for folder in (run_dir, run_dir / SNAPSHOT_DIR):

@@ -1,7 +1,7 @@
 """One-screen summary of a run: what ``blockout inspect`` prints and the dashboard's overview reuses.
 
 Pure numpy over the run folder (no torch): reads ``run.json``, ``metrics.jsonl`` and one snapshot
-through :mod:`analysis.runfolder`. The keys of the returned dict are documented in the README
+through the records of :mod:`analysis.runformat`. The keys of the returned dict are documented in the README
 ("inspect --json").
 """
 
@@ -13,6 +13,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from analysis import runfolder as rf
+from analysis import runformat as fmt
 from analysis.errors import RunFormatError, UserError
 from analysis.threshold import check_tau
 
@@ -100,43 +101,42 @@ def summarize_run(run_dir: str | Path, step: int | None = None, threshold: float
     threshold = check_tau(threshold)
     if not run_dir.is_dir():
         raise UserError(f"run folder not found: {run_dir}")
-    from analysis.run import read_run_meta, snapshot_shapes  # validates run.json before any allocation
-
-    run_dir, run, node_set_objs, layer_objs = read_run_meta(run_dir)
-    config = run["config"]
-    dataset = run["dataset"]
-    topology = run.get("topology") or {}
-    metrics = rf.read_jsonl(run_dir / rf.METRICS, root=run_dir)
-    entries = list(rf.iter_snapshot_entries(run_dir))
+    run_dir = fmt.locate_run(run_dir)
+    record = fmt.read_run(run_dir)  # validates run.json before any allocation
+    config = record.flat_config
+    dataset = record.dataset
+    metrics = fmt.read_metrics(run_dir)
+    entries = [e.to_json() for e in fmt.read_snapshot_index(run_dir)]
     entry = _pick_entry(entries, step, run_dir)
 
     probs: dict[str, np.ndarray] = {}
     if entry is not None:
-        snap = rf.confine(run_dir / rf.SNAPSHOT_DIR, entry["file"], f"snapshot file of step {entry['step']}")
-        shapes = snapshot_shapes(node_set_objs, layer_objs)
+        snap = rf.confine(run_dir / fmt.SNAPSHOT_DIR, entry["file"], f"snapshot file of step {entry['step']}")
+        shapes = fmt.snapshot_shapes(record.topology.node_sets, record.topology.layers)
         with rf.NpzFile(snap) as npz:
             for key in npz.files:
-                if key.startswith(rf.PROBS_PREFIX):
-                    probs[key[len(rf.PROBS_PREFIX):]] = rf.check_probs(npz.array(key, shapes.get(key)),
-                                                                       f"{snap}: array {key!r}")
+                if key.startswith(fmt.PROBS_PREFIX):
+                    probs[key[len(fmt.PROBS_PREFIX):]] = rf.check_probs(npz.array(key, shapes.get(key)),
+                                                                        f"{snap}: array {key!r}")
 
     node_sets = []
-    for ns in topology.get("node_sets", []):
-        name = ns["name"]
-        item = {k: ns.get(k) for k in ("name", "role", "size", "clusters", "trainable", "membership")}
-        if name in probs:
-            P = probs[name]
-            if P.shape != (ns.get("size"), ns.get("clusters")):
-                raise RunFormatError(f"snapshot {entry['file']}: probs of {name!r} have shape {P.shape}, "
-                                     f"run.json says ({ns.get('size')}, {ns.get('clusters')})")
+    for ns in record.topology.node_sets:
+        item = {"name": ns.name, "role": ns.role, "size": ns.size, "clusters": ns.clusters,
+                "trainable": ns.trainable, "membership": ns.membership}
+        if ns.name in probs:
+            P = probs[ns.name]
+            if P.shape != (ns.size, ns.clusters):
+                raise RunFormatError(f"snapshot {entry['file']}: probs of {ns.name!r} have shape {P.shape}, "
+                                     f"run.json says ({ns.size}, {ns.clusters})")
             item.update(probs_stats(P, threshold))
         node_sets.append(item)
 
     layers = []
-    for layer in topology.get("layers", []):
-        item = {k: layer.get(k) for k in ("name", "role", "in_set", "out_set", "in_features",
-                                          "out_features", "mode", "mask")}
-        a, b = layer.get("out_set"), layer.get("in_set")
+    for layer in record.topology.layers:
+        item = {"name": layer.name, "role": layer.role, "in_set": layer.in_set, "out_set": layer.out_set,
+                "in_features": layer.in_features, "out_features": layer.out_features, "mode": layer.mode,
+                "mask": layer.mask}
+        a, b = layer.out_set, layer.in_set
         item["live_fraction"] = live_fraction(probs[a], probs[b], threshold) if a in probs and b in probs else None
         layers.append(item)
 
@@ -147,18 +147,18 @@ def summarize_run(run_dir: str | Path, step: int | None = None, threshold: float
     best = max(metrics, key=rank, default=None)
     final = metrics[-1] if metrics else None
     return {
-        "run": run.get("name", run_dir.name),
+        "run": record.name if record.name is not None else run_dir.name,
         "path": str(run_dir),
-        "created": run.get("created"),
+        "created": record.created,
         "method": config.get("method"),
         "config": config,
         "dataset": {
             # the run's dataset record names it; older configs may lack the name
-            "name": dataset.get("name") or config.get("dataset"),
-            "num_classes": len(dataset.get("class_names") or []),
-            "train_size": dataset.get("train_size"),
-            "test_size": dataset.get("test_size"),
-            "input_shape": dataset.get("input_shape"),
+            "name": dataset.name or config.get("dataset"),
+            "num_classes": len(dataset.class_names or []),
+            "train_size": dataset.train_size,
+            "test_size": dataset.test_size,
+            "input_shape": dataset.input_shape,
         },
         "progress": {
             "epochs_done": int(final.get("epoch") or 0) if final else 0,

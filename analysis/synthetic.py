@@ -20,14 +20,13 @@ Weights are stored at the last snapshot and at a middle one tagged ``best``.
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from analysis import runfolder as rf
+from analysis import runformat as fmt
 from analysis.errors import UserError
 
 __all__ = ["planted_structure", "make_synthetic_run"]
@@ -104,7 +103,7 @@ def make_synthetic_run(
         raise UserError(f"mask must be 'count' or 'union', got {mask!r}")
     rng = np.random.default_rng(seed)
     path = Path(path)
-    (path / rf.SNAPSHOT_DIR).mkdir(parents=True, exist_ok=True)
+    (path / fmt.SNAPSHOT_DIR).mkdir(parents=True, exist_ok=True)
     plant = planted_structure(trunk, hidden, classes, clusters, groups)
     T = plant["probs"]
     chain = list(T)
@@ -113,38 +112,35 @@ def make_synthetic_run(
     coarse_labels = plant["group_of_cluster"][plant["cluster_of_class"]].tolist()
 
     node_sets = [
-        {"name": n, "size": int(T[n].shape[0]), "clusters": k, "trainable": n != "trunk",
-         "role": "trunk" if n == "trunk" else ("classes" if n == "classes" else "hidden"),
-         "membership": "shared" if n == "trunk" else "bernoulli"}
+        fmt.NodeSet(name=n, size=int(T[n].shape[0]), clusters=k, trainable=n != "trunk",
+                    role="trunk" if n == "trunk" else ("classes" if n == "classes" else "hidden"),
+                    membership="shared" if n == "trunk" else "bernoulli")
         for n in chain
     ]
-    layers = []
-    for j in range(len(chain) - 1):
-        a, b = chain[j], chain[j + 1]
-        layers.append({"name": f"fc{j + 1}", "in_set": a, "out_set": b, "in_features": int(T[a].shape[0]),
-                       "out_features": int(T[b].shape[0]), "mask": mask, "mode": "hard",
-                       "role": "classifier" if b == "classes" else "hidden"})
-    meta = {
-        "format": rf.FORMAT, "format_version": rf.FORMAT_VERSION, "name": path.name,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "versions": {"synthetic": 1},
-        "config": {"synthetic": True, "seed": seed, "clusters": k, "groups": groups, "noise": noise,
-                   "hidden": hidden, "trunk": trunk, "mask": mask},
-        "dataset": {"name": "synthetic", "class_names": names,
-                    "wnids": list(wnids) if wnids is not None else None,
-                    "coarse_names": [f"group_{g}" for g in range(groups)], "coarse_labels": coarse_labels,
-                    "hierarchy": [{"name": f"group_{g}", "children": [names[c] for c in range(classes) if coarse_labels[c] == g]}
-                                  for g in range(groups)],
-                    "input_shape": [trunk], "train_size": 0, "test_size": 0},
-        "topology": {"node_sets": node_sets, "layers": layers},
-    }
-    rf.atomic_write_json(path / rf.RUN_JSON, meta)
+    layers = [
+        fmt.Layer(name=f"fc{j + 1}", in_set=a, out_set=b, in_features=int(T[a].shape[0]),
+                  out_features=int(T[b].shape[0]), mask=mask, mode="hard",
+                  role="classifier" if b == "classes" else "hidden")
+        for j, (a, b) in enumerate(zip(chain[:-1], chain[1:]))
+    ]
+    dataset = fmt.Dataset(
+        name="synthetic", class_names=names, wnids=list(wnids) if wnids is not None else None,
+        coarse_names=[f"group_{g}" for g in range(groups)], coarse_labels=coarse_labels,
+        hierarchy=[{"name": f"group_{g}", "children": [names[c] for c in range(classes) if coarse_labels[c] == g]}
+                   for g in range(groups)],
+        input_shape=[trunk], train_size=0, test_size=0)
+    config = {"synthetic": True, "seed": seed, "clusters": k, "groups": groups, "noise": noise,
+              "hidden": hidden, "trunk": trunk, "mask": mask}
+    record = fmt.RunRecord.new(path.name, config, dataset, fmt.Topology(node_sets=node_sets, layers=layers),
+                               versions={"synthetic": 1})
+    fmt.write_run(path, record)
 
     # Weights (out, in): Gaussian, damped outside the planted live mask. Classifier rows share a
     # per-cluster template so that clustering the class rows finds the planted clusters.
     weights, biases = {}, {}
     for lay in layers:
-        a, b = lay["in_set"], lay["out_set"]
-        n_out, n_in = lay["out_features"], lay["in_features"]
+        a, b = lay.in_set, lay.out_set
+        n_out, n_in = lay.out_features, lay.in_features
         live = (T[b] @ T[a].T) > 0  # (out, in)
         if b == "classes":
             templates = rng.standard_normal((k, n_in)).astype(np.float32)
@@ -153,13 +149,11 @@ def make_synthetic_run(
             W = rng.standard_normal((n_out, n_in), dtype=np.float32)
         W *= np.where(live, np.float32(1.0), np.float32(leak))
         W *= np.float32(1.0 / np.sqrt(n_in))
-        weights[lay["name"]] = W.astype(dtype, copy=False)
-        biases[lay["name"]] = np.zeros(n_out, dtype)
+        weights[lay.name] = W.astype(dtype, copy=False)
+        biases[lay.name] = np.zeros(n_out, dtype)
 
     best = (n_snapshots - 1) // 2 if n_snapshots > 1 else 0
     entries = []
-    if (path / rf.METRICS).exists():
-        (path / rf.METRICS).unlink()
     metric_lines = []
     for t in range(n_snapshots):
         a_t = 0.1 + 0.8 * (t / (n_snapshots - 1) if n_snapshots > 1 else 1.0)
@@ -169,17 +163,16 @@ def make_synthetic_run(
             probs[n] = np.clip(P, 0.001, 0.999).astype(np.float32)
         step = (t + 1) * steps_per_snapshot
         with_w = t in (best, n_snapshots - 1)
-        arrays = rf.snapshot_arrays(probs, weights if with_w else None, biases if with_w else None)
-        fname = rf.snapshot_filename(step)
-        rf.save_npz(path / rf.SNAPSHOT_DIR / fname, arrays)
+        arrays = fmt.snapshot_arrays(probs, weights if with_w else None, biases if with_w else None)
+        fname = fmt.snapshot_filename(step)
+        rf.save_npz(path / fmt.SNAPSHOT_DIR / fname, arrays)
         tags = (["best"] if t == best else []) + (["last"] if t == n_snapshots - 1 else [])
-        entries.append({"step": step, "epoch": t + 1, "file": fname, "has_weights": with_w, "tags": tags})
-        metric_lines.append({
+        entries.append(fmt.SnapshotEntry(step=step, epoch=t + 1, file=fname, has_weights=with_w, tags=tags))
+        metric_lines.append(fmt.MetricsRecord(**{
             "step": step, "epoch": t + 1, "train_loss": float(2.0 / (t + 1)), "train_acc": float(a_t),
             "test_loss": float(2.2 / (t + 1)), "test_acc": float(0.9 * a_t), "lr": 0.1, "seconds": float(t),
             "probs": {n: {"mean": float(p.mean()), "min": float(p.min()), "max": float(p.max())} for n, p in probs.items()},
-        })
-    rf.atomic_write_text(path / rf.METRICS, "".join(
-        json.dumps(m, allow_nan=False) + "\n" for m in metric_lines))
-    rf.atomic_write_json(path / rf.SNAPSHOT_DIR / rf.SNAPSHOT_INDEX, {"snapshots": entries})
+        }))
+    fmt.write_metrics(path, metric_lines)
+    fmt.write_snapshot_index(path, entries)
     return path

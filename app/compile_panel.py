@@ -27,7 +27,7 @@ def compile_summary(run, tau: float, step=None) -> dict:
     """
     s = plan_run(run, tau, step).summary(run.class_names)
     s["has_weights"] = bool(run.weight_steps())
-    meta = rf.read_json(Path(run.path) / rf.RUN_JSON, f"{rf.RUN_JSON} of run")
+    meta = run.record.to_json()  # run.json as load_run validated it
     kind = ((meta.get("topology") or {}).get("trunk") or {}).get("kind")
     shape = (meta.get("dataset") or {}).get("input_shape") or []
     identity = kind == "identity" or (kind is None and len(shape) == 1)

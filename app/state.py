@@ -20,7 +20,7 @@ import streamlit as st
 
 from analysis.errors import UserError
 from analysis.run import Run, load_run
-from analysis.runfolder import METRICS, RUN_JSON, SNAPSHOT_DIR, SNAPSHOT_INDEX, is_run_folder
+from analysis.runformat import METRICS, RUN_JSON, SNAPSHOT_DIR, SNAPSHOT_INDEX, is_run_folder
 from app import uploads
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,7 +96,7 @@ def discover_runs(root: str | os.PathLike) -> dict[str, list[Path]]:
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
     >>> for rel in ("demo", "repro/fc-s0", "repro/dropout-s0"):
-    ...     (d / rel).mkdir(parents=True); _ = (d / rel / "run.json").write_text("{}")
+    ...     (d / rel).mkdir(parents=True); (d / rel / "run.json").touch()
     >>> {g: [p.name for p in runs] for g, runs in discover_runs(d).items()}
     {'': ['demo'], 'repro': ['dropout-s0', 'fc-s0']}
     """
@@ -153,7 +153,7 @@ def default_run(root: Path) -> Path | None:
     arg = cli_run_arg()
     if arg:
         return Path(arg).expanduser()
-    if (root / "demo" / RUN_JSON).is_file():
+    if is_run_folder(root / "demo"):
         return root / "demo"
     runs = all_runs(root)
     return runs[0] if runs else None
@@ -193,7 +193,7 @@ def open_run(path: str | os.PathLike) -> tuple[Run, str, tuple]:
         p = p.parent
     if not p.exists():
         raise UserError(f"run folder not found: {p}")
-    if not (p / RUN_JSON).is_file():
+    if not is_run_folder(p):
         raise UserError(f"{p} is not a run folder (it has no {RUN_JSON})")
     key = str(p.resolve())
     stamp = run_stamp(key)

@@ -297,14 +297,9 @@ def demo_config() -> dict[str, Any]:
 
 def run_is_complete(run_dir: Path) -> bool:
     """A run whose last evaluation reached its configured epochs (no torch needed)."""
-    from analysis import runfolder as rf
+    from analysis.runformat import run_is_complete as complete
 
-    if not rf.is_run_folder(run_dir):
-        return False
-    run = rf.read_json(run_dir / rf.RUN_JSON, "run.json")
-    metrics = rf.read_jsonl(run_dir / rf.METRICS)
-    epochs = (run.get("config") or {}).get("epochs")
-    return bool(metrics) and epochs is not None and int(metrics[-1].get("epoch", 0)) >= int(epochs)
+    return complete(run_dir)
 
 
 def add_demo(sub) -> None:

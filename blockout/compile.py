@@ -364,7 +364,7 @@ class CompileInputs:
 
 def _mask_specs(meta: Mapping[str, Any], run) -> dict[str, tuple[str, float]]:
     raw = {d.get("name"): d for d in (meta.get("topology") or {}).get("layers", []) if isinstance(d, dict)}
-    config = meta.get("config") or {}
+    config = run.config  # flat, whichever shape run.json holds
     k = run.node_sets[0].clusters if run.node_sets else 1
     out = {}
     for lay in run.layers:
@@ -399,7 +399,7 @@ def load_compile_inputs(run_dir: str | Path, tau: float = 0.5, step: int | None 
     from analysis.run import load_run
 
     run = load_run(run_dir)
-    meta = rf.read_json(Path(run.path) / rf.RUN_JSON, f"{rf.RUN_JSON} of run")
+    meta = run.record.to_json()  # run.json as load_run validated it
     if not run.node_sets:
         raise UserError(f"{run.path}: method {run.config.get('method', '?')!r} has no cluster memberships "
                         f"(not a Blockout run): nothing to compile")

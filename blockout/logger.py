@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from analysis import runfolder as rf
+from analysis import runformat as fmt
 from blockout.clusters import NodeClusters
 from blockout.errors import UserError
 from blockout.head import BlockoutHead
@@ -185,25 +185,24 @@ def _fed(name: str, edges: list[tuple[str, str]]) -> bool:
 
 
 def topology(parts: BlockoutParts, trunk_kind: str = "custom") -> dict[str, Any]:
-    """The ``topology`` object of ``run.json`` for ``parts`` (the trainer's format)."""
-    node_sets = [{
-        "name": name, "size": int(ns.num_nodes), "clusters": int(ns.num_clusters),
-        "trainable": bool(getattr(ns, "trainable", any(p.requires_grad for p in ns.parameters()))),
-        "role": parts.roles[name], "membership": getattr(ns, "membership", "bernoulli"),
-        "init": getattr(ns, "init", None),
-    } for name, ns in parts.node_sets]
+    """The ``topology`` object of ``run.json`` for ``parts`` (an :class:`analysis.runformat.Topology`)."""
+    node_sets = [fmt.NodeSet(
+        name=name, size=int(ns.num_nodes), clusters=int(ns.num_clusters),
+        trainable=bool(getattr(ns, "trainable", any(p.requires_grad for p in ns.parameters()))),
+        role=parts.roles[name], membership=getattr(ns, "membership", "bernoulli"), init=getattr(ns, "init", None),
+    ) for name, ns in parts.node_sets]
     layers = []
     for name, layer, a, b, extra in parts.layers:
         blockout = isinstance(layer, BlockoutLinear)
-        layers.append({
-            "name": name, "in_set": a, "out_set": b,
-            "in_features": int(layer.in_features), "out_features": int(layer.out_features),
-            "mask": layer.mask if blockout else None, "mode": layer.mode if blockout else None,
-            "mask_scale": float(layer.scale) if blockout else None,
-            "role": "classifier" if name == parts.classifier else "hidden", **extra,
-        })
+        layers.append(fmt.Layer(
+            name=name, in_set=a, out_set=b, in_features=int(layer.in_features), out_features=int(layer.out_features),
+            mask=layer.mask if blockout else None, mode=layer.mode if blockout else None,
+            mask_scale=float(layer.scale) if blockout else None,
+            role="classifier" if name == parts.classifier else "hidden", dropout=extra.get("dropout"),
+        ))
     first = parts.layers[0][1].in_features if parts.layers else 0
-    return {"trunk": {"kind": trunk_kind, "out_features": int(first)}, "node_sets": node_sets, "layers": layers}
+    return fmt.Topology(node_sets=node_sets, layers=layers,
+                        trunk={"kind": trunk_kind, "out_features": int(first)}).to_json()
 
 
 def _json_value(key: str, value: Any) -> Any:
@@ -335,9 +334,7 @@ class RunLogger:
             self.config.setdefault("depth", len(hidden))
             if hidden and len(set(hidden)) == 1:
                 self.config.setdefault("nodes", hidden[0])
-        self.dataset = {"name": None, "class_names": names, "wnids": wn, "coarse_names": None, "coarse_labels": None,
-                        "hierarchy": None, "input_shape": None, "train_size": None, "test_size": None,
-                        **_config_json(dataset)}
+        self.dataset = {**fmt.Dataset(class_names=names, wnids=wn).to_json(), **_config_json(dataset)}
         self.topology = topology(self.parts, trunk_kind=type(model).__name__)
         self._writer: RunWriter | None = None
         self._lock: RunLock | None = None
@@ -365,11 +362,11 @@ class RunLogger:
             raise UserError(f"run folder {self.run_dir} exists and is not a folder")
         lock = RunLock(self.run_dir).acquire()
         try:
-            has_run = (self.run_dir / rf.RUN_JSON).is_file()
+            has_run = fmt.is_run_folder(self.run_dir)
             if self.resume and has_run:
                 self._reopen()
             elif self.resume and any(not _ignorable(p) for p in self.run_dir.iterdir()):
-                raise UserError(f"cannot resume {self.run_dir}: it holds no {rf.RUN_JSON}")
+                raise UserError(f"cannot resume {self.run_dir}: it holds no {fmt.RUN_JSON}")
             else:
                 if any(not _ignorable(p) for p in self.run_dir.iterdir()):
                     raise UserError(f"run folder {self.run_dir} already exists and is not empty; pass resume=True "
@@ -389,18 +386,15 @@ class RunLogger:
         return self
 
     def _reopen(self) -> None:
-        from analysis.run import read_run_meta
-
-        _, meta, _, _ = read_run_meta(self.run_dir)
-        old = meta.get("topology") or {}
+        old = fmt.read_run(self.run_dir).topology.to_json()
         for key in ("node_sets", "layers"):
             if old.get(key) != self.topology[key]:
                 raise UserError(f"cannot resume {self.run_dir}: its {key.replace('_', ' ')} differ from this model's "
-                                f"({rf.RUN_JSON} lists {[d.get('name') for d in old.get(key) or []]}, the model has "
+                                f"({fmt.RUN_JSON} lists {[d.get('name') for d in old.get(key) or []]}, the model has "
                                 f"{[d['name'] for d in self.topology[key]]})")
         self._writer = RunWriter(self.run_dir)
         self._writer.repair()
-        metrics = rf.read_jsonl(self.run_dir / rf.METRICS)
+        metrics = fmt.read_metrics(self.run_dir)
         steps = [int(r.get("step") or 0) for r in metrics] + [e["step"] for e in self._writer.entries]
         self._last_seen = max(steps, default=0)
         self._last_step = self._last_seen

@@ -31,6 +31,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from analysis import runfolder as rf
+from analysis.runformat import flat_config, is_run_folder, read_metrics, read_run
 from blockout.config import METHODS, TrainConfig
 from blockout.errors import UserError
 
@@ -184,7 +185,7 @@ def pick_wordnet_grouping(partitions: Sequence[Mapping], n_classes: int, target:
 
 def _finished(run_dir: Path, epochs: int) -> list[dict] | None:
     """The metrics of a run that trained all ``epochs``, else None."""
-    metrics = rf.read_jsonl(run_dir / rf.METRICS) if (run_dir / rf.METRICS).is_file() else []
+    metrics = read_metrics(run_dir)
     if metrics and int(metrics[-1].get("epoch", 0)) >= epochs:
         return metrics
     return None
@@ -229,7 +230,7 @@ def collect(root: Path, rows: Sequence[Row], seeds: Sequence[int], epochs: int |
                              "seconds": [], "emergence": []}
         for seed in seeds:
             run_dir = root / run_name(row.name, seed)
-            metrics = rf.read_jsonl(run_dir / rf.METRICS) if (run_dir / rf.METRICS).is_file() else []
+            metrics = read_metrics(run_dir)
             if not metrics or (epochs is not None and int(metrics[-1].get("epoch", 0)) < epochs):
                 continue
             accs = [float(m["test_acc"]) for m in metrics]
@@ -457,7 +458,7 @@ def _log(msg: str) -> None:
 
 def _find_reusable(root: Path, cfg: TrainConfig) -> Path | None:
     """A finished run with exactly ``cfg``'s options (but its folder) in a sibling ``reproduce-*`` folder."""
-    want = {k: v for k, v in cfg.to_dict().items() if k not in ("out", "device", "num_workers")}
+    want = {k: v for k, v in flat_config(cfg.to_dict()).items() if k not in ("out", "device", "num_workers")}
     parent = root.parent
     if not parent.is_dir():
         return None
@@ -465,11 +466,10 @@ def _find_reusable(root: Path, cfg: TrainConfig) -> Path | None:
         if sib.resolve() == root.resolve() or not sib.is_dir():
             continue
         for run_dir in sorted(sib.iterdir()):
-            run_json = run_dir / rf.RUN_JSON
-            if not run_json.is_file() or _finished(run_dir, cfg.epochs) is None:
+            if not is_run_folder(run_dir) or _finished(run_dir, cfg.epochs) is None:
                 continue
             try:
-                saved = rf.read_json(run_json, "run.json").get("config", {})
+                saved = read_run(run_dir).flat_config
             except Exception:  # an unreadable neighbour is simply not reused
                 continue
             saved = {k: v for k, v in saved.items() if k not in ("out", "device", "num_workers")}

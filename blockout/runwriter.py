@@ -1,14 +1,14 @@
-"""Writing a run folder (the contract lives in :mod:`analysis.runfolder`).
+"""Writing a run folder (the contract lives in :mod:`analysis.runformat`).
 
 :class:`RunWriter` owns ``run.json``, ``metrics.jsonl`` and ``snapshots/`` of one run. Every
-write goes through the atomic helpers of :mod:`analysis.runfolder`. Snapshots always hold every
+file is built from the records of :mod:`analysis.runformat` (validated as the readers validate
+them) and written through its atomic writers. Snapshots always hold every
 node set's P; weights and biases are kept only in the snapshots tagged ``best`` or ``last`` (they
 are stripped from a snapshot when it loses its last such tag), so a run folder stays small.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import platform
 import sys
 from pathlib import Path
@@ -17,6 +17,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 
 from analysis import runfolder as rf
+from analysis import runformat as fmt
 
 #: Tags that keep a snapshot's weights.
 WEIGHT_TAGS = ("best", "last")
@@ -52,41 +53,34 @@ class RunWriter:
         self.run_dir = Path(run_dir)
         self.enabled = enabled
         self._entries: list[dict] = []
-        if enabled and (self.run_dir / rf.SNAPSHOT_DIR / rf.SNAPSHOT_INDEX).is_file():
-            self._entries = [dict(e) for e in rf.iter_snapshot_entries(self.run_dir)]
+        if enabled and (self.run_dir / fmt.SNAPSHOT_DIR / fmt.SNAPSHOT_INDEX).is_file():
+            self._entries = [e.to_json() for e in fmt.read_snapshot_index(self.run_dir)]
 
     # ------------------------------------------------------------------ paths
     @property
     def snapshot_dir(self) -> Path:
-        return self.run_dir / rf.SNAPSHOT_DIR
+        return self.run_dir / fmt.SNAPSHOT_DIR
 
     @property
     def train_state_path(self) -> Path:
-        return self.run_dir / rf.TRAIN_STATE
+        return self.run_dir / fmt.TRAIN_STATE
 
     # ------------------------------------------------------------------ run.json / metrics
     def write_run_json(self, config: Mapping[str, Any], dataset: Mapping[str, Any],
                        topology: Mapping[str, Any], extra: Mapping[str, Any] | None = None) -> None:
-        """Write ``run.json`` (resolved config, dataset description, topology, versions, time)."""
+        """Write ``run.json`` (resolved config, dataset description, topology, versions, time).
+
+        Built as a :class:`analysis.runformat.RunRecord` and validated exactly as readers validate
+        it; ``extra`` adds top-level keys (``runtime``)."""
         if not self.enabled:
             return
-        obj = {
-            "format": rf.FORMAT,
-            "format_version": rf.FORMAT_VERSION,
-            "name": self.run_dir.name,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "versions": versions(),
-            "config": dict(config),
-            "dataset": dict(dataset),
-            "topology": dict(topology),
-        }
-        obj.update(extra or {})
-        rf.atomic_write_json(self.run_dir / rf.RUN_JSON, obj)
+        record = fmt.RunRecord.new(self.run_dir.name, config, dataset, topology, versions=versions(), extra=extra)
+        fmt.write_run(self.run_dir, record)
 
     def log_metrics(self, record: Mapping[str, Any]) -> None:
-        """Append one evaluation record to ``metrics.jsonl``."""
+        """Append one evaluation record to ``metrics.jsonl`` (validated as a metrics line)."""
         if self.enabled:
-            rf.append_jsonl(self.run_dir / rf.METRICS, record)
+            fmt.append_metrics(self.run_dir, record)
 
     # ------------------------------------------------------------------ snapshots
     @property
@@ -99,7 +93,7 @@ class RunWriter:
 
     def _write_index(self) -> None:
         self._entries.sort(key=lambda e: int(e["step"]))
-        rf.atomic_write_json(self.snapshot_dir / rf.SNAPSHOT_INDEX, {"snapshots": self._entries})
+        fmt.write_snapshot_index(self.run_dir, self._entries)
 
     def snapshot(self, step: int, epoch: int, probs: Mapping[str, np.ndarray],
                  weights: Mapping[str, np.ndarray] | None = None,
@@ -119,12 +113,12 @@ class RunWriter:
         if old is not None and old.get("has_weights") and not weights:
             # keep weights already saved at this step
             arrays = rf.load_npz(self.snapshot_dir / old["file"])
-        arrays.update(rf.snapshot_arrays(probs, weights, biases, multipliers))
-        fname = rf.snapshot_filename(step)
+        arrays.update(fmt.snapshot_arrays(probs, weights, biases, multipliers))
+        fname = fmt.snapshot_filename(step)
         rf.save_npz(self.snapshot_dir / fname, arrays)
-        has_weights = any(k.startswith(rf.WEIGHT_PREFIX) for k in arrays)
-        entry = {"step": int(step), "epoch": int(epoch), "file": fname, "has_weights": has_weights,
-                 "tags": sorted(set(tags) | set(old["tags"] if old else []))}
+        has_weights = any(k.startswith(fmt.WEIGHT_PREFIX) for k in arrays)
+        entry = fmt.SnapshotEntry(step=int(step), epoch=int(epoch), file=fname, has_weights=has_weights,
+                                  tags=sorted(set(tags) | set(old["tags"] if old else []))).to_json()
         if old is not None:
             self._entries.remove(old)
         self._entries.append(entry)
@@ -148,7 +142,7 @@ class RunWriter:
             path = self.snapshot_dir / e["file"]
             arrays = rf.load_npz(path)
             rf.save_npz(path, {k: v for k, v in arrays.items()
-                               if not k.startswith((rf.WEIGHT_PREFIX, rf.BIAS_PREFIX))})
+                               if not k.startswith((fmt.WEIGHT_PREFIX, fmt.BIAS_PREFIX))})
 
     def repair(self) -> None:
         """Finish what a killed write left half done: a snapshot still holding weights after the
@@ -161,12 +155,12 @@ class RunWriter:
             path = self.snapshot_dir / e["file"]
             if not e.get("has_weights") and path.is_file():
                 with rf.NpzFile(path) as npz:
-                    stale = any(k.startswith((rf.WEIGHT_PREFIX, rf.BIAS_PREFIX)) for k in npz.files)
+                    stale = any(k.startswith((fmt.WEIGHT_PREFIX, fmt.BIAS_PREFIX)) for k in npz.files)
                 if stale:
                     arrays = rf.load_npz(path)
                     rf.save_npz(path, {k: v for k, v in arrays.items()
-                                       if not k.startswith((rf.WEIGHT_PREFIX, rf.BIAS_PREFIX))})
-        if (self.snapshot_dir / rf.SNAPSHOT_INDEX).is_file():
+                                       if not k.startswith((fmt.WEIGHT_PREFIX, fmt.BIAS_PREFIX))})
+        if (self.snapshot_dir / fmt.SNAPSHOT_INDEX).is_file():
             for path in self.snapshot_dir.glob("step_*.npz"):
                 if path.name not in listed:
                     path.unlink()
@@ -175,14 +169,10 @@ class RunWriter:
         """Forget metrics and snapshots written after ``step`` (resuming from an earlier checkpoint)."""
         if not self.enabled:
             return
-        metrics_path = self.run_dir / rf.METRICS
-        records = rf.read_jsonl(metrics_path)
+        records = fmt.read_metrics(self.run_dir)
         kept = [r for r in records if int(r.get("step", 0)) <= step]
         if len(kept) != len(records):
-            import json
-
-            rf.atomic_write_text(metrics_path, "".join(
-                json.dumps(r, allow_nan=False, ensure_ascii=False) + "\n" for r in kept))
+            fmt.write_metrics(self.run_dir, kept)
         late = [e for e in self._entries if int(e["step"]) > step]
         if late:
             self._entries = [e for e in self._entries if int(e["step"]) <= step]
@@ -257,9 +247,9 @@ def clear_unfinished_run(run_dir: str | Path) -> None:
     import shutil
 
     run_dir = Path(run_dir)
-    for name in (rf.RUN_JSON, rf.METRICS):
+    for name in (fmt.RUN_JSON, fmt.METRICS):
         (run_dir / name).unlink(missing_ok=True)
-    snaps = run_dir / rf.SNAPSHOT_DIR
+    snaps = run_dir / fmt.SNAPSHOT_DIR
     if snaps.is_symlink():
         snaps.unlink()
     elif snaps.is_dir():
