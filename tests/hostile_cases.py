@@ -89,11 +89,11 @@ def _run(base: Path) -> Path:
 
 
 def _meta(run: Path) -> dict:
-    return json.loads((run / "run.json").read_text())
+    return json.loads((run / "run.json").read_text())  # raw run.json: hostile on purpose
 
 
 def _put_meta(run: Path, meta) -> None:
-    (run / "run.json").write_text(meta if isinstance(meta, str) else json.dumps(meta))
+    (run / "run.json").write_text(meta if isinstance(meta, str) else json.dumps(meta))  # raw run.json: hostile on purpose
 
 
 def _topo_edit(fn: Callable[[dict], None]) -> Callable[[Path], Case]:
@@ -493,7 +493,7 @@ C = {}
 def _runjson_text(text: str | bytes) -> Callable[[Path], Case]:
     def build(base: Path) -> Case:
         run = _run(base)
-        (run / "run.json").write_bytes(text if isinstance(text, bytes) else text.encode())
+        (run / "run.json").write_bytes(text if isinstance(text, bytes) else text.encode())  # raw run.json: hostile on purpose
         return Case("run", run, mention="run.json")
     return build
 
@@ -514,8 +514,9 @@ for _id, _text in {
 
 def _dup_key(base: Path) -> Case:
     run = _run(base)
-    text = (run / "run.json").read_text()
-    (run / "run.json").write_text(text.replace('"topology":', '"topology": {"node_sets": [], "layers": []}, "topology":', 1))
+    text = (run / "run.json").read_text()  # raw run.json: hostile on purpose
+    dup = text.replace('"topology":', '"topology": {"node_sets": [], "layers": []}, "topology":', 1)
+    (run / "run.json").write_text(dup)  # raw run.json: hostile on purpose
     return Case("run", run, mention="run.json")
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import subprocess
 import sys
 
@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from analysis import runfolder as rf
+from analysis import runformat as fmt
 from analysis.blocks import block_average, block_order, expected_mask, heatmap_data, mass_inside
 from analysis.errors import RunFormatError, UserError
 from analysis.graphs import (build_branch_tree, build_layer_graph, branch_tree, cluster_partition, layer_graph,
@@ -70,10 +71,10 @@ class TestLoadRun:
             load_run(tmp_path)
 
     def test_foreign_and_broken_run_json(self, tmp_path):
-        (tmp_path / "run.json").write_text('{"format": "something-else"}')
+        (tmp_path / "run.json").write_text('{"format": "something-else"}')  # raw run.json: hostile on purpose
         with pytest.raises(RunFormatError, match="not a Blockout run"):
             load_run(tmp_path)
-        (tmp_path / "run.json").write_text('{"format": "blockout-run", "format_ver')
+        (tmp_path / "run.json").write_text('{"format": "blockout-run", "format_ver')  # raw run.json: hostile on purpose
         with pytest.raises(RunFormatError, match="run.json"):
             load_run(tmp_path)
         assert issubclass(RunFormatError, UserError)
@@ -105,9 +106,9 @@ class TestLoadRun:
         import shutil
         dst = tmp_path / "copy"
         shutil.copytree(synth, dst)
-        meta = json.loads((dst / "run.json").read_text())
-        meta["topology"]["node_sets"][1]["clusters"] = 5
-        (dst / "run.json").write_text(json.dumps(meta))
+        rec = fmt.read_run(dst)  # a valid run.json whose topology disagrees with the snapshots
+        rec.topology.node_sets[1] = dataclasses.replace(rec.topology.node_sets[1], clusters=5)
+        fmt.write_run(dst, rec)
         with pytest.raises(RunFormatError, match="expected"):
             load_run(dst).probs()
 

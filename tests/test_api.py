@@ -1,6 +1,5 @@
 """The public API: BlockoutHead, RunLogger (run folders from any module), the Lightning callback."""
 
-import json
 import sys
 
 import numpy as np
@@ -10,6 +9,7 @@ from torch import nn
 
 import blockout
 from analysis import runfolder as rf
+from analysis import runformat as fmt
 from analysis.run import load_run
 from analysis.summary import summarize_run
 from blockout import BlockoutHead, BlockoutLinear, NodeClusters, RunLogger
@@ -140,7 +140,7 @@ class TestRunLogger:
         rec = run.metrics[0]
         assert rec["train_loss"] == pytest.approx(0.9) and rec["test_acc"] == 0.5 and rec["test_loss"] is None
         assert set(rec["probs"]) == {"trunk", "h1", "h2", "classes"} and rec["seconds"] >= 0
-        meta = json.loads((tmp_path / "run" / "run.json").read_text())
+        meta = fmt.read_run(tmp_path / "run").to_json()
         assert meta["config"]["method"] == "hard-learned" and meta["config"]["lr"] == 0.01
         assert meta["config"]["note"].startswith("<object")  # non-JSON values kept as text
         assert meta["topology"]["trunk"]["kind"] == "Backbone"
@@ -157,7 +157,7 @@ class TestRunLogger:
         run = load_run(tmp_path / "r")
         assert run.node_sets == [] and run.steps == [2] and run.class_names == ["class 0", "class 1", "class 2"]
         assert [(lay.name, lay.role) for lay in run.layers] == [("fc1", "hidden"), ("classifier", "classifier")]
-        assert json.loads((tmp_path / "r" / "run.json").read_text())["topology"]["layers"][1]["dropout"] == 0.5
+        assert fmt.read_run(tmp_path / "r").topology.layers[1].dropout == 0.5
 
     def test_loose_layers_in_any_module(self):
         """BlockoutLinear layers outside a head: node sets named by their name or module path."""
@@ -256,7 +256,7 @@ class TestRunLogger:
         assert [n for n, _ in parts.node_sets] == net.set_names
         with RunLogger(tmp_path / "r", net) as log:
             log.snapshot(1, tag=["best", "last"])
-        meta = json.loads((tmp_path / "r" / "run.json").read_text())
+        meta = fmt.read_run(tmp_path / "r").to_json()
         mine = net.topology()
         assert meta["topology"]["node_sets"] == mine["node_sets"] and meta["topology"]["layers"] == mine["layers"]
 

@@ -107,6 +107,6 @@ class TestExtract:
     def test_two_runs_refused(self, tmp_path):
         for n in ("a", "b"):
             (tmp_path / n).mkdir()
-            (tmp_path / n / "run.json").write_text("{}")
+            (tmp_path / n / "run.json").write_text("{}")  # raw run.json: only its presence matters
         with pytest.raises(UserError, match="several run folders"):
             find_run_root(tmp_path)

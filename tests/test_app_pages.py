@@ -10,6 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from analysis import runfolder as rf
+from analysis import runformat as fmt
 from analysis.synthetic import make_synthetic_run
 
 HOME = str(Path(__file__).resolve().parents[1] / "app" / "Home.py")
@@ -22,24 +23,19 @@ def make_plain_run(path: Path, classes=8, hidden=16, trunk=12, seed=0) -> Path:
     """A non-Blockout run (an `fc` network): no node sets, weights only."""
     rng = np.random.default_rng(seed)
     names = CIFAR["fine_label_names"][:classes]
-    layers = [{"name": "fc1", "in_set": None, "out_set": None, "in_features": trunk, "out_features": hidden,
-               "role": "hidden"},
-              {"name": "fc2", "in_set": None, "out_set": None, "in_features": hidden, "out_features": classes,
-               "role": "classifier"}]
-    rf.atomic_write_json(path / rf.RUN_JSON, {
-        "format": rf.FORMAT, "format_version": rf.FORMAT_VERSION, "name": path.name, "created": "now",
-        "versions": {}, "config": {"method": "fc"},
-        "dataset": {"class_names": names, "wnids": None, "coarse_names": None, "coarse_labels": None},
-        "topology": {"node_sets": [], "layers": layers}})
-    entries = []
+    layers = [fmt.Layer("fc1", None, None, trunk, hidden, role="hidden"),
+              fmt.Layer("fc2", None, None, hidden, classes, role="classifier")]
+    fmt.write_run(path, fmt.RunRecord.new(path.name, {"method": "fc"}, fmt.Dataset(class_names=names),
+                                          fmt.Topology(layers=layers), versions={}))
+    entries, metrics = [], []
     for i, step in enumerate((10, 20)):
         w = {"fc1": rng.standard_normal((hidden, trunk)), "fc2": rng.standard_normal((classes, hidden))}
-        rf.save_npz(path / "snapshots" / rf.snapshot_filename(step), rf.snapshot_arrays({}, w))
-        entries.append({"step": step, "epoch": i + 1, "file": rf.snapshot_filename(step), "has_weights": True,
-                        "tags": ["last"] if i else []})
-        rf.append_jsonl(path / rf.METRICS, {"step": step, "epoch": i + 1, "train_acc": 0.3 + i / 10,
-                                            "test_acc": 0.25 + i / 10, "train_loss": 2.0, "test_loss": 2.1})
-    rf.atomic_write_json(path / "snapshots" / "index.json", {"snapshots": entries})
+        rf.save_npz(path / fmt.SNAPSHOT_DIR / fmt.snapshot_filename(step), fmt.snapshot_arrays({}, w))
+        entries.append(fmt.SnapshotEntry(step=step, epoch=i + 1, has_weights=True, tags=["last"] if i else []))
+        metrics.append(fmt.MetricsRecord(step=step, epoch=i + 1, train_acc=0.3 + i / 10, test_acc=0.25 + i / 10,
+                                         train_loss=2.0, test_loss=2.1))
+    fmt.write_metrics(path, metrics)
+    fmt.write_snapshot_index(path, entries)
     return path
 
 
@@ -241,7 +237,7 @@ class TestCli:
     def test_dashboard_hostile_run_is_refused_before_the_server_starts(self, tmp_path, capsys):
         from blockout.cli import main
 
-        (tmp_path / "run.json").write_text('{"format": "something else"}')
+        (tmp_path / "run.json").write_text('{"format": "something else"}')  # raw run.json: hostile on purpose
         assert main(["dashboard", str(tmp_path)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "is not a Blockout run" in err[0]

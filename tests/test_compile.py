@@ -1,5 +1,6 @@
 """Compiling a thresholded hierarchy into a branched network: plan, exactness, saving, the command."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 import torch
 
 from analysis import runfolder as rf
+from analysis import runformat as fmt
 from analysis.compile_plan import group_order, live_connections, plan_blocks
 from analysis.synthetic import make_synthetic_run
 from analysis.threshold import signature_codes
@@ -289,12 +291,11 @@ class TestCommand:
 
     def test_plain_run_has_nothing_to_compile(self, tmp_path, capsys):
         run = make_synthetic_run(tmp_path / "r", trunk=8, hidden=(8,), classes=4, clusters=2, groups=1, n_snapshots=1)
-        meta = json.loads((run / "run.json").read_text())
-        meta["topology"]["node_sets"] = []
-        for lay in meta["topology"]["layers"]:
-            lay.update(in_set=None, out_set=None, mask=None)
-        meta["config"]["method"] = "fc"
-        (run / "run.json").write_text(json.dumps(meta))
+        rec = fmt.read_run(run)
+        rec.topology = fmt.Topology(layers=[dataclasses.replace(lay, in_set=None, out_set=None, mask=None)
+                                            for lay in rec.topology.layers])
+        rec.config["method"] = "fc"
+        fmt.write_run(run, rec)
         assert main(["compile", str(run), "-o", str(tmp_path / "o")]) == 2
         assert "nothing to compile" in capsys.readouterr().err
 

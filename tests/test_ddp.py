@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from analysis import runfolder as rf
+from analysis import runformat as fmt
 
 ROOT = Path(__file__).resolve().parents[1]
 HIERARCHY = {"a": ["lion", "tiger", "wolf"], "b": ["saw", "knife", "axe"]}
@@ -31,7 +32,7 @@ class TestTorchrunGloo:
                "--batch-size", "6", "--epochs", "2", "--device", "cpu", "--out", str(out)]
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-3000:]
-        meta = rf.read_json(out / rf.RUN_JSON)
+        meta = fmt.read_run(out).to_json()
         assert meta["runtime"]["world_size"] == 2 and meta["runtime"]["steps_per_epoch"] == 3
         recs = rf.read_jsonl(out / rf.METRICS)
         assert [(r["epoch"], r["step"]) for r in recs] == [(1, 3), (2, 6)]  # written once (rank 0)

@@ -5,7 +5,6 @@ only by the one test that checks the real files (skipped when it is not installe
 """
 
 import gzip
-import json
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +12,7 @@ import pytest
 import torch
 
 from analysis import runfolder as rf
+from analysis import runformat as fmt
 from blockout.checkpoint import load_train_state
 from blockout.config import TrainConfig
 from blockout.data import load_dataset
@@ -233,8 +233,7 @@ class TestTrainOnIdx:
         sa = load_train_state(ref / rf.TRAIN_STATE)["model"]
         sb = load_train_state(part / rf.TRAIN_STATE)["model"]
         assert all(torch.equal(sa[k], sb[k]) for k in sa)
-        run = json.loads((ref / rf.RUN_JSON).read_text())
-        assert run["runtime"]["augment"] == "crop-flip"
+        assert fmt.read_run(ref).runtime["augment"] == "crop-flip"
         # and augmentation changes training (otherwise the test above proves nothing about it)
         plain = tmp_path / "plain"
         train(tiny_idx_config(tmp_path / "data", plain, augment="none"))

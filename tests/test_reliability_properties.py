@@ -167,13 +167,13 @@ def _reject_or_load(path: Path) -> None:
 @settings(**SETTINGS)
 @given(st.data())
 def test_malformed_run_json(base_run, data):
-    meta = json.loads((base_run / "run.json").read_text())
+    meta = json.loads((base_run / "run.json").read_text())  # raw run.json: hostile on purpose
     where = data.draw(st.sampled_from(list(_paths(meta))))
     value = data.draw(json_values)
     with tempfile.TemporaryDirectory() as d:
         run = Path(d) / "run"
         shutil.copytree(base_run, run)
-        (run / "run.json").write_text(json.dumps(_splice(meta, where, value)))
+        (run / "run.json").write_text(json.dumps(_splice(meta, where, value)))  # raw run.json: hostile on purpose
         _reject_or_load(run)
 
 

@@ -15,21 +15,21 @@ from analysis.errors import RunFormatError
 class TestAtomicWrites:
     def test_written_file_has_plain_open_mode(self, tmp_path):
         # regression: mkstemp's 0600 leaked into run folders, so a shared or served run was unreadable
-        path = tmp_path / "run.json"
+        path = tmp_path / "doc.json"
         rf.atomic_write_json(path, {"a": 1})
         mask = os.umask(0o022)
         os.umask(mask)
         assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
 
     def test_failed_write_keeps_old_file_and_leaves_no_temp(self, tmp_path):
-        path = tmp_path / "run.json"
+        path = tmp_path / "doc.json"
         rf.atomic_write_json(path, {"ok": True})
         with pytest.raises(ValueError):
             rf.atomic_write_json(path, {"bad": float("nan")})  # NaN is not JSON: refused before writing
         with pytest.raises(TypeError):
             rf.save_npz(tmp_path / "x.npz", {"obj": np.array([object()], dtype=object)})
         assert rf.read_json(path) == {"ok": True}
-        assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["doc.json"]
 
     def test_append_jsonl_round_trip(self, tmp_path):
         path = tmp_path / "metrics.jsonl"

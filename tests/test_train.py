@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from analysis import runfolder as rf
+from analysis import runformat as fmt
 from blockout.checkpoint import load_train_state
 from blockout.config import TrainConfig
 from blockout.errors import UserError
@@ -93,7 +94,7 @@ class TestRunFolder:
     def test_files_and_run_json(self, run):
         out, result = run
         assert result.status == "finished" and result.epochs_done == 2 and result.step == 10
-        meta = rf.read_json(out / rf.RUN_JSON)
+        meta = fmt.read_run(out).to_json()
         assert meta["format"] == rf.FORMAT and meta["config"]["method"] == "hard-learned"
         assert meta["config"]["snapshot_every"] == 2
         assert len(meta["dataset"]["class_names"]) == 10

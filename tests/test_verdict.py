@@ -1,6 +1,7 @@
 """The run verdict (analysis.verdict) on runs whose answer is known, and the outcome classification
 it relies on (analysis.dynamics), including the issue-8 regression on the bundled demo run."""
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 from analysis import runfolder as rf
+from analysis import runformat as fmt
 from analysis.compare import compare_run
 from analysis.dynamics import classify_outcome, is_categorical
 from analysis.run import load_run
@@ -20,9 +22,8 @@ DEMO = ROOT / "checkpoints" / "demo"
 
 def rewrite_probs(path: Path, fn) -> None:
     """Replace every snapshot's P of the learned node sets by ``fn(name, P, t)`` (t = snapshot index)."""
-    index = json.loads((path / rf.SNAPSHOT_DIR / rf.SNAPSHOT_INDEX).read_text())
-    for t, entry in enumerate(index["snapshots"]):
-        file = path / rf.SNAPSHOT_DIR / entry["file"]
+    for t, entry in enumerate(fmt.read_snapshot_index(path)):
+        file = path / fmt.SNAPSHOT_DIR / entry.file
         arrays = rf.load_npz(file)
         for key in list(arrays):
             if key.startswith(rf.PROBS_PREFIX) and key != rf.PROBS_PREFIX + "trunk":
@@ -140,11 +141,10 @@ class TestBranches:
 
         path = tmp_path / "fixed"
         shutil.copytree(planted, path)
-        meta = json.loads((path / rf.RUN_JSON).read_text())
-        for ns in meta["topology"]["node_sets"]:
-            ns["trainable"] = False
-        meta["config"]["method"] = "hard-fixed"
-        rf.atomic_write_json(path / rf.RUN_JSON, meta)
+        rec = fmt.read_run(path)
+        rec.topology.node_sets = [dataclasses.replace(ns, trainable=False) for ns in rec.topology.node_sets]
+        rec.config["method"] = "hard-fixed"
+        fmt.write_run(path, rec)
         v = run_verdict(load_run(path))
         assert v.branches == [] and v.branches_formed is None
         assert v.sentences[0] == (QUESTIONS[0] + " Not learned: every membership is fixed by the method "
