@@ -478,10 +478,6 @@ def iter_snapshot_entries(run_dir: str | os.PathLike) -> list[dict]:
     return [e.to_json() for e in read_snapshot_index(run_dir)]
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 # ---------------------------------------------------------------------------------------------
 # names and leftovers
 
