@@ -48,8 +48,8 @@ __all__ = [
     "NodeSet", "Layer", "Topology", "Dataset", "RunRecord", "MetricsRecord", "SnapshotEntry",
     "flat_config", "snapshot_filename", "snapshot_step", "snapshot_arrays", "split_snapshot", "snapshot_shapes",
     "locate_run", "read_run", "write_run", "read_metrics", "append_metrics", "write_metrics",
-    "read_snapshot_index", "write_snapshot_index", "is_run_folder", "find_runs", "run_is_complete",
-    "markdown_tables",
+    "read_snapshot_index", "write_snapshot_index", "check_metrics_line", "is_run_folder", "find_runs",
+    "run_is_complete", "documented_fields", "markdown_tables", "readme_with_tables",
 ]
 
 # ---------------------------------------------------------------------------------------------
