@@ -392,14 +392,15 @@ class Dataset:
 CONFIG_SECTIONS = ("data", "model", "optim", "run", "recipe")
 
 
-def flat_config(config_json: Any) -> dict[str, Any]:
+def flat_config(config_json: Any, where: Any = RUN_JSON) -> dict[str, Any]:
     """The run's config as one flat ``{option: value}`` dict, whichever shape ``run.json`` holds.
 
     Runs written so far store a flat dict (``{"method": ..., "epochs": ...}``); a config nested
     by concern (``{"data": {...}, "model": {...}, "optim": {...}, "run": {...}, "recipe":
     {...}}``) is flattened one level, sections in that order. Keys outside the sections are kept.
     An option given twice with different values is an error (the run's config would be
-    ambiguous). Every reader of config values goes through this function.
+    ambiguous; :meth:`RunRecord.from_json` checks this, so a writer cannot store such a config).
+    Every reader of config values goes through this function.
 
     >>> flat_config({"method": "fc", "epochs": 3})
     {'method': 'fc', 'epochs': 3}
@@ -411,7 +412,7 @@ def flat_config(config_json: Any) -> dict[str, Any]:
     if config_json is None:
         return {}
     if not isinstance(config_json, Mapping):
-        raise RunFormatError(f"{RUN_JSON}: 'config' should be an object, got {type(config_json).__name__}")
+        raise RunFormatError(f"{where}: 'config' should be an object, got {type(config_json).__name__}")
     sections = [s for s in CONFIG_SECTIONS if isinstance(config_json.get(s), Mapping)]
     if not sections:
         return dict(config_json)
@@ -419,7 +420,7 @@ def flat_config(config_json: Any) -> dict[str, Any]:
     for s in sections:
         for key, value in config_json[s].items():
             if key in out and out[key] != value:
-                raise RunFormatError(f"{RUN_JSON}: config option {key!r} is given twice with different values "
+                raise RunFormatError(f"{where}: config option {key!r} is given twice with different values "
                                      f"({out[key]!r:.40} and {value!r:.40} in {s!r})")
             out[key] = value
     return out
@@ -468,6 +469,7 @@ class RunRecord:
         config = meta.get("config")
         if config is not None and not isinstance(config, dict):
             raise RunFormatError(f"{where}: 'config' should be an object, got {type(config).__name__}")
+        flat_config(config, where)  # nested by concern: every option once
         if meta.get("dataset") is not None and not isinstance(meta["dataset"], dict):
             raise RunFormatError(f"{where}: 'dataset' should be an object, got {type(meta['dataset']).__name__}")
         name = meta.get("name")

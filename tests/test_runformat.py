@@ -125,6 +125,8 @@ BAD_RUN_JSON = [
     ("newer version", lambda m: m.update(format_version=99), "format_version 99"),
     ("config not an object", lambda m: m.update(config=[1]), "'config' should be an object"),
     ("runtime not an object", lambda m: m.update(runtime="gpu"), "'runtime' should be an object"),
+    ("option given twice", lambda m: m.update(config={"optim": {"lr": 0.1}, "recipe": {"lr": 0.2}}),
+     "config option 'lr' is given twice"),
     ("size as text", lambda m: m["topology"]["node_sets"][0].update(size="8"), "field 'size' should be int"),
     ("huge node set", lambda m: m["topology"]["node_sets"][0].update(size=10**12), "size = 1000000000000"),
     ("unknown node set", lambda m: m["topology"]["layers"][0].update(in_set="nope"), "unknown node set 'nope'"),
