@@ -82,14 +82,16 @@ def add_reproduce(sub) -> None:
                    help="label permutations of each ARI's p-value (default: 999)")
     p.add_argument("--out", default=None, metavar="DIR", help="folder for the runs and the table "
                                                               "(default: checkpoints/reproduce-<dataset>-<preset>)")
-    from blockout.cli import add_config_flags  # the training flags, shared with `blockout train`
+    # the training flags are `blockout train`'s; imported when the parser is built (blockout.cli
+    # imports this module, so a module-level import would be circular)
+    from blockout.cli import add_config_flags
 
     add_config_flags(p, skip=("method", "seed", "out"))
     p.set_defaults(handler=cmd_reproduce)
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from blockout.cli import _explicit
+    from blockout.cli import _explicit  # the flags given explicitly, as `blockout train` reads them
     from blockout.reproduce import preset_rows, reproduce, to_markdown
 
     options = _explicit(args)
