@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 
 from analysis.runfolder import atomic_write_json  # noqa: E402
-from blockout.cli import demo_config  # noqa: E402
+from blockout.cmd_demo import demo_config  # noqa: E402
 from blockout.config import TrainConfig  # noqa: E402
 from blockout.train import train  # noqa: E402
 

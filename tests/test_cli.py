@@ -194,18 +194,18 @@ class TestSummaryMath:
 
 class TestDemo:
     def test_packaged_recipe_is_valid(self):
-        from blockout.cli import demo_config
+        from blockout.cmd_demo import demo_config
         from blockout.config import TrainConfig
 
         cfg = TrainConfig.from_dict(demo_config())
         assert cfg.dataset == "synthetic" and cfg.method == "hard-cocluster" and cfg.nodes == 160 and cfg.depth == 1
 
     def test_trains_once_then_reuses(self, hierarchy_file, tmp_path, capsys, monkeypatch):
-        import blockout.cli as bcli
+        import blockout.cmd_demo as bdemo
 
         recipe = {"hierarchy": hierarchy_file, "samples_per_class": 4, "test_samples_per_class": 2, "image_size": 8,
                   "nodes": 16, "clusters": 3, "batch_size": 8, "epochs": 1, "device": "cpu"}
-        monkeypatch.setattr(bcli, "demo_config", lambda: dict(recipe))
+        monkeypatch.setattr(bdemo, "demo_config", lambda: dict(recipe))
         out = tmp_path / "demo"
         assert main(["demo", "--out", str(out)]) == 0
         captured = capsys.readouterr()

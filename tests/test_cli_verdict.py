@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from analysis.summary import summarize_run
+from analysis.summary_report import format_summary
 from analysis.synthetic import make_synthetic_run
 from analysis.verdict import QUESTIONS
-from blockout.cli import format_summary, main
+from blockout.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "checkpoints" / "demo"

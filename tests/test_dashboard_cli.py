@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from blockout.cli import server_answers
+from blockout.cmd_dashboard import server_answers
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "checkpoints" / "demo"
@@ -45,7 +45,8 @@ http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
 FAKE_CLI = r"""
 import os, sys
 import blockout.cli as cli
-cli.dashboard_command = lambda port, address, run: [sys.executable, "-c", sys.argv[1], str(port), str(os.getpid())]
+import blockout.cmd_dashboard as cmd
+cmd.dashboard_command = lambda port, address, run: [sys.executable, "-c", sys.argv[1], str(port), str(os.getpid())]
 sys.exit(cli.main(sys.argv[2:]))
 """
 
