@@ -11,6 +11,9 @@ What a run guarantees:
 * **NaN/inf loss** stops the run with :class:`TrainingDiverged` and keeps the last good checkpoint.
 * **Run folder** written by rank 0 only (:class:`blockout.runwriter.RunWriter`); metrics are
   all-reduced so every rank agrees.
+* **Recipes.** The loop (:meth:`_Session.run`) is the same for every method; our emergence options
+  are plug-ins (:mod:`blockout.recipes`) whose hooks it calls at fixed points, and it knows none of
+  them by name. The paper's six methods train with no recipe.
 """
 
 from __future__ import annotations
@@ -466,7 +469,7 @@ class _Session:
                     batches = epoch_batches(self.sampler, epoch, cfg.optim.batch_size)
                     bar = _progress_bar(self.info, len(batches), prog.batch_in_epoch, epoch, cfg.optim.epochs)
                     for x, y in _iterate(self.train_ds, batches[prog.batch_in_epoch:], cfg.run.num_workers,
-                                         self.info.device, cfg.seed + epoch):
+                                         self.info.device, cfg.run.seed + epoch):
                         self.in_step = True
                         x = self._augment(x, epoch)
                         set_lr(opt, lr_factor(prog.step, self.total_steps, cfg.optim.lr_schedule,
@@ -508,7 +511,7 @@ class _Session:
         if not (self.aug_pad or self.aug_flip):
             return x
         # a pure function of (seed, rank, epoch, batch): resumes exactly
-        gen = batch_generator(self.config.seed * 1_000_003 + self.info.rank, epoch, self.prog.batch_in_epoch)
+        gen = batch_generator(self.config.run.seed * 1_000_003 + self.info.rank, epoch, self.prog.batch_in_epoch)
         return augment_batch(x, gen, pad=self.aug_pad, flip=self.aug_flip, fill=self.aug_fill)
 
     def _check_step(self, total_loss: torch.Tensor, loss: torch.Tensor, epoch: int, stop: "_StopFlag") -> bool:

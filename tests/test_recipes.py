@@ -399,3 +399,15 @@ class TestNestedConfig:
         path.write_text(json.dumps({"model": {"method": "dropout"}, "optim": {"epochs": 3, "lr": 0.1}}))
         config = TrainConfig.from_json_file(path, {"epochs": 5})
         assert (config.method, config.epochs, config.lr) == ("dropout", 5, 0.1)
+
+    def test_train_command_reads_a_nested_config_file_and_its_flags_win(self, tmp_path):
+        from blockout.cli import build_parser
+        from blockout.cmd_train import config_from_args
+
+        path = tmp_path / "c.json"
+        path.write_text(json.dumps({"model": {"method": "hard-learned", "clusters": 4},
+                                    "optim": {"epochs": 3}, "recipe": {"soft_epochs": 1}}))
+        args = build_parser().parse_args(["train", "--config", str(path), "--epochs", "5", "--soft-epochs", "2"])
+        config = config_from_args(args)
+        assert (config.clusters, config.epochs, config.soft_epochs) == (4, 5, 2)
+        assert kinds(build_recipes(config)) == [SoftWarmPhase]

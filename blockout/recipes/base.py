@@ -29,7 +29,7 @@ Everything a hook may need is in the :class:`TrainContext`; a hook that is a pur
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
@@ -80,8 +80,6 @@ class TrainContext:
     epoch: int = 0
     epochs_done: int = 0
     log: Callable[[str], None] = print
-    #: scratch space a recipe may use between hooks of the same step (cleared by nobody)
-    scratch: dict = field(default_factory=dict)
 
     @property
     def progress(self) -> float:
