@@ -25,8 +25,11 @@ import torch
 from torch import nn
 
 import blockout as _bo  # the layer API (NodeClusters, BlockoutLinear, shared_sampling)
-from blockout.config import ALL_METHODS, BLOCKOUT_METHODS, RecipeConfig
+from blockout.config import ALL_METHODS, BLOCKOUT_METHODS, ModelConfig, RecipeConfig
 from blockout.errors import UserError
+
+#: the defaults of :class:`BlockoutNet`'s keywords (one place: :class:`blockout.config.ModelConfig`)
+_MODEL = ModelConfig()
 
 #: Membership options of :class:`BlockoutNet` (the emergence options of issue 5; ours) and the
 #: paper's defaults (every set Bernoulli, random start P ~ U(0.5, 0.9)), taken from
@@ -233,9 +236,10 @@ class BlockoutNet(nn.Module):
         ``temperature``, ``theta_init_low``, ``theta_init_high``.
     """
 
-    def __init__(self, method: str, input_shape: Sequence[int], num_classes: int, *, nodes: int = 512,
-                 depth: int = 2, clusters: int = 6, trunk: str = "auto", mask: str = "count",
-                 mask_scale: float | None = None, trunk_clusters: str = "all", dropout: float = 0.5,
+    def __init__(self, method: str, input_shape: Sequence[int], num_classes: int, *, nodes: int = _MODEL.nodes,
+                 depth: int = _MODEL.depth, clusters: int = _MODEL.clusters, trunk: str = _MODEL.trunk,
+                 mask: str = _MODEL.mask, mask_scale: float | None = _MODEL.mask_scale,
+                 trunk_clusters: str = _MODEL.trunk_clusters, dropout: float = _MODEL.dropout,
                  memberships: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         unknown = sorted(set(memberships or {}) - set(MEMBERSHIP_DEFAULTS))
