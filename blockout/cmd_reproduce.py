@@ -84,14 +84,14 @@ def add_reproduce(sub) -> None:
                                                               "(default: checkpoints/reproduce-<dataset>-<preset>)")
     # the training flags are `blockout train`'s; imported when the parser is built (blockout.cli
     # imports this module, so a module-level import would be circular)
-    from blockout.cli import add_config_flags
+    from blockout.cmd_train import add_config_flags
 
     add_config_flags(p, skip=("method", "seed", "out"))
     p.set_defaults(handler=cmd_reproduce)
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
-    from blockout.cli import _explicit  # the flags given explicitly, as `blockout train` reads them
+    from blockout.cmd_train import explicit_options as _explicit  # the flags given explicitly, as `blockout train` reads them
     from blockout.reproduce import preset_rows, reproduce, to_markdown
 
     options = _explicit(args)

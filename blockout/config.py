@@ -1,10 +1,27 @@
-"""Every training option in one validated dataclass (nanoGPT's ``GPTConfig`` style).
+"""Every training option, nested by concern, each default in one place.
 
-:class:`TrainConfig` is the single source of truth for ``blockout train``: the command line
-generates one flag per field (``--samples-per-class`` for ``samples_per_class``), ``--config FILE``
-supplies any field from JSON, and the resolved config is stored in ``run.json``.
-To add an option, add a field here with a ``help`` in its metadata (and ``choices`` when it is
-an enumeration) and, if needed, a check in :meth:`TrainConfig.validate`; the flag follows.
+:class:`TrainConfig` is the single source of truth for ``blockout train``. It holds five sections,
+one dataclass each, where every option has its default, its ``--help`` text and (for an
+enumeration) its choices:
+
+``data``    :class:`DataConfig`    what to train on
+``model``   :class:`ModelConfig`   the paper's network and method
+``optim``   :class:`OptimConfig`   optimiser, schedule and epochs
+``run``     :class:`RunConfig`     seeds, device, output folder
+``recipe``  :class:`RecipeConfig`  our emergence options (not the paper's; the recipes of
+                                   :mod:`blockout.recipes` read them)
+
+Option names are unique across the sections, so every option also has one flat name: the command
+line generates one flag per option (``--samples-per-class`` for ``data.samples_per_class``),
+``config.samples_per_class`` reads it, and ``run.json`` and ``train_state.pt`` store the flat dict
+(:meth:`TrainConfig.to_dict`; :meth:`TrainConfig.to_nested` gives the nested one). Both forms load
+(:meth:`TrainConfig.from_dict`, :func:`flat_config`). To add an option, add a field to its section
+with a ``help`` in its metadata (and ``choices`` when it is an enumeration) and, if needed, a check
+in :meth:`TrainConfig.validate`; the flag follows.
+
+Presets are constructors: :meth:`TrainConfig.demo`, :meth:`TrainConfig.hard_budgeted`,
+:meth:`TrainConfig.hard_cocluster`; the recipe presets' values that depend on other options are
+typed (:class:`EpochShare`, :class:`PerCluster`).
 """
 
 from __future__ import annotations
@@ -29,60 +46,6 @@ ALL_METHODS = METHODS + RECIPES
 #: Methods whose FC layers are Blockout layers.
 BLOCKOUT_METHODS = ("soft-learned", "hard-fixed", "hard-learned") + RECIPES
 
-#: Option values of each recipe (docs/emergence.md explains them; explicit options win). Two values
-#: depend on other options: ``"1/k"`` becomes ``1 / clusters``; ``"half"``, ``"third"`` and ``"2/3"``
-#: that share of the epochs.
-METHOD_PRESETS: dict[str, dict[str, Any]] = {
-    # the prototype study's recipe (docs/method.md), reproduced in the real trainer: union mask, every hidden node in
-    # exactly one cluster (hard Gumbel, noisy-tower start, usage balancing), Bernoulli classes under
-    # a per-class budget rho = 1/k, then memberships frozen (dead classes rescued) and weights fine-tuned
-    "hard-budgeted": {
-        "mask": "union", "mask_scale": 1.0, "hidden_membership": "categorical", "membership_m": 1,
-        "membership_init_scale": 3.0, "membership_init_noise": 3.0, "usage_weight": 1.0,
-        "class_membership": "bernoulli", "budget_rho": "1/k", "budget_layers": "classifier", "budget_scope": "row",
-        "budget_step": 0.05, "budget_max_step": 0.01, "freeze_after": "half", "rescue_dead": "on",
-        "theta_lr_mult": 10.0, "fanin_init": "on",
-    },
-    # the co-clustered warm start: a plain FC net for the first third of the epochs, then every
-    # membership set in one step from a balanced spectral co-clustering of the weights
-    # (blockout/cocluster.py; sharp: logits 8 * onehot, class P 0.95 / 0.01, no rescale, which measured
-    # better than 3-5 / 0.9 / 0.1 / row-norm rescale), then Blockout training of theta (hard sampling,
-    # one cluster per hidden node) to the end. Round 4 (docs/emergence.md): off-branch class P 0.15,
-    # not 0.01, and no freeze, so off-branch connections survive at a reduced rate: +23 points of
-    # accuracy at the same membership ARI (round 3: class P 0.01, frozen at two thirds)
-    "hard-cocluster": {
-        "mask": "union", "mask_scale": 1.0, "hidden_membership": "categorical", "membership_m": 1,
-        "membership_init_scale": 0.0, "membership_init_noise": 0.0, "usage_weight": 1.0,
-        "class_membership": "bernoulli", "cocluster_at": "third", "freeze_after": None, "rescue_dead": "on",
-        "cocluster_method": "signed", "cocluster_scale": 8.0, "cocluster_class_high": 0.95, "cocluster_class_low": 0.15, "cocluster_rescale": "none",
-        "theta_lr_mult": 10.0,
-    },
-}
-
-
-def _resolve_preset(preset: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
-    """Preset values for the keys ``data`` lacks, with ``"1/k"`` and ``"half"`` worked out.
-
-    >>> _resolve_preset({"budget_rho": "1/k", "freeze_after": "half"}, {"clusters": 20, "epochs": 30})
-    {'budget_rho': 0.05, 'freeze_after': 15}
-    """
-    k = int(data.get("clusters", 6))
-    epochs = int(data.get("epochs", 10))
-    out = {}
-    for key, value in preset.items():
-        if key in data:
-            continue
-        if value == "1/k":
-            value = 1.0 / k
-        elif value == "half":
-            value = max(1, epochs // 2)
-        elif value == "third":
-            value = max(1, epochs // 3)
-        elif value == "2/3":
-            value = max(1, (2 * epochs) // 3)
-        out[key] = value
-    return out
-
 
 def _opt(default: Any, help: str, choices: tuple | None = None, **extra: Any) -> Any:
     """A dataclass field carrying its command-line help (and choices) as metadata."""
@@ -93,18 +56,14 @@ def _opt(default: Any, help: str, choices: tuple | None = None, **extra: Any) ->
     return field(default=default, metadata=meta)
 
 
+# ------------------------------------------------------------------------------------------
+# the sections
+
+
 @dataclass
-class TrainConfig:
-    """All options of one training run. Invalid values raise :class:`UserError` on creation.
+class DataConfig:
+    """What to train on."""
 
-    >>> cfg = TrainConfig(method="dropout", epochs=3)
-    >>> cfg.method, cfg.epochs, cfg.depth
-    ('dropout', 3, 2)
-    >>> TrainConfig.from_dict(cfg.to_dict()) == cfg
-    True
-    """
-
-    # --- data
     dataset: str = _opt("synthetic", "dataset name: synthetic (built in), cifar10, cifar100, fashion-mnist, mnist "
                         "(IDX files), imagefolder", metavar="NAME")
     data_dir: str | None = _opt(None, "folder holding the dataset files (cifar10/cifar100/mnist/imagefolder; "
@@ -122,7 +81,12 @@ class TrainConfig:
                         "crop-flip for cifar10/cifar100/fashion-mnist/imagefolder, crop for mnist (digits are "
                         "not mirrored), none for synthetic", ("auto", "none", "crop", "crop-flip"))
     data_seed: int = _opt(0, "seed of the synthetic data (kept apart from --seed so seeds share one dataset)")
-    # --- model
+
+
+@dataclass
+class ModelConfig:
+    """The network: the paper's method and its FC stack."""
+
     method: str = _opt("hard-learned", "the paper's method, or one of our emergence recipes (hard-budgeted, "
                        "hard-cocluster: docs/emergence.md), which fills in the emergence options you do not give", ALL_METHODS)
     clusters: int = _opt(6, "number of clusters k (Blockout methods)")
@@ -137,7 +101,12 @@ class TrainConfig:
     trunk_clusters: str = _opt("all", "trunk node set: all = in every cluster (shared stem), learned = own memberships",
                                ("all", "learned"))
     dropout: float = _opt(0.5, "dropout probability of the dropout method")
-    # --- optimisation
+
+
+@dataclass
+class OptimConfig:
+    """Optimiser, learning-rate schedule and length of training."""
+
     epochs: int = _opt(10, "training epochs")
     batch_size: int = _opt(128, "batch size (per process under torchrun)")
     optimizer: str = _opt("adam", "optimiser", ("sgd", "adam", "adamw"))
@@ -147,7 +116,12 @@ class TrainConfig:
     theta_lr_mult: float = _opt(10.0, "learning-rate multiplier of the cluster memberships theta")
     lr_schedule: str = _opt("cosine", "learning-rate schedule over all steps", ("cosine", "constant"))
     warmup_steps: int = _opt(0, "linear learning-rate warm-up steps")
-    # --- run
+
+
+@dataclass
+class RunConfig:
+    """Seeds, device and output."""
+
     seed: int = _opt(0, "random seed (data order, initialisation, sampling)")
     device: str = _opt("auto", "auto (CUDA when present), cpu, cuda or cuda:N", metavar="DEVICE")
     amp: str = _opt("auto", "mixed precision: auto = on for CUDA", ("auto", "on", "off"))
@@ -155,7 +129,16 @@ class TrainConfig:
                             metavar="DIR")
     snapshot_every: int | None = _opt(None, "steps between P snapshots (default: about 30 per run)")
     num_workers: int = _opt(0, "data-loader worker processes")
-    # --- emergence options (ours, not the paper's: issue 5, docs/emergence.md)
+
+
+@dataclass
+class RecipeConfig:
+    """Our emergence options (ours, not the paper's: issue 5, docs/emergence.md).
+
+    Membership kinds and their starts shape the model (:func:`blockout.models.build_model`); the
+    rest drive the recipe plug-ins that :func:`blockout.recipes.build_recipes` picks.
+    """
+
     hidden_membership: str = _opt("bernoulli", "memberships of hidden node sets: bernoulli (the paper's), categorical "
                                   "(each node in exactly --membership-m clusters, Gumbel top-m; ours) or towers "
                                   "(node i fixed in cluster i mod k; ours)", ("bernoulli", "categorical", "towers"))
@@ -213,23 +196,206 @@ class TrainConfig:
     rescue_dead: str = _opt("on", "when freezing, give a node with no cluster (a dead class) its most probable "
                             "cluster", ("on", "off"))
 
+
+#: ``(section name, section class)`` in the order of the flat option list.
+SECTIONS: tuple[tuple[str, type], ...] = (("data", DataConfig), ("model", ModelConfig), ("optim", OptimConfig),
+                                          ("run", RunConfig), ("recipe", RecipeConfig))
+SECTION_NAMES = tuple(name for name, _ in SECTIONS)
+#: flat option name -> its section
+FIELD_SECTION: dict[str, str] = {f.name: name for name, cls in SECTIONS for f in dataclasses.fields(cls)}
+
+
+def flat_config(data: Mapping[str, Any], source: str = "config") -> dict[str, Any]:
+    """The flat option dict of a nested (``{"data": {...}, "model": {...}, ...}``) or flat config.
+
+    Flat keys pass through unchanged (so a flat config, e.g. every ``run.json`` written so far,
+    comes back as it was) and win over a section's value of the same option; a section's keys must
+    be options of that section. Unknown flat keys are left for the caller to judge. Torch-free:
+    readers of run folders use it.
+
+    >>> flat_config({"model": {"method": "fc"}, "optim": {"epochs": 3}, "seed": 1})
+    {'method': 'fc', 'epochs': 3, 'seed': 1}
+    >>> flat_config({"method": "fc", "epochs": 3})
+    {'method': 'fc', 'epochs': 3}
+    >>> flat_config({"optim": {"epochs": 3}, "epochs": 5})
+    {'epochs': 5}
+    """
+    if not isinstance(data, Mapping):
+        raise UserError(f"{source} must hold a JSON object, got {type(data).__name__}")
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in SECTION_NAMES:
+            continue
+        if not isinstance(value, Mapping):
+            raise UserError(f"{source}: section {key!r} must be a JSON object, got {type(value).__name__}")
+        wrong = sorted(k for k in value if FIELD_SECTION.get(k) != key)
+        if wrong:
+            raise UserError(f"{source}: unknown option(s) {', '.join(map(str, wrong))} in section {key!r} "
+                            f"(known: {', '.join(k for k, s in FIELD_SECTION.items() if s == key)})")
+        out.update(value)
+    for key, value in data.items():
+        if key not in SECTION_NAMES:
+            out[key] = value  # a flat key wins over its section's (flags over a nested config file)
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# presets
+
+
+@dataclass(frozen=True)
+class EpochShare:
+    """A number of epochs given as a share of the run's epochs, at least 1.
+
+    >>> EpochShare(1, 2).of(30), EpochShare(1, 3).of(2), EpochShare(2, 3).of(10)
+    (15, 1, 6)
+    """
+
+    num: int
+    den: int
+
+    def of(self, epochs: int) -> int:
+        return max(1, (self.num * int(epochs)) // self.den)
+
+
+@dataclass(frozen=True)
+class PerCluster:
+    """A value divided by the number of clusters k (``PerCluster()`` is the density 1/k).
+
+    >>> PerCluster().of(20)
+    0.05
+    """
+
+    value: float = 1.0
+
+    def of(self, clusters: int) -> float:
+        return self.value / int(clusters)
+
+
+#: Option values of each recipe (docs/emergence.md explains them; explicit options win). Values
+#: that depend on other options are typed: :class:`PerCluster` (of ``clusters``) and
+#: :class:`EpochShare` (of ``epochs``).
+METHOD_PRESETS: dict[str, dict[str, Any]] = {
+    # the prototype study's recipe (docs/method.md), reproduced in the real trainer: union mask, every hidden node in
+    # exactly one cluster (hard Gumbel, noisy-tower start, usage balancing), Bernoulli classes under
+    # a per-class budget rho = 1/k, then memberships frozen (dead classes rescued) and weights fine-tuned
+    "hard-budgeted": {
+        "mask": "union", "mask_scale": 1.0, "hidden_membership": "categorical", "membership_m": 1,
+        "membership_init_scale": 3.0, "membership_init_noise": 3.0, "usage_weight": 1.0,
+        "class_membership": "bernoulli", "budget_rho": PerCluster(), "budget_layers": "classifier",
+        "budget_scope": "row", "budget_step": 0.05, "budget_max_step": 0.01, "freeze_after": EpochShare(1, 2),
+        "rescue_dead": "on", "theta_lr_mult": 10.0, "fanin_init": "on",
+    },
+    # the co-clustered warm start: a plain FC net for the first third of the epochs, then every
+    # membership set in one step from a balanced spectral co-clustering of the weights
+    # (blockout/cocluster.py; sharp: logits 8 * onehot, class P 0.95 / 0.01, no rescale, which measured
+    # better than 3-5 / 0.9 / 0.1 / row-norm rescale), then Blockout training of theta (hard sampling,
+    # one cluster per hidden node) to the end. Round 4 (docs/emergence.md): off-branch class P 0.15,
+    # not 0.01, and no freeze, so off-branch connections survive at a reduced rate: +23 points of
+    # accuracy at the same membership ARI (round 3: class P 0.01, frozen at two thirds)
+    "hard-cocluster": {
+        "mask": "union", "mask_scale": 1.0, "hidden_membership": "categorical", "membership_m": 1,
+        "membership_init_scale": 0.0, "membership_init_noise": 0.0, "usage_weight": 1.0,
+        "class_membership": "bernoulli", "cocluster_at": EpochShare(1, 3), "freeze_after": None, "rescue_dead": "on",
+        "cocluster_method": "signed", "cocluster_scale": 8.0, "cocluster_class_high": 0.95,
+        "cocluster_class_low": 0.15, "cocluster_rescale": "none", "theta_lr_mult": 10.0,
+    },
+}
+
+
+def _resolve_preset(preset: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
+    """Preset values for the keys ``data`` lacks, with the typed values worked out.
+
+    >>> _resolve_preset({"budget_rho": PerCluster(), "freeze_after": EpochShare(1, 2)}, {"clusters": 20, "epochs": 30})
+    {'budget_rho': 0.05, 'freeze_after': 15}
+    """
+    k = int(data.get("clusters", _DEFAULTS["clusters"]))
+    epochs = int(data.get("epochs", _DEFAULTS["epochs"]))
+    out = {}
+    for key, value in preset.items():
+        if key in data:
+            continue
+        if isinstance(value, PerCluster):
+            value = value.of(k)
+        elif isinstance(value, EpochShare):
+            value = value.of(epochs)
+        out[key] = value
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# the whole config
+
+
+@dataclass(init=False)
+class TrainConfig:
+    """All options of one training run, in five sections. Invalid values raise :class:`UserError`.
+
+    Build it from sections, from flat options, or both (flat options win); read an option by
+    its section (``cfg.optim.epochs``) or by its flat name (``cfg.epochs``).
+
+    >>> cfg = TrainConfig(method="dropout", epochs=3)
+    >>> cfg.method, cfg.epochs, cfg.model.depth
+    ('dropout', 3, 2)
+    >>> TrainConfig.from_dict(cfg.to_dict()) == cfg == TrainConfig.from_dict(cfg.to_nested())
+    True
+    >>> TrainConfig(model=ModelConfig(method="fc"), optim=OptimConfig(epochs=2)).replace(epochs=4).optim.epochs
+    4
+    """
+
+    data: DataConfig
+    model: ModelConfig
+    optim: OptimConfig
+    run: RunConfig
+    recipe: RecipeConfig
+
     # fields that may change when a run is resumed (everything else must match the run)
     RESUMABLE_CHANGES: typing.ClassVar[tuple[str, ...]] = ("epochs", "device", "num_workers", "amp", "out")
 
-    def __post_init__(self) -> None:
+    def __init__(self, data: DataConfig | None = None, model: ModelConfig | None = None,
+                 optim: OptimConfig | None = None, run: RunConfig | None = None,
+                 recipe: RecipeConfig | None = None, **options: Any) -> None:
+        unknown = sorted(set(options) - set(FIELD_SECTION))
+        if unknown:
+            raise TypeError(f"TrainConfig got unknown option(s) {', '.join(unknown)}")
+        given = {"data": data, "model": model, "optim": optim, "run": run, "recipe": recipe}
+        for name, cls in SECTIONS:
+            section = given[name]
+            if section is None:
+                section = cls()
+            elif not isinstance(section, cls):
+                raise TypeError(f"TrainConfig {name}= must be a {cls.__name__}, got {type(section).__name__}")
+            # a copy: the config never shares a section with its caller (or with another config)
+            mine = {k: v for k, v in options.items() if FIELD_SECTION[k] == name}
+            object.__setattr__(self, name, dataclasses.replace(section, **mine))
         self._coerce_types()
         self.validate()
 
+    # flat access: cfg.epochs is cfg.optim.epochs
+    def __getattr__(self, name: str) -> Any:
+        section = FIELD_SECTION.get(name)
+        if section is None or section not in self.__dict__:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        return getattr(self.__dict__[section], name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        section = FIELD_SECTION.get(name)
+        if section is not None:
+            setattr(getattr(self, section), name, value)
+        else:
+            object.__setattr__(self, name, value)
+
     # ------------------------------------------------------------------ checks
     def _coerce_types(self) -> None:
-        hints = typing.get_type_hints(type(self))
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            setattr(self, f.name, _check_type(f.name, value, hints[f.name]))
+        for name, cls in SECTIONS:
+            section = getattr(self, name)
+            hints = typing.get_type_hints(cls)
+            for f in dataclasses.fields(section):
+                setattr(section, f.name, _check_type(f.name, getattr(section, f.name), hints[f.name]))
 
     def validate(self) -> None:
         """Raise :class:`UserError` naming the first invalid option and its value."""
-        for f in dataclasses.fields(self):
+        for f, _ in self.option_fields():
             choices = f.metadata.get("choices")
             value = getattr(self, f.name)
             if choices is not None and value not in choices:
@@ -305,41 +471,84 @@ class TrainConfig:
 
     # ------------------------------------------------------------------ JSON
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready dict of every field."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        """Flat JSON-ready dict of every option (the form ``run.json`` and ``train_state.pt`` store)."""
+        return {f.name: getattr(section, f.name) for section in self.sections() for f in dataclasses.fields(section)}
+
+    def to_nested(self) -> dict[str, dict[str, Any]]:
+        """``{"data": {...}, "model": {...}, "optim": {...}, "run": {...}, "recipe": {...}}``."""
+        return {name: dataclasses.asdict(getattr(self, name)) for name in SECTION_NAMES}
+
+    def sections(self) -> list[Any]:
+        """The five section objects, in :data:`SECTIONS` order."""
+        return [getattr(self, name) for name in SECTION_NAMES]
 
     @classmethod
     def field_names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
+        """Every flat option name, in :data:`SECTIONS` order."""
+        return list(FIELD_SECTION)
+
+    @classmethod
+    def option_fields(cls) -> list[tuple[dataclasses.Field, Any]]:
+        """``(dataclass field, type hint)`` of every option, in :data:`SECTIONS` order (the CLI's flags)."""
+        out = []
+        for _, section in SECTIONS:
+            hints = typing.get_type_hints(section)
+            out += [(f, hints[f.name]) for f in dataclasses.fields(section)]
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "config") -> "TrainConfig":
-        """Build from a dict; unknown keys are a :class:`UserError` naming ``source``.
+        """Build from a flat or nested dict (:func:`flat_config`); unknown keys are a
+        :class:`UserError` naming ``source``.
 
         A recipe method (:data:`RECIPES`) fills in its :data:`METHOD_PRESETS` values for every
         key that ``data`` does not give.
         """
-        if not isinstance(data, Mapping):
-            raise UserError(f"{source} must hold a JSON object, got {type(data).__name__}")
+        data = flat_config(data, source)
         known = set(cls.field_names())
         unknown = sorted(set(data) - known)
         if unknown:
             raise UserError(f"{source}: unknown option(s) {', '.join(unknown)} "
                             f"(known: {', '.join(sorted(known))})")
-        data = dict(data)
         preset = _resolve_preset(METHOD_PRESETS.get(data.get("method"), {}), data)
         return cls(**{**preset, **data})
 
     @classmethod
     def from_json_file(cls, path: str | Path, overrides: Mapping[str, Any] | None = None) -> "TrainConfig":
-        """Read a JSON config file; ``overrides`` (explicit flags) win over the file."""
-        data = read_config_file(path)
+        """Read a JSON config file (flat or nested); ``overrides`` (explicit flags) win over the file."""
+        data = flat_config(read_config_file(path), str(path))
         data.update(overrides or {})
         return cls.from_dict(data, source=str(path))
 
     def replace(self, **changes: Any) -> "TrainConfig":
-        """A validated copy with ``changes`` applied."""
-        return dataclasses.replace(self, **changes)
+        """A validated copy with ``changes`` (flat options or whole sections) applied."""
+        sections = {name: changes.pop(name, getattr(self, name)) for name in SECTION_NAMES}
+        return type(self)(**sections, **changes)
+
+    # ------------------------------------------------------------------ presets
+    @classmethod
+    def demo(cls, **overrides: Any) -> "TrainConfig":
+        """The packaged demo run (``blockout/configs/demo.json``, what ``blockout demo`` trains)."""
+        from importlib import resources
+
+        ref = resources.files("blockout") / "configs" / "demo.json"
+        with resources.as_file(ref) as path:
+            data = flat_config(read_config_file(path), "demo.json")
+        return cls.from_dict({**data, **overrides}, source="demo.json")
+
+    @classmethod
+    def hard_budgeted(cls, **options: Any) -> "TrainConfig":
+        """Our connection-budget recipe (:data:`METHOD_PRESETS`; ``options`` win)."""
+        return cls.from_dict({**options, "method": "hard-budgeted"}, source="hard_budgeted")
+
+    @classmethod
+    def hard_cocluster(cls, **options: Any) -> "TrainConfig":
+        """Our co-clustered warm start (:data:`METHOD_PRESETS`; ``options`` win)."""
+        return cls.from_dict({**options, "method": "hard-cocluster"}, source="hard_cocluster")
+
+
+#: the default of every option (from the sections)
+_DEFAULTS: dict[str, Any] = {f.name: f.default for _, cls in SECTIONS for f in dataclasses.fields(cls)}
 
 
 def _check_sizes(cfg: "TrainConfig") -> None:
@@ -391,3 +600,4 @@ def _check_type(name: str, value: Any, hint: Any) -> Any:
     else:  # pragma: no cover - only reached when a new field uses an unsupported type
         return value
     raise UserError(f"{name} must be {'null or ' if optional else ''}{base.__name__}, got {value!r}")
+

@@ -25,16 +25,18 @@ import torch
 from torch import nn
 
 import blockout as _bo  # the layer API (NodeClusters, BlockoutLinear, shared_sampling)
-from blockout.config import ALL_METHODS, BLOCKOUT_METHODS
+from blockout.config import ALL_METHODS, BLOCKOUT_METHODS, ModelConfig, RecipeConfig
 from blockout.errors import UserError
 
+#: the defaults of :class:`BlockoutNet`'s keywords (one place: :class:`blockout.config.ModelConfig`)
+_MODEL = ModelConfig()
+
 #: Membership options of :class:`BlockoutNet` (the emergence options of issue 5; ours) and the
-#: paper's defaults: every set Bernoulli, random start P ~ U(0.5, 0.9).
-MEMBERSHIP_DEFAULTS = {
-    "hidden_membership": "bernoulli", "class_membership": "bernoulli", "membership_m": 1,
-    "membership_init_scale": 3.0, "membership_init_noise": 3.0, "class_init_noise": 0.1, "temperature": 1.0,
-    "theta_init_low": 0.5, "theta_init_high": 0.9,
-}
+#: paper's defaults (every set Bernoulli, random start P ~ U(0.5, 0.9)), taken from
+#: :class:`blockout.config.RecipeConfig`, where every default lives.
+MEMBERSHIP_DEFAULTS = {k: getattr(RecipeConfig(), k) for k in (
+    "hidden_membership", "class_membership", "membership_m", "membership_init_scale", "membership_init_noise",
+    "class_init_noise", "temperature", "theta_init_low", "theta_init_high")}
 
 #: Trunk output sizes are fixed by the trunk; these are the defaults.
 CONV_WIDTHS = (16, 32, 64)
@@ -234,9 +236,10 @@ class BlockoutNet(nn.Module):
         ``temperature``, ``theta_init_low``, ``theta_init_high``.
     """
 
-    def __init__(self, method: str, input_shape: Sequence[int], num_classes: int, *, nodes: int = 512,
-                 depth: int = 2, clusters: int = 6, trunk: str = "auto", mask: str = "count",
-                 mask_scale: float | None = None, trunk_clusters: str = "all", dropout: float = 0.5,
+    def __init__(self, method: str, input_shape: Sequence[int], num_classes: int, *, nodes: int = _MODEL.nodes,
+                 depth: int = _MODEL.depth, clusters: int = _MODEL.clusters, trunk: str = _MODEL.trunk,
+                 mask: str = _MODEL.mask, mask_scale: float | None = _MODEL.mask_scale,
+                 trunk_clusters: str = _MODEL.trunk_clusters, dropout: float = _MODEL.dropout,
                  memberships: Mapping[str, Any] | None = None) -> None:
         super().__init__()
         unknown = sorted(set(memberships or {}) - set(MEMBERSHIP_DEFAULTS))
@@ -405,22 +408,24 @@ class BlockoutNet(nn.Module):
         return weights, biases
 
 
-def build_model(config: Any, input_shape: Sequence[int], num_classes: int) -> BlockoutNet:
-    """The model a :class:`~blockout.config.TrainConfig` asks for (budgets attached when set)."""
-    memberships = {k: getattr(config, k) for k in MEMBERSHIP_DEFAULTS if hasattr(config, k)}
+def build_model(config: Any, input_shape: Sequence[int], num_classes: int, recipes: Any = None) -> BlockoutNet:
+    """The model a :class:`~blockout.config.TrainConfig` asks for, with what its recipes attach.
+
+    ``recipes`` (a :class:`blockout.recipes.RecipeList`; default: :func:`blockout.recipes.build_recipes`
+    of ``config``) get their ``on_build`` hook after the model is built and its optional fan-in
+    rescale is done (e.g. the budgets' multipliers and the co-clustering's buffers, which are
+    saved with the model's ``state_dict``).
+    """
+    memberships = {k: getattr(config, k) for k in MEMBERSHIP_DEFAULTS}
     model = BlockoutNet(config.method, input_shape, num_classes, nodes=config.nodes, depth=config.depth,
                         clusters=config.clusters, trunk=config.trunk, mask=config.mask,
                         mask_scale=config.mask_scale, trunk_clusters=config.trunk_clusters, dropout=config.dropout,
                         memberships=memberships)
-    if getattr(config, "budget_rho", None) is not None:
-        from blockout.emergence import attach_budgets  # our addition (issue 5)
-
-        attach_budgets(model, config)
-    if getattr(config, "fanin_init", "off") == "on":
+    if config.fanin_init == "on":
         model.fanin_rescale()
-    if getattr(config, "cocluster_at", None) is not None and model.is_blockout:
-        # saved with the model, so that a resumed run neither repeats nor skips the co-clustering;
-        # the class assignment is kept for the record (ARI right after the co-clustering)
-        model.register_buffer("cocluster_done", torch.zeros((), dtype=torch.bool))
-        model.register_buffer("cocluster_classes", torch.full((num_classes,), -1, dtype=torch.long))
+    if recipes is None:
+        from blockout.recipes import build_recipes
+
+        recipes = build_recipes(config)
+    recipes.on_build(model)
     return model

@@ -11,6 +11,9 @@ What a run guarantees:
 * **NaN/inf loss** stops the run with :class:`TrainingDiverged` and keeps the last good checkpoint.
 * **Run folder** written by rank 0 only (:class:`blockout.runwriter.RunWriter`); metrics are
   all-reduced so every rank agrees.
+* **Recipes.** The loop (:meth:`_Session.run`) is the same for every method; our emergence options
+  are plug-ins (:mod:`blockout.recipes`) whose hooks it calls at fixed points, and it knows none of
+  them by name. The paper's six methods train with no recipe.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -36,11 +39,11 @@ from analysis import faults
 from analysis import runfolder as rf
 from blockout import distributed as bdist
 from blockout.checkpoint import capture_rng_state, load_train_state, restore_rng_state, save_train_state
-from blockout import emergence as emg
-from blockout.config import TrainConfig
+from blockout.config import TrainConfig, flat_config
 from blockout.data.augment import augment_batch, batch_generator, crop_padding, resolve_augment
 from blockout.errors import UserError
 from blockout.models import BlockoutNet, build_model
+from blockout.recipes import Recipe, TrainContext, build_recipes
 from blockout.runwriter import LOCK_NAME, RunLock, RunWriter, clear_unfinished_run
 
 #: Snapshots of P per run when ``snapshot_every`` is not given.
@@ -255,7 +258,7 @@ def resume_config(run_dir: str | Path, overrides: Mapping[str, Any] | None = Non
     else:
         raise UserError(f"--resume {run_dir}: neither {rf.TRAIN_STATE} nor {rf.RUN_JSON} found, so there is "
                         f"no run to continue")
-    saved = dict(saved)
+    saved = flat_config(saved, source)  # nested (new) or flat (every run before nesting) alike
     saved.setdefault("augment", "none")  # runs saved before --augment existed trained without augmentation
     config = TrainConfig.from_dict(saved, source=source)
     changes = {}
@@ -328,7 +331,8 @@ def _autocast_factory(device: torch.device, amp: str):
 
 
 def train(config: TrainConfig, *, resume: bool = False,
-          on_step: Callable[[int, BlockoutNet], None] | None = None) -> TrainResult:
+          on_step: Callable[[int, BlockoutNet], None] | None = None,
+          recipes: Sequence[Recipe] = ()) -> TrainResult:
     """Train ``config`` into its run folder (``config.out``); continue it when ``resume``.
 
     Parameters
@@ -340,6 +344,9 @@ def train(config: TrainConfig, *, resume: bool = False,
     on_step : callable, optional
         ``on_step(step, model)`` after every optimiser step (tests use it to inject faults;
         raising KeyboardInterrupt there behaves like Ctrl-C).
+    recipes : sequence of Recipe, optional
+        Your own :class:`blockout.recipes.Recipe` plug-ins, run after the ones ``config`` asks for
+        (:func:`blockout.recipes.build_recipes`). A resumed run needs the same ones.
     """
     from blockout.data import load_dataset  # heavy-ish import, only when training
 
@@ -350,7 +357,7 @@ def train(config: TrainConfig, *, resume: bool = False,
     try:
         if lock is not None:
             lock.acquire()
-        result = _train(config, info, resume, on_step, load_dataset)
+        result = _train(config, info, resume, on_step, load_dataset, recipes)
         failed = False
         return result
     except OSError as exc:
@@ -369,93 +376,294 @@ def train(config: TrainConfig, *, resume: bool = False,
 _DISK_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EIO}
 
 
-def _train(config, info, resume, on_step, load_dataset) -> TrainResult:
-    run_dir = Path(config.out) if config.out else default_out(config)
-    config = config.replace(out=str(run_dir))
-    state = None
-    if resume and (run_dir / rf.TRAIN_STATE).is_file():
-        state = load_train_state(run_dir / rf.TRAIN_STATE, map_location="cpu")
-    elif resume:
-        if not (run_dir / rf.RUN_JSON).is_file():
-            raise UserError(f"--resume {run_dir}: no run to continue (neither {rf.TRAIN_STATE} nor {rf.RUN_JSON})")
-        if info.is_main:  # killed before its first checkpoint: start again from the beginning
-            log(f"{run_dir} has no checkpoint yet (stopped before the first one): starting it again")
-            clear_unfinished_run(run_dir)
-    else:
-        check_new_run_dir(run_dir)
-    if info.is_main:
-        stale = rf.remove_stale_temporaries(run_dir)
-        if stale:
-            log(f"removed {stale} temporary file(s) left by an interrupted write in {run_dir}")
-    bdist.barrier(info)  # every rank checked the folder before rank 0 writes into it
+def _train(config, info, resume, on_step, load_dataset, extra_recipes=()) -> TrainResult:
+    session = _Session(config, info, resume, on_step, load_dataset, extra_recipes)
+    if session.done is not None:
+        return session.done
+    return session.run()
 
-    # ---- data and model (identical on every rank: the seed is shared)
-    random.seed(config.seed)
-    np.random.seed(config.seed % 2**32)
-    torch.manual_seed(config.seed)
-    train_ds, test_ds, dinfo = load_dataset(
-        config.dataset, data_dir=config.data_dir, hierarchy=config.hierarchy,
-        samples_per_class=config.samples_per_class, test_samples_per_class=config.test_samples_per_class,
-        seed=config.data_seed, image_size=config.image_size)
-    dataset_json = dict(dinfo.to_json())
-    dataset_json.setdefault("name", config.dataset)
-    num_classes = len(dataset_json["class_names"])
-    torch.manual_seed(config.seed)
-    model = build_model(config, dataset_json["input_shape"], num_classes).to(info.device)
-    optimizer = make_optimizer(model, config)
-    autocast, needs_scaler, amp_dtype = _autocast_factory(info.device, config.amp)
-    scaler = torch.amp.GradScaler(info.device.type, enabled=needs_scaler)
 
-    augment = resolve_augment(config.augment, config.dataset)
-    side = int(dataset_json["input_shape"][-1]) if len(dataset_json["input_shape"]) == 3 else 0
-    aug_pad = crop_padding(side) if augment in ("crop", "crop-flip") and side else 0
-    aug_flip = augment == "crop-flip" and side > 0
-    aug_fill = getattr(train_ds, "_shift", 0.0)  # normalised black: pad like zero-padding the raw image
-    if torch.is_tensor(aug_fill):
-        aug_fill = aug_fill.to(info.device)
-    sampler = DistributedSampler(train_ds, num_replicas=info.world_size, rank=info.rank, shuffle=True,
-                                 seed=config.seed, drop_last=False)
-    steps_per_epoch = len(_batches_of(list(range(len(sampler))), config.batch_size))
-    total_steps = steps_per_epoch * config.epochs
-    if config.snapshot_every is None:
-        config = config.replace(snapshot_every=max(1, round(total_steps / TARGET_SNAPSHOTS)))
-    writer = RunWriter(run_dir, enabled=info.is_main)
-    runtime = {"device": str(info.device), "world_size": info.world_size,
-               "amp": None if amp_dtype is None else str(amp_dtype).replace("torch.", ""),
-               "steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "augment": augment}
+class _Session:
+    """One training session: :meth:`__init__` sets up (folder, data, model, recipes, resume) and
+    :meth:`run` is the loop, which calls the recipes' hooks (:mod:`blockout.recipes`) and knows
+    no recipe by name."""
 
-    prog = _Progress()
-    if state is not None:
+    def __init__(self, config: TrainConfig, info: bdist.DistInfo, resume: bool, on_step, load_dataset,
+                 extra_recipes=()) -> None:
+        self.info, self.on_step, self.done = info, on_step, None
+        run_dir = Path(config.out) if config.out else default_out(config)
+        config = config.replace(out=str(run_dir))
+        state = self._open_folder(run_dir, resume)
+
+        # ---- data and model (identical on every rank: the seed is shared)
+        random.seed(config.seed)
+        np.random.seed(config.seed % 2**32)
+        torch.manual_seed(config.seed)
+        data = config.data
+        train_ds, test_ds, dinfo = load_dataset(
+            data.dataset, data_dir=data.data_dir, hierarchy=data.hierarchy,
+            samples_per_class=data.samples_per_class, test_samples_per_class=data.test_samples_per_class,
+            seed=data.data_seed, image_size=data.image_size)
+        dataset_json = dict(dinfo.to_json())
+        dataset_json.setdefault("name", data.dataset)
+        num_classes = len(dataset_json["class_names"])
+        torch.manual_seed(config.seed)
+        self.recipes = build_recipes(config)
+        self.recipes.recipes += list(extra_recipes)
+        model = build_model(config, dataset_json["input_shape"], num_classes, recipes=self.recipes).to(info.device)
+        self.optimizer = make_optimizer(model, config)
+        self.autocast, self.needs_scaler, amp_dtype = _autocast_factory(info.device, config.run.amp)
+        self.scaler = torch.amp.GradScaler(info.device.type, enabled=self.needs_scaler)
+
+        augment = resolve_augment(data.augment, data.dataset)
+        side = int(dataset_json["input_shape"][-1]) if len(dataset_json["input_shape"]) == 3 else 0
+        self.aug_pad = crop_padding(side) if augment in ("crop", "crop-flip") and side else 0
+        self.aug_flip = augment == "crop-flip" and side > 0
+        self.aug_fill = getattr(train_ds, "_shift", 0.0)  # normalised black: pad like zero-padding the raw image
+        if torch.is_tensor(self.aug_fill):
+            self.aug_fill = self.aug_fill.to(info.device)
+        self.sampler = DistributedSampler(train_ds, num_replicas=info.world_size, rank=info.rank, shuffle=True,
+                                          seed=config.seed, drop_last=False)
+        self.steps_per_epoch = len(_batches_of(list(range(len(self.sampler))), config.optim.batch_size))
+        self.total_steps = self.steps_per_epoch * config.optim.epochs
+        if config.run.snapshot_every is None:
+            config = config.replace(snapshot_every=max(1, round(self.total_steps / TARGET_SNAPSHOTS)))
+        self.config, self.run_dir, self.model = config, run_dir, model
+        self.train_ds, self.test_ds = train_ds, test_ds
+        self.writer = RunWriter(run_dir, enabled=info.is_main)
+        self.prog = _Progress()
+        self.ctx = TrainContext(model=model, config=config, optimizer=self.optimizer,
+                                steps_per_epoch=self.steps_per_epoch, is_main=info.is_main, log=log)
+        runtime = {"device": str(info.device), "world_size": info.world_size,
+                   "amp": None if amp_dtype is None else str(amp_dtype).replace("torch.", ""),
+                   "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps, "augment": augment}
+        if state is not None:
+            self._restore(state)
+        else:
+            # sampling draws differ per rank (like dropout masks under DDP); initialisation did not
+            torch.manual_seed(config.seed * 1_000_003 + info.rank + 1)
+            self.writer.write_run_json(config.to_dict(), dataset_json, model.topology(), extra={"runtime": runtime})
+            if len(model.node_sets):
+                self.writer.snapshot(0, 0, model.node_set_probs(),
+                                     multipliers=self.recipes.snapshot_arrays(model) or None)
+            faults.point("start", "run")  # tests: killed between run.json and the first checkpoint
+        self.ddp_model: nn.Module = model
+        if info.enabled:
+            self.ddp_model = nn.parallel.DistributedDataParallel(
+                model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
+        self.session_start = time.perf_counter()
+        if state is None:
+            self.checkpoint()
+        self.last_good_step = self.prog.step
+
+    # ---------------------------------------------------------------- the loop
+    def run(self) -> TrainResult:
+        cfg, prog, ctx, recipes, model, opt = self.config, self.prog, self.ctx, self.recipes, self.model, self.optimizer
+        status, self.in_step = "finished", False
+        model.train()
+        with _StopFlag() as stop:
+            try:
+                for epoch in range(prog.epochs_done, cfg.optim.epochs):
+                    ctx.epoch, ctx.step, ctx.epochs_done = epoch, prog.step, prog.epochs_done
+                    recipes.on_epoch_start(ctx)
+                    batches = epoch_batches(self.sampler, epoch, cfg.optim.batch_size)
+                    bar = _progress_bar(self.info, len(batches), prog.batch_in_epoch, epoch, cfg.optim.epochs)
+                    for x, y in _iterate(self.train_ds, batches[prog.batch_in_epoch:], cfg.run.num_workers,
+                                         self.info.device, cfg.run.seed + epoch):
+                        self.in_step = True
+                        x = self._augment(x, epoch)
+                        set_lr(opt, lr_factor(prog.step, self.total_steps, cfg.optim.lr_schedule,
+                                              cfg.optim.warmup_steps))
+                        ctx.step = prog.step
+                        recipes.before_step(ctx)
+                        with self.autocast():
+                            logits = self.ddp_model(x)
+                            loss = nn.functional.cross_entropy(logits.float(), y)
+                        total_loss = recipes.total_loss(loss, ctx)
+                        stop_now = self._check_step(total_loss, loss, epoch, stop)
+                        opt.zero_grad(set_to_none=True)
+                        self.scaler.scale(total_loss).backward()
+                        self.scaler.step(opt)
+                        self.scaler.update()
+                        recipes.after_step(ctx)
+                        self._count(loss, logits, y, bar)
+                        if len(model.node_sets) and prog.step % cfg.run.snapshot_every == 0:
+                            self.snapshot()
+                        if self.on_step is not None:
+                            self.on_step(prog.step, model)
+                        faults.point("step", str(prog.step))
+                        if stop_now or stop.requested:
+                            raise KeyboardInterrupt
+                    if bar is not None:
+                        bar.close()
+                    self._end_epoch(epoch)
+                    if _agree(stop.requested, self.info):
+                        raise KeyboardInterrupt
+            except KeyboardInterrupt:
+                status = "interrupted" if not self.in_step else "aborted"
+                if not self.in_step:
+                    self.snapshot(tags=["last"], weights=True)
+                    self.checkpoint()
+        return self._result(status)
+
+    # ---------------------------------------------------------------- steps
+    def _augment(self, x: torch.Tensor, epoch: int) -> torch.Tensor:
+        if not (self.aug_pad or self.aug_flip):
+            return x
+        # a pure function of (seed, rank, epoch, batch): resumes exactly
+        gen = batch_generator(self.config.run.seed * 1_000_003 + self.info.rank, epoch, self.prog.batch_in_epoch)
+        return augment_batch(x, gen, pad=self.aug_pad, flip=self.aug_flip, fill=self.aug_fill)
+
+    def _check_step(self, total_loss: torch.Tensor, loss: torch.Tensor, epoch: int, stop: "_StopFlag") -> bool:
+        """Raise :class:`TrainingDiverged` when any rank's loss is not finite; True when any rank
+        was asked to stop (every rank agrees, so all stop after the same step)."""
+        flags = torch.tensor([0.0 if torch.isfinite(total_loss) else 1.0, float(stop.requested)],
+                             device=self.info.device)
+        bdist.all_reduce(flags, self.info, op="max")
+        if flags[0].item() > 0:
+            raise TrainingDiverged(
+                f"training loss became {loss.item()} at step {self.prog.step + 1} (epoch {epoch + 1}); "
+                f"stopped. The last good checkpoint (step {self.last_good_step}) is kept in {self.run_dir}; "
+                f"try a lower --lr")
+        return flags[1].item() > 0
+
+    def _count(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor, bar) -> None:
+        prog = self.prog
+        n = y.numel()
+        prog.step += 1
+        prog.batch_in_epoch += 1
+        prog.loss_sum += loss.item() * n
+        prog.correct += int((logits.detach().argmax(1) == y).sum().item())
+        prog.seen += n
+        self.in_step = False
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{prog.loss_sum / prog.seen:.3f}", acc=f"{prog.correct / prog.seen:.3f}",
+                            refresh=False)
+
+    def _end_epoch(self, epoch: int) -> None:
+        """Evaluate, log, snapshot and checkpoint at the end of ``epoch``."""
+        prog, info, model = self.prog, self.info, self.model
+        sums = torch.tensor([prog.loss_sum, prog.correct, prog.seen], dtype=torch.float64, device=info.device)
+        bdist.all_reduce(sums, info)
+        train_loss = sums[0].item() / max(sums[2].item(), 1)
+        train_acc = sums[1].item() / max(sums[2].item(), 1)
+        test_loss, test_acc = evaluate(model, self.test_ds, info, self.config.optim.batch_size * 2, self.autocast)
+        prog.epochs_done = epoch + 1
+        prog.batch_in_epoch, prog.loss_sum, prog.correct, prog.seen = 0, 0.0, 0, 0
+        probs = model.node_set_probs()
+        record = {"step": prog.step, "epoch": prog.epochs_done, "train_loss": train_loss,
+                  "train_acc": train_acc, "test_loss": test_loss, "test_acc": test_acc,
+                  "lr": self.optimizer.param_groups[0]["lr"], "seconds": round(self.elapsed(), 3),
+                  "probs": _probs_summary(probs)}
+        self.ctx.step, self.ctx.epochs_done = prog.step, prog.epochs_done
+        record.update(self.recipes.epoch_metrics(self.ctx))
+        if not all(math.isfinite(v) for v in (train_loss, test_loss)):
+            raise TrainingDiverged(f"loss became non-finite by the end of epoch {epoch + 1} "
+                                   f"(train {train_loss}, test {test_loss}); the last good checkpoint "
+                                   f"(step {self.last_good_step}) is kept in {self.run_dir}; try a lower --lr")
+        self.writer.log_metrics(record)
+        tags = ["last"]
+        if test_acc > prog.best_acc:
+            prog.best_acc, prog.best_step = test_acc, prog.step
+            tags.append("best")
+        self.snapshot(tags=tags, weights=True, probs=probs)  # the P the metrics record summarised
+        if prog.epochs_done == self.config.optim.epochs:
+            prog.finished = True
+        self.checkpoint()
+        self.last_good_step = prog.step
+        if info.is_main:
+            log(f"epoch {prog.epochs_done}/{self.config.optim.epochs} step {prog.step}: train loss {train_loss:.4f} "
+                f"acc {train_acc:.4f} | test loss {test_loss:.4f} acc {test_acc:.4f} | {self.elapsed():.0f}s")
+
+    # ---------------------------------------------------------------- saving
+    def elapsed(self) -> float:
+        return self.prog.elapsed + time.perf_counter() - self.session_start
+
+    def checkpoint(self) -> None:
+        rng_all = bdist.all_gather_object(capture_rng_state(), self.info)
+        if not self.info.is_main:
+            return
+        state = {
+            "config": self.config.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.needs_scaler else {},
+            "progress": {**self.prog.to_state(), "elapsed": self.elapsed()},
+            "rng": {"per_rank": rng_all},
+            "world_size": self.info.world_size,
+        }
+        recipe_state = self.recipes.state_dict()
+        if recipe_state:  # only recipes with state outside the model add the key
+            state["recipes"] = recipe_state
+        save_train_state(self.writer.train_state_path, state)
+
+    def snapshot(self, tags=(), weights=False, probs=None) -> None:
+        if not self.info.is_main:
+            return
+        w, b = self.model.layer_params() if weights else (None, None)
+        self.writer.snapshot(self.prog.step, self.prog.epochs_done,
+                             self.model.node_set_probs() if probs is None else probs, w, b,
+                             multipliers=self.recipes.snapshot_arrays(self.model) or None, tags=tags)
+
+    # ---------------------------------------------------------------- setup helpers
+    def _open_folder(self, run_dir: Path, resume: bool) -> dict | None:
+        """Check (or clear) the run folder; the saved state when resuming from a checkpoint."""
+        info = self.info
+        state = None
+        if resume and (run_dir / rf.TRAIN_STATE).is_file():
+            state = load_train_state(run_dir / rf.TRAIN_STATE, map_location="cpu")
+        elif resume:
+            if not (run_dir / rf.RUN_JSON).is_file():
+                raise UserError(f"--resume {run_dir}: no run to continue (neither {rf.TRAIN_STATE} nor "
+                                f"{rf.RUN_JSON})")
+            if info.is_main:  # killed before its first checkpoint: start again from the beginning
+                log(f"{run_dir} has no checkpoint yet (stopped before the first one): starting it again")
+                clear_unfinished_run(run_dir)
+        else:
+            check_new_run_dir(run_dir)
+        if info.is_main:
+            stale = rf.remove_stale_temporaries(run_dir)
+            if stale:
+                log(f"removed {stale} temporary file(s) left by an interrupted write in {run_dir}")
+        bdist.barrier(info)  # every rank checked the folder before rank 0 writes into it
+        return state
+
+    def _restore(self, state: dict) -> None:
+        """Continue from ``state``: model, optimiser, recipes, progress and RNG (sets :attr:`done`
+        when the run has nothing left to do)."""
+        config, info, prog, run_dir = self.config, self.info, self.prog, self.run_dir
         try:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.recipes.load_state_dict(state.get("recipes") or {})
         except (RuntimeError, KeyError, ValueError, TypeError) as exc:
             raise UserError(f"{run_dir / rf.TRAIN_STATE} does not fit this run's model "
                             f"({str(exc).splitlines()[0][:200]})") from None
         if not set(state["progress"]) <= set(prog.to_state()):
             raise UserError(f"{run_dir / rf.TRAIN_STATE}: unknown progress fields "
                             f"{sorted(set(state['progress']) - set(prog.to_state()))[:3]}")
-        for g in optimizer.param_groups:  # base lrs follow the (unchanged) config
-            g["base_lr"] = config.lr * (config.theta_lr_mult if g.get("name") == "theta" else 1.0)
-        if "scaler" in state and needs_scaler:
-            scaler.load_state_dict(state["scaler"])
+        for g in self.optimizer.param_groups:  # base lrs follow the (unchanged) config
+            g["base_lr"] = config.optim.lr * (config.optim.theta_lr_mult if g.get("name") == "theta" else 1.0)
+        if "scaler" in state and self.needs_scaler:
+            self.scaler.load_state_dict(state["scaler"])
         for k, v in state["progress"].items():
             setattr(prog, k, v)
-        if config.freeze_after is not None and prog.epochs_done >= config.freeze_after:
-            _freeze(model, config, info, quiet=True)  # frozen values came with the state; stop θ training again
-        if prog.finished and config.epochs <= prog.epochs_done:
+        self.ctx.step, self.ctx.epoch, self.ctx.epochs_done = prog.step, prog.epochs_done, prog.epochs_done
+        self.recipes.on_resume(self.ctx)
+        epochs = config.optim.epochs
+        if prog.finished and epochs <= prog.epochs_done:
             msg = (f"run {run_dir} already finished {prog.epochs_done} epoch(s); nothing to do "
                    f"(pass --epochs N with N > {prog.epochs_done} to train further)")
             if info.is_main:
                 log(msg)
-            return TrainResult(run_dir, "already-finished", prog.step, prog.epochs_done,
-                               message=msg, best_test_acc=prog.best_acc if prog.best_acc >= 0 else None)
-        if config.epochs < prog.epochs_done:
-            raise UserError(f"--epochs {config.epochs} is fewer than the {prog.epochs_done} already trained "
-                            f"in {run_dir}")
+            self.done = TrainResult(run_dir, "already-finished", prog.step, prog.epochs_done,
+                                    message=msg, best_test_acc=prog.best_acc if prog.best_acc >= 0 else None)
+            return
+        if epochs < prog.epochs_done:
+            raise UserError(f"--epochs {epochs} is fewer than the {prog.epochs_done} already trained in {run_dir}")
         prog.finished = False
-        rng = state["rng"]
-        per_rank = rng.get("per_rank")
+        per_rank = state["rng"].get("per_rank")
         if per_rank is not None and len(per_rank) == info.world_size:
             restore_rng_state(per_rank[info.rank])
         else:
@@ -463,215 +671,30 @@ def _train(config, info, resume, on_step, load_dataset) -> TrainResult:
                 log(f"note: the run was saved with {len(per_rank or [])} process(es), now {info.world_size}: "
                     "sampling RNG re-seeded, so results will not match an uninterrupted run exactly")
             torch.manual_seed(config.seed * 1_000_003 + info.rank + 1 + prog.step)
-        writer.truncate_after(prog.step)
-        writer.repair()
+        self.writer.truncate_after(prog.step)
+        self.writer.repair()
         if info.is_main:
             log(f"resuming {run_dir} at step {prog.step} (epoch {prog.epochs_done + 1}, "
-                f"batch {prog.batch_in_epoch}/{steps_per_epoch})")
-    else:
-        # sampling draws differ per rank (like dropout masks under DDP); initialisation did not
-        torch.manual_seed(config.seed * 1_000_003 + info.rank + 1)
-        writer.write_run_json(config.to_dict(), dataset_json, model.topology(), extra={"runtime": runtime})
-        if len(model.node_sets):
-            writer.snapshot(0, 0, model.node_set_probs(), multipliers=emg.multiplier_arrays(model) or None)
-        faults.point("start", "run")  # tests: killed between run.json and the first checkpoint
+                f"batch {prog.batch_in_epoch}/{self.steps_per_epoch})")
 
-    ddp_model: nn.Module = model
-    if info.enabled:
-        ddp_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
-
-    session_start = time.perf_counter()
-
-    def elapsed() -> float:
-        return prog.elapsed + time.perf_counter() - session_start
-
-    def checkpoint() -> None:
-        rng_all = bdist.all_gather_object(capture_rng_state(), info)
-        if not info.is_main:
-            return
-        save_train_state(writer.train_state_path, {
-            "config": config.to_dict(),
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict() if needs_scaler else {},
-            "progress": {**prog.to_state(), "elapsed": elapsed()},
-            "rng": {"per_rank": rng_all},
-            "world_size": info.world_size,
-        })
-
-    def snapshot(tags=(), weights=False, probs=None) -> None:
-        if not info.is_main:
-            return
-        w, b = model.layer_params() if weights else (None, None)
-        writer.snapshot(prog.step, prog.epochs_done, model.node_set_probs() if probs is None else probs, w, b,
-                        multipliers=emg.multiplier_arrays(model) or None, tags=tags)
-
-    if state is None:
-        checkpoint()
-    last_good_step = prog.step
-
-    status = "finished"
-    in_step = False
-    model.train()
-    with _StopFlag() as stop:
-        try:
-            for epoch in range(prog.epochs_done, config.epochs):
-                _phase(model, config, info, epoch)
-                batches = epoch_batches(sampler, epoch, config.batch_size)
-                todo = batches[prog.batch_in_epoch:]
-                bar = _progress_bar(info, len(batches), prog.batch_in_epoch, epoch, config.epochs)
-                for x, y in _iterate(train_ds, todo, config.num_workers, info.device, config.seed + epoch):
-                    in_step = True
-                    if aug_pad or aug_flip:  # a pure function of (seed, rank, epoch, batch): resumes exactly
-                        gen = batch_generator(config.seed * 1_000_003 + info.rank, epoch, prog.batch_in_epoch)
-                        x = augment_batch(x, gen, pad=aug_pad, flip=aug_flip, fill=aug_fill)
-                    set_lr(optimizer, lr_factor(prog.step, total_steps, config.lr_schedule, config.warmup_steps))
-                    if epoch < config.membership_warmup:  # memberships held at their start
-                        for g in optimizer.param_groups:
-                            if g.get("name") == "theta":
-                                g["lr"] = 0.0
-                    if model.is_blockout:  # emergence options: temperature and budget schedules
-                        progress = emg.learning_progress(prog.step, steps_per_epoch, config.epochs,
-                                                         config.freeze_after)
-                        emg.apply_schedules(model, config, progress)
-                        if config.cocluster_anneal_epochs:  # the mask fades in after the co-clustering
-                            model.mask_blend = emg.anneal_blend(prog.step, steps_per_epoch, config.cocluster_at,
-                                                                config.cocluster_anneal_epochs)
-                    with autocast():
-                        logits = ddp_model(x)
-                        loss = nn.functional.cross_entropy(logits.float(), y)
-                    densities = {}
-                    total_loss = loss
-                    if model.is_blockout:  # usage balancing, budget penalties
-                        extra, densities = emg.emergence_loss(model, config, progress)
-                        if extra is not None:
-                            total_loss = loss + extra
-                    flags = torch.tensor([0.0 if torch.isfinite(total_loss) else 1.0, float(stop.requested)],
-                                         device=info.device)
-                    bdist.all_reduce(flags, info, op="max")
-                    if flags[0].item() > 0:
-                        raise TrainingDiverged(
-                            f"training loss became {loss.item()} at step {prog.step + 1} (epoch {epoch + 1}); "
-                            f"stopped. The last good checkpoint (step {last_good_step}) is kept in {run_dir}; "
-                            f"try a lower --lr")
-                    optimizer.zero_grad(set_to_none=True)
-                    scaler.scale(total_loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                    if densities:
-                        emg.update_budgets(model, densities)
-                    n = y.numel()
-                    prog.step += 1
-                    prog.batch_in_epoch += 1
-                    prog.loss_sum += loss.item() * n
-                    prog.correct += int((logits.detach().argmax(1) == y).sum().item())
-                    prog.seen += n
-                    in_step = False
-                    if bar is not None:
-                        bar.update(1)
-                        bar.set_postfix(loss=f"{prog.loss_sum / prog.seen:.3f}",
-                                        acc=f"{prog.correct / prog.seen:.3f}", refresh=False)
-                    if len(model.node_sets) and prog.step % config.snapshot_every == 0:
-                        snapshot()
-                    if on_step is not None:
-                        on_step(prog.step, model)
-                    faults.point("step", str(prog.step))
-                    if flags[1].item() > 0 or stop.requested:
-                        raise KeyboardInterrupt
-                if bar is not None:
-                    bar.close()
-                # ---- end of epoch: evaluate, log, snapshot, checkpoint
-                sums = torch.tensor([prog.loss_sum, prog.correct, prog.seen], dtype=torch.float64,
-                                    device=info.device)
-                bdist.all_reduce(sums, info)
-                train_loss = sums[0].item() / max(sums[2].item(), 1)
-                train_acc = sums[1].item() / max(sums[2].item(), 1)
-                test_loss, test_acc = evaluate(model, test_ds, info, config.batch_size * 2, autocast)
-                prog.epochs_done = epoch + 1
-                prog.batch_in_epoch, prog.loss_sum, prog.correct, prog.seen = 0, 0.0, 0, 0
-                probs = model.node_set_probs()
-                record = {"step": prog.step, "epoch": prog.epochs_done, "train_loss": train_loss,
-                          "train_acc": train_acc, "test_loss": test_loss, "test_acc": test_acc,
-                          "lr": optimizer.param_groups[0]["lr"], "seconds": round(elapsed(), 3),
-                          "probs": _probs_summary(probs)}
-                if hasattr(model, "cocluster_classes") and prog.epochs_done == config.cocluster_at + 1:
-                    record["cocluster_classes"] = model.cocluster_classes.tolist()
-                multipliers = emg.multiplier_summary(model)
-                if multipliers:
-                    record["multipliers"] = multipliers
-                if not all(math.isfinite(v) for v in (train_loss, test_loss)):
-                    raise TrainingDiverged(f"loss became non-finite by the end of epoch {epoch + 1} "
-                                           f"(train {train_loss}, test {test_loss}); the last good checkpoint "
-                                           f"(step {last_good_step}) is kept in {run_dir}; try a lower --lr")
-                writer.log_metrics(record)
-                tags = ["last"]
-                if test_acc > prog.best_acc:
-                    prog.best_acc, prog.best_step = test_acc, prog.step
-                    tags.append("best")
-                snapshot(tags=tags, weights=True, probs=probs)  # the P the metrics record summarised
-                if prog.epochs_done == config.epochs:
-                    prog.finished = True
-                checkpoint()
-                last_good_step = prog.step
-                if info.is_main:
-                    log(f"epoch {prog.epochs_done}/{config.epochs} step {prog.step}: train loss {train_loss:.4f} "
-                        f"acc {train_acc:.4f} | test loss {test_loss:.4f} acc {test_acc:.4f} | "
-                        f"{elapsed():.0f}s")
-                if _agree(stop.requested, info):
-                    raise KeyboardInterrupt
-        except KeyboardInterrupt:
-            status = "interrupted" if not in_step else "aborted"
-            if not in_step:
-                snapshot(tags=["last"], weights=True)
-                checkpoint()
-    final = rf.read_jsonl(run_dir / rf.METRICS) if info.is_main else []
-    final_acc = final[-1]["test_acc"] if final else None
-    if status == "aborted":
-        msg = (f"aborted in the middle of step {prog.step + 1}; nothing saved for it. The last checkpoint "
-               f"(step {last_good_step}) is kept: continue with: blockout train --resume {run_dir}")
-    elif status == "interrupted":
-        msg = (f"interrupted at step {prog.step} (epoch {prog.epochs_done + 1}); saved a resumable checkpoint. "
-               f"Continue with: blockout train --resume {run_dir}")
-    else:
-        msg = (f"finished {prog.epochs_done} epoch(s) in {elapsed():.0f}s: final test accuracy "
-               f"{final_acc if final_acc is None else f'{final_acc:.4f}'}, best {prog.best_acc:.4f} "
-               f"(step {prog.best_step}); run folder {run_dir}")
-    if info.is_main:
-        log(msg)
-    return TrainResult(run_dir, status, prog.step, prog.epochs_done, final_test_acc=final_acc,
-                       best_test_acc=prog.best_acc if prog.best_acc >= 0 else None, message=msg)
-
-
-def _phase(model: BlockoutNet, config: TrainConfig, info: bdist.DistInfo, epoch: int) -> None:
-    """Emergence phases at the start of ``epoch`` (0-based): soft warm-up, then hard; freezing."""
-    if not model.is_blockout:
-        return
-    if config.soft_epochs and model.base_mode == "hard":
-        model.set_mode("soft" if epoch < config.soft_epochs else "hard")
-    if config.cocluster_at is not None:  # the co-clustered warm start (ours)
-        model.plain = epoch < config.cocluster_at
-        if not model.plain and not bool(model.cocluster_done):
-            assign = emg.cocluster_memberships(model, config)
-            if info.is_main:
-                sizes = np.bincount(assign["classes"], minlength=model.clusters)
-                log(f"memberships set from a co-clustering of the weights after {config.cocluster_at} epoch(s) "
-                    f"(classes per cluster: {sizes.min()}-{sizes.max()})")
-    if config.freeze_after is not None and epoch >= config.freeze_after:
-        _freeze(model, config, info, quiet=False)
-
-
-def _freeze(model: BlockoutNet, config: TrainConfig, info: bdist.DistInfo, quiet: bool) -> None:
-    """Freeze the learned memberships (idempotent; see :func:`blockout.membership.freeze_memberships`)."""
-    from blockout.membership import freeze_memberships
-
-    if not any(p.requires_grad for p in model.theta_parameters()):
-        return
-    rescued = freeze_memberships(model, rescue=config.rescue_dead == "on")
-    if info.is_main and not quiet:
-        dead = {k: v for k, v in rescued.items() if v}
-        log(f"memberships frozen after {config.freeze_after} epoch(s); fine-tuning the weights"
-            + (f" (rescued dead nodes: {dead})" if dead else ""))
+    def _result(self, status: str) -> TrainResult:
+        prog, info, run_dir = self.prog, self.info, self.run_dir
+        final = rf.read_jsonl(run_dir / rf.METRICS) if info.is_main else []
+        final_acc = final[-1]["test_acc"] if final else None
+        if status == "aborted":
+            msg = (f"aborted in the middle of step {prog.step + 1}; nothing saved for it. The last checkpoint "
+                   f"(step {self.last_good_step}) is kept: continue with: blockout train --resume {run_dir}")
+        elif status == "interrupted":
+            msg = (f"interrupted at step {prog.step} (epoch {prog.epochs_done + 1}); saved a resumable "
+                   f"checkpoint. Continue with: blockout train --resume {run_dir}")
+        else:
+            msg = (f"finished {prog.epochs_done} epoch(s) in {self.elapsed():.0f}s: final test accuracy "
+                   f"{final_acc if final_acc is None else f'{final_acc:.4f}'}, best {prog.best_acc:.4f} "
+                   f"(step {prog.best_step}); run folder {run_dir}")
+        if info.is_main:
+            log(msg)
+        return TrainResult(run_dir, status, prog.step, prog.epochs_done, final_test_acc=final_acc,
+                           best_test_acc=prog.best_acc if prog.best_acc >= 0 else None, message=msg)
 
 
 def _agree(flag: bool, info: bdist.DistInfo) -> bool:

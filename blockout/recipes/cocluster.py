@@ -1,0 +1,179 @@
+"""Co-clustered warm start (ours): a plain warm-up, then every membership from a co-clustering.
+
+For the first ``cocluster_at`` epochs every Blockout layer acts as a plain FC layer
+(``model.plain``; θ unused). At the start of epoch ``cocluster_at`` the memberships are set in one
+step from a balanced co-clustering of the warm-up weights (:func:`cocluster_memberships`), and
+Blockout training goes on from there; with ``cocluster_anneal_epochs`` the mask then fades in
+step by step (``model.mask_blend``, :func:`anneal_blend`) instead of switching at once.
+
+Whether the co-clustering happened is the model's ``cocluster_done`` buffer and the class
+assignment its ``cocluster_classes`` buffer (attached in :meth:`CoclusteredStart.on_build`), so a
+resumed run neither repeats nor skips it; the plain flag and the blend are functions of the
+epoch and the step. The epoch after the co-clustering, ``metrics.jsonl`` records
+``cocluster_classes`` (the class assignment, for the ARI right after it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from blockout.membership import CategoricalClusters
+from blockout.recipes.base import Recipe, TrainContext, layer_sets
+
+__all__ = ["CoclusteredStart", "anneal_blend", "cocluster_memberships", "rownorm_rescale"]
+
+
+def anneal_blend(step: int, steps_per_epoch: int, cocluster_at: int | None, anneal_epochs: int) -> float:
+    """Share ``a`` of the plain layer in ``W * (a + (1 - a) M)`` for the training step ``step`` (0-based).
+
+    After the co-clustering (at the start of epoch ``cocluster_at``) ``a`` falls linearly from 1 to
+    0 over ``anneal_epochs`` epochs, one notch per step, so the weights adapt while the off-cluster
+    connections fade (the one-step switch destroyed the warm-up features, docs/emergence.md Round 4).
+    0 when there is no annealing or it is over; 0 before the switch too (the model is plain then).
+
+    >>> [round(anneal_blend(s, 2, 1, 2), 2) for s in range(1, 7)]  # steps 0-1: the plain epoch
+    [0.0, 0.75, 0.5, 0.25, 0.0, 0.0]
+    >>> anneal_blend(5, 2, 1, 0), anneal_blend(1, 2, None, 3)
+    (0.0, 0.0)
+    """
+    if not anneal_epochs or cocluster_at is None:
+        return 0.0
+    done = step - cocluster_at * steps_per_epoch + 1  # masked steps including this one
+    if done < 1:
+        return 0.0
+    return float(max(0.0, 1.0 - done / (anneal_epochs * steps_per_epoch)))
+
+
+@torch.no_grad()
+def rownorm_rescale(model: nn.Module, max_factor: float = 10.0) -> dict[str, float]:
+    """Scale each Blockout weight row so that ``||W_i * s E[M]_i|| = ||W_i||`` (plain norm).
+
+    Used when a plain warm-up hands over to masked training: without it the effective weights
+    drop by up to a factor k (the previous round's accuracy loss at every mask change). The
+    factor is capped at ``max_factor``. Returns ``{layer: mean factor}``.
+    """
+    out = {}
+    for lname, layer, _in_set, _out_set in layer_sets(model):
+        m = layer.expected_mask() * layer.scale  # (out, in)
+        num = layer.weight.norm(dim=1)  # (out,)
+        den = (layer.weight * m).norm(dim=1)
+        factor = (num / den.clamp_min(1e-12)).clamp(min=1.0 / max_factor, max=max_factor)  # (out,)
+        layer.weight.mul_(factor[:, None])
+        layer.invalidate_cache()
+        out[lname] = float(factor.mean())
+    return out
+
+
+@torch.no_grad()
+def cocluster_memberships(model: nn.Module, config: Any) -> dict[str, np.ndarray]:
+    """Set every learned membership from a balanced co-clustering of the weights (ours).
+
+    The class layer ``|W|`` (classes, h_last) is co-clustered (:func:`blockout.cocluster.spectral_cocluster`,
+    seeded by ``config.seed``), or with ``config.cocluster_method == "signed"`` the classes are
+    clustered by their signed weight rows (:func:`blockout.cocluster.signed_row_clusters`), or with
+    ``"linkage"`` by the average-linkage dendrogram of those rows cut into k unequal groups
+    (:func:`blockout.cocluster.linkage_row_clusters`; every hidden set then splits its nodes over the
+    clusters in proportion to their numbers of classes), and the last hidden set assigned against them; each earlier hidden node set is assigned from the layer after it
+    (:func:`blockout.cocluster.assign_inputs`). Categorical sets get logits
+    ``config.cocluster_scale * onehot``; Bernoulli sets get P = ``cocluster_class_high`` in the
+    node's cluster and ``cocluster_class_low`` elsewhere. Fixed node sets are left alone. With
+    ``config.cocluster_rescale == "rownorm"`` the weights are then rescaled
+    (:func:`rownorm_rescale`). Marks the model's ``cocluster_done`` buffer. Returns
+    ``{node set: assignment (n,)}``.
+    """
+    from blockout.cocluster import (assign_inputs, linkage_row_clusters, proportional_counts, signed_row_clusters,
+                                    spectral_cocluster)
+
+    k = model.clusters
+    names, layers = model.set_names, model.layer_names
+    W_cls = model.fc[layers[-1]].weight.detach().float().cpu().numpy()  # (classes, h_last)
+    counts = None  # hidden nodes per cluster: balanced, or (linkage) in proportion to the class groups
+    method = getattr(config, "cocluster_method", "spectral")
+    if method == "signed":
+        # classes by their signed weight rows, then the last hidden set against those clusters
+        rows = signed_row_clusters(W_cls, k, seed=int(config.seed))
+        cols = assign_inputs(W_cls, rows, k)
+    elif method == "linkage":
+        # unequal class groups (the weight-induced dendrogram cut into k); each hidden set gives every
+        # cluster a share of its nodes proportional to the cluster's number of classes
+        rows = linkage_row_clusters(W_cls, k)
+        sizes = np.bincount(rows, minlength=k)
+        cols = assign_inputs(W_cls, rows, k, counts=proportional_counts(sizes, W_cls.shape[1]))
+        counts = sizes
+    else:
+        rows, cols = spectral_cocluster(W_cls, k, seed=int(config.seed))
+    assign = {names[-1]: rows, names[-2]: cols}
+    for j in range(len(layers) - 2, -1, -1):  # fc_j: names[j] -> names[j + 1]
+        if names[j] == "trunk":
+            break
+        W = model.fc[layers[j]].weight.detach().float().cpu().numpy()  # (out, in)
+        assign[names[j]] = assign_inputs(W, assign[names[j + 1]], k, counts=None if counts is None
+                                         else proportional_counts(counts, W.shape[1]))
+    for name, a in assign.items():
+        ns = model.node_sets[name]
+        if not isinstance(ns.theta, nn.Parameter):
+            continue  # fixed memberships (trunk in every cluster, towers)
+        onehot = torch.zeros_like(ns.theta)
+        onehot[torch.arange(len(a)), torch.as_tensor(a, device=onehot.device)] = 1.0  # (n, k)
+        if isinstance(ns, CategoricalClusters):
+            ns.theta.copy_(float(config.cocluster_scale) * onehot)
+        else:
+            ns.set_probs(torch.where(onehot > 0, torch.tensor(float(config.cocluster_class_high)),
+                                     torch.tensor(float(config.cocluster_class_low))))
+    for layer in model.fc.values():
+        if hasattr(layer, "invalidate_cache"):
+            layer.invalidate_cache()
+    if getattr(config, "cocluster_rescale", "none") == "rownorm":
+        rownorm_rescale(model)
+    if hasattr(model, "cocluster_done"):
+        model.cocluster_done.fill_(True)
+        model.cocluster_classes.copy_(torch.as_tensor(rows, dtype=torch.long))
+    return assign
+
+
+class CoclusteredStart(Recipe):
+    """The co-clustered warm start; ``config`` (a :class:`~blockout.config.TrainConfig`) supplies
+    ``cocluster_at``, ``cocluster_anneal_epochs`` and what :func:`cocluster_memberships` reads."""
+
+    name = "cocluster"
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.at = int(config.cocluster_at)
+        self.anneal_epochs = int(config.cocluster_anneal_epochs)
+
+    @classmethod
+    def from_config(cls, config) -> "CoclusteredStart":
+        return cls(config)
+
+    def on_build(self, model: nn.Module) -> None:
+        # saved with the model, so that a resumed run neither repeats nor skips the co-clustering;
+        # the class assignment is kept for the record (ARI right after the co-clustering)
+        model.register_buffer("cocluster_done", torch.zeros((), dtype=torch.bool))
+        model.register_buffer("cocluster_classes", torch.full((model.num_classes,), -1, dtype=torch.long))
+
+    def on_epoch_start(self, ctx: TrainContext) -> None:
+        model = ctx.model
+        model.plain = ctx.epoch < self.at
+        if not model.plain and not bool(model.cocluster_done):
+            assign = cocluster_memberships(model, self.config)
+            if ctx.is_main:
+                sizes = np.bincount(assign["classes"], minlength=model.clusters)
+                ctx.log(f"memberships set from a co-clustering of the weights after {self.at} epoch(s) "
+                        f"(classes per cluster: {sizes.min()}-{sizes.max()})")
+
+    def before_step(self, ctx: TrainContext) -> None:
+        if self.anneal_epochs:  # the mask fades in after the co-clustering
+            ctx.model.mask_blend = anneal_blend(ctx.step, ctx.steps_per_epoch, self.at, self.anneal_epochs)
+
+    def epoch_metrics(self, ctx: TrainContext) -> dict[str, Any]:
+        if ctx.epochs_done == self.at + 1:
+            return {"cocluster_classes": ctx.model.cocluster_classes.tolist()}
+        return {}
+
+    def __repr__(self) -> str:
+        return f"CoclusteredStart(at={self.at}, anneal_epochs={self.anneal_epochs})"
