@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from analysis import faults
 from analysis import runfolder as rf
+from analysis import runformat as fmt
 from blockout import distributed as bdist
 from blockout.checkpoint import capture_rng_state, load_train_state, restore_rng_state, save_train_state
 from blockout.config import TrainConfig, flat_config
@@ -249,10 +250,9 @@ def resume_config(run_dir: str | Path, overrides: Mapping[str, Any] | None = Non
         source = str(state_path)
     elif (run_dir / rf.RUN_JSON).is_file():
         # killed before the first checkpoint: run.json holds the same resolved config
-        meta = rf.read_json(run_dir / rf.RUN_JSON, rf.RUN_JSON, root=run_dir)
-        saved = meta.get("config") if isinstance(meta, dict) else None
+        saved = fmt.read_run(run_dir).config
         source = str(run_dir / rf.RUN_JSON)
-        if not isinstance(saved, dict):
+        if not saved:
             raise UserError(f"--resume {run_dir}: {rf.RUN_JSON} holds no config object, so the run cannot be "
                             f"continued")
     else:
@@ -679,7 +679,7 @@ class _Session:
 
     def _result(self, status: str) -> TrainResult:
         prog, info, run_dir = self.prog, self.info, self.run_dir
-        final = rf.read_jsonl(run_dir / rf.METRICS) if info.is_main else []
+        final = fmt.read_metrics(run_dir) if info.is_main else []
         final_acc = final[-1]["test_acc"] if final else None
         if status == "aborted":
             msg = (f"aborted in the middle of step {prog.step + 1}; nothing saved for it. The last checkpoint "

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from analysis import runfolder as rf
+from analysis.runformat import read_run, write_run
 from blockout import train as train_module
 from blockout.checkpoint import load_train_state
 from blockout.config import (DataConfig, EpochShare, ModelConfig, OptimConfig, PerCluster, RecipeConfig, RunConfig,
@@ -378,8 +379,7 @@ class TestNestedConfig:
 
     @pytest.mark.parametrize("run", ["demo", "fashion-mnist"])
     def test_bundled_flat_runs_load(self, run):
-        meta = json.loads((ROOT / "checkpoints" / run / "run.json").read_text())
-        flat = meta["config"]
+        flat = read_run(ROOT / "checkpoints" / run).config
         assert not set(flat) & {"data", "model", "optim", "run", "recipe"}  # written flat
         config = TrainConfig.from_dict({"augment": "none", **flat})
         assert config.to_dict() == {**config.to_dict(), **{k: v for k, v in flat.items() if k != "snapshot_every"}}
@@ -391,7 +391,8 @@ class TestNestedConfig:
         for form in (config.to_dict(), config.to_nested()):
             run_dir = tmp_path / "r"
             run_dir.mkdir(exist_ok=True)
-            (run_dir / rf.RUN_JSON).write_text(json.dumps({"config": form}))
+            record = dataclasses.replace(read_run(ROOT / "checkpoints" / "demo"), config=form)
+            write_run(run_dir, record)  # run.json alone: a run killed before its first checkpoint
             assert resume_config(run_dir, {"epochs": 4}) == config.replace(epochs=4)
 
     def test_nested_config_file_with_flag_overrides(self, tmp_path):

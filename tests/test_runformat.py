@@ -291,10 +291,7 @@ _OTHER = r"(?:\bMETRICS\b|\bSNAPSHOT_INDEX\b|[\"']metrics\.jsonl[\"']|[\"']index
 #: a line carrying this comment hand-crafts a file on purpose (a hostile or dummy run.json in a test)
 MARKER = "# raw run.json:"
 #: lines not yet routed through analysis.runformat, in files another change owns (exact text)
-PENDING = {
-    "blockout/train.py": {"meta = rf.read_json(run_dir / rf.RUN_JSON, rf.RUN_JSON, root=run_dir)",
-                          "final = rf.read_jsonl(run_dir / rf.METRICS) if info.is_main else []"},
-}
+PENDING: dict[str, set[str]] = {}
 CONTRACT = {"analysis/runformat.py"}
 
 
