@@ -227,9 +227,13 @@ def _json_value(key: str, value: Any) -> Any:
 
 def _config_json(config: Any) -> dict[str, Any]:
     """``config`` (mapping, dataclass, argparse namespace or None) as a JSON-ready dict."""
+    from blockout.config import TrainConfig
+
     if config is None:
         return {}
-    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+    if isinstance(config, TrainConfig):  # our trainer's options, flat as the trainer writes them
+        config = config.to_dict()
+    elif dataclasses.is_dataclass(config) and not isinstance(config, type):
         config = dataclasses.asdict(config)
     elif not isinstance(config, Mapping) and hasattr(config, "__dict__"):
         config = vars(config)

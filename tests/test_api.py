@@ -312,3 +312,19 @@ def test_lightning_missing_is_one_clear_error(monkeypatch):
     monkeypatch.delitem(bl.__dict__, "BlockoutCallback", raising=False)
     with pytest.raises(ImportError, match=r'pip install "blockout\[lightning\]"'):
         bl.BlockoutCallback  # noqa: B018
+
+
+def test_runlogger_writes_a_trainconfig_flat_as_the_trainer_does(tmp_path):
+    """A TrainConfig given to RunLogger is stored as the trainer stores it (flat options), so
+    ``blockout train --resume``-style readers and the analysis see the same keys."""
+    from analysis.runformat import read_run
+    from blockout import BlockoutHead, RunLogger
+    from blockout.config import TrainConfig
+
+    config = TrainConfig(method="hard-learned", clusters=3, epochs=2)
+    head = BlockoutHead(8, 4, hidden=(16,), clusters=3)
+    with RunLogger(tmp_path / "run", head, config=config) as logger:
+        logger.snapshot(0)
+    stored = read_run(tmp_path / "run").config
+    assert stored == config.to_dict()
+    assert not set(stored) & {"data", "model", "optim", "run", "recipe"}
