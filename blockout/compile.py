@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -116,6 +117,7 @@ class CompiledHead(nn.Module):
                 raise ValueError(f"unknown layer kind {lay['kind']!r}")
         self._fast_ops = _fast_plan(self.layers, bool(structure.get("group_blocks", True)))
         self._fast_cache: tuple | None = None
+        self._buffers_fast: dict = {}  # (thread, batch, dtype, device) -> hidden-layer outputs, reused
 
     # -- parameters of one block, whatever the layer's kind
     def _block_params(self, j: int, i: int) -> tuple[Tensor, Tensor]:
@@ -176,14 +178,28 @@ class CompiledHead(nn.Module):
                 self._fast_cache = (key, _augmented_weights(self._fast_ops, self._block_params))
         return self._fast_cache[1]
 
+    def _hidden_buffers(self, x: Tensor) -> list[Tensor]:
+        # the hidden layers' outputs are reused from call to call (fresh 2 MB tensors cost page
+        # faults on every call); one set per thread, so concurrent callers never share one. The
+        # last layer's output is always fresh: the caller keeps it.
+        key = (threading.get_ident(), x.shape[0], x.dtype, x.device)
+        bufs = self._buffers_fast.get(key)
+        if bufs is None:
+            if len(self._buffers_fast) >= 8:  # many batch sizes or threads: keep the memory bounded
+                self._buffers_fast.clear()
+            bufs = [x.new_empty(rows, x.shape[0]) for _, rows in self._fast_ops[:-1]]
+            self._buffers_fast[key] = bufs
+        return bufs
+
     def _forward_fast(self, x: Tensor) -> Tensor:
         batch = x.shape[0]
         weights = self._fast_weights()
+        bufs = self._hidden_buffers(x)
         xg = x.index_select(1, self.input_index) if self.gather else x
         h = xg.t()  # (n, B), a transposed view: GEMMs read it as is
         last = len(self.layers) - 1
         for j, (ops, rows) in enumerate(self._fast_ops):
-            out = h.new_empty(rows, batch)
+            out = bufs[j] if j < last else h.new_empty(rows, batch)
             for op, (w, b) in zip(ops, weights[j]):
                 o0, o1 = op["out"]
                 if op["kind"] == "bmm":
