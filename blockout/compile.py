@@ -129,7 +129,8 @@ class CompiledHead(nn.Module):
         batch = x.shape[0]
         if not self.layers:  # no class varies with the input: constant logits
             return self.out_const.t().expand(batch, self.num_classes).clone()
-        if torch.is_grad_enabled() or torch.compiler.is_compiling() or torch.jit.is_tracing():
+        if (torch.is_grad_enabled() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
+                or torch.jit.is_tracing()):
             h = self._forward_plain(x)
         else:
             h = self._forward_fast(x)
