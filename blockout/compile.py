@@ -172,35 +172,40 @@ class CompiledHead(nn.Module):
 
     # -- inference
     def _fast_weights(self) -> list:
-        params = list(self.parameters())
-        key = tuple((p.data_ptr(), p._version, p.device, p.dtype) for p in params)
+        # a parameter changed in place (optimizer step, load_state_dict) bumps its version; moved
+        # or re-assigned, it has new storage
+        key = tuple((p.data_ptr(), p._version) for p in self._parameters.values())
         if self._fast_cache is None or self._fast_cache[0] != key:
             with torch.no_grad():
                 self._fast_cache = (key, _augmented_weights(self._fast_ops, self._block_params))
         return self._fast_cache[1]
 
-    def _hidden_buffers(self, x: Tensor) -> list[Tensor]:
-        # the hidden layers' outputs are reused from call to call (fresh 2 MB tensors cost page
-        # faults on every call); one set per thread, so concurrent callers never share one. The
-        # last layer's output is always fresh: the caller keeps it.
+    def _reused_buffers(self, x: Tensor) -> tuple[list[Tensor], Tensor | None]:
+        # the layers' outputs (and the gathered input) are reused from call to call: fresh 2 MB
+        # tensors cost page faults on every call. One set per thread, so concurrent callers never
+        # share one; what forward returns is always a fresh tensor (the caller keeps it).
         key = (threading.get_ident(), x.shape[0], x.dtype, x.device)
         bufs = self._buffers_fast.get(key)
         if bufs is None:
             if len(self._buffers_fast) >= 8:  # many batch sizes or threads: keep the memory bounded
                 self._buffers_fast.clear()
-            bufs = [x.new_empty(rows, x.shape[0]) for _, rows in self._fast_ops[:-1]]
+            # the last layer's output too, unless it is returned as is (classes in order, no constant)
+            reuse_last = self.has_const or not self.out_identity
+            outs = [x.new_empty(rows, x.shape[0]) for _, rows in self._fast_ops[:None if reuse_last else -1]]
+            gathered = x.new_empty(x.shape[0], self.input_index.shape[0]) if self.gather else None
+            bufs = (outs, gathered)
             self._buffers_fast[key] = bufs
         return bufs
 
     def _forward_fast(self, x: Tensor) -> Tensor:
         batch = x.shape[0]
         weights = self._fast_weights()
-        bufs = self._hidden_buffers(x)
-        xg = x.index_select(1, self.input_index) if self.gather else x
+        outs, gathered = self._reused_buffers(x)
+        xg = torch.index_select(x, 1, self.input_index, out=gathered) if self.gather else x
         h = xg.t()  # (n, B), a transposed view: GEMMs read it as is
         last = len(self.layers) - 1
         for j, (ops, rows) in enumerate(self._fast_ops):
-            out = bufs[j] if j < last else h.new_empty(rows, batch)
+            out = outs[j] if j < len(outs) else h.new_empty(rows, batch)
             for op, (w, b) in zip(ops, weights[j]):
                 o0, o1 = op["out"]
                 if op["kind"] == "bmm":
