@@ -271,7 +271,11 @@ def _padding(ends: Sequence[int]):
     [0, 1, 3, 4, 5, 7]
     """
     ends = np.asarray(sorted(ends), dtype=np.int64)
-    return lambda p: int(p + np.searchsorted(ends, p, side="right"))
+
+    def f(p):  # an int, or an int array (vectorized)
+        q = p + np.searchsorted(ends, p, side="right")
+        return q if isinstance(p, np.ndarray) else int(q)
+    return f
 
 
 def _fast_plan(layers: Sequence[Mapping[str, Any]], group_blocks: bool = True) -> list:
@@ -300,7 +304,7 @@ def _fast_plan(layers: Sequence[Mapping[str, Any]], group_blocks: bool = True) -
             rngs = [(f_in(a), f_in(e)) for a, e in b["in"]]
             cols, ones, off = [], -1, 0
             for (a, e), (pa, pe) in zip(b["in"], rngs):
-                cols.extend(f_in(p) - pa + off for p in range(a, e))
+                cols.extend((f_in(np.arange(a, e)) - pa + off).tolist())
                 inside = [o for o in ones_in if pa <= o < pe]
                 if inside and ones < 0:
                     ones = inside[0] - pa + off
