@@ -11,9 +11,11 @@ survive and how they group into dense blocks; this module builds the torch netwo
   features some kept node reads), a block reads a contiguous row range, consecutive layers stay in
   block order so nothing is gathered between them, and the classes are scattered back to their
   order at the end (removed classes output their constant logit: the bias plus folded
-  constants). A layer whose blocks are equal and tile both sides is one batched matrix product
-  (``torch.baddbmm`` over the groups, its input a free ``(groups, width, batch)`` view); other
-  layers loop over their blocks.
+  constants). Parameters per block (or per layer whose blocks are equal and tile both sides:
+  stacked). Under ``torch.no_grad`` it runs its inference path (biases as a weight column read
+  from a ones row after every hidden block, reused ``out=`` buffers, ``torch.bmm`` over runs of
+  equal blocks, in-place ReLU; see ``docs/compile.md``); with autograd or ``torch.export`` the
+  plain path (``baddbmm``/``addmm`` with the biases, ``cat``, ``relu``).
 * :class:`CompiledNet` — the run's trunk (unchanged) followed by the head.
 
 Nodes that do not vary with the input (dead nodes, or nodes whose only live inputs are constants)
