@@ -22,7 +22,8 @@ Both sides are timed alternately in one loop (so load from other processes hits 
 ratio is the median over repeats of per-repeat ratios (quartiles recorded as the spread). A bare
 ``torch.bmm`` over ``k`` equal blocks against one dense product of the same width calibrates what
 the machine gives: ``bare_bmm`` as ``(k, B, d) @ (k, d, d)``, ``bare_bmm_t`` in the compiled
-stack's own layout ``(k, d+1, d+1) @ (k, d+1, B)``. ``--clock cpu`` times process CPU time
+stack's own layout ``(k, d+1, d+1) @ (k, d+1, B)``; and, to check the dense baseline, oneDNN's prepacked linear
+against ``torch.mm`` for the dense product (both sides of the ratio use MKL). ``--clock cpu`` times process CPU time
 instead of wall time: with one thread it is insensitive to other processes taking the cores
 (with two it would count OpenMP spin-waits). The load average is recorded.
 
@@ -133,6 +134,14 @@ def imagenet_compile_time(threads: int) -> dict:
     return out
 
 
+def _onednn_weight(w: torch.Tensor, batch: int):
+    """``w`` prepacked for oneDNN's linear (None where this build has no oneDNN)."""
+    try:
+        return torch.ops.mkldnn._reorder_linear_weight(w.t().contiguous(), batch)
+    except (AttributeError, RuntimeError):
+        return None
+
+
 def layer_variants(n: int, B: int, k: int, repeats: int) -> dict:
     """One 2048-wide layer (+ ReLU) at ``k`` equal blocks, done the ways tried, against ``F.linear``.
 
@@ -237,9 +246,14 @@ def main(argv=None) -> dict:
             wd, wb = torch.randn(n, n), torch.randn(k, d, d)
             xb = torch.randn(k, B, d)
             wt1, xt1 = torch.randn(k, d + 1, d + 1), torch.randn(k, d + 1, B)
-            t = interleaved({"dense": lambda: torch.mm(x, wd), "bmm": lambda: torch.bmm(xb, wb),
-                             "bmm_t": lambda: torch.bmm(wt1, xt1)}, args.repeats)
+            fns = {"dense": lambda: torch.mm(x, wd), "bmm": lambda: torch.bmm(xb, wb),
+                   "bmm_t": lambda: torch.bmm(wt1, xt1)}
+            packed = _onednn_weight(wd, B)
+            if packed is not None:  # is the dense baseline's library the fastest dense product here?
+                fns["onednn"] = lambda: torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "")
+            t = interleaved(fns, args.repeats)
             calib, calib_t = ratio(t, "dense", "bmm"), ratio(t, "dense", "bmm_t")
+            onednn = ratio(t, "dense", "onednn") if packed is not None else None
             for kind in ("equal", "unequal"):
                 layers, nets, density, plan = build(n, k, args.depth, kind)
                 ref = masked_stack(x, layers)
@@ -253,7 +267,8 @@ def main(argv=None) -> dict:
                        "kinds": {m: [lay["kind"] for lay in net.layers] for m, net in nets.items()},
                        "ops": {m: [[op["kind"] + (f"x{op['groups']}" if op["kind"] == "bmm" else "")
                                     for op in ops] for ops, _ in net._fast_ops] for m, net in nets.items()},
-                       "max_abs_diff": diff, "bare_bmm_speedup": calib, "bare_bmm_t_speedup": calib_t}
+                       "max_abs_diff": diff, "bare_bmm_speedup": calib, "bare_bmm_t_speedup": calib_t,
+                       "onednn_dense_over_mkl_dense": onednn}
                 for m in fns:
                     if m == "dense":
                         continue
@@ -272,7 +287,8 @@ def main(argv=None) -> dict:
                       f"bmm {row['bmm_speedup']:5.2f}x, loop {row['loop_speedup']:5.2f}x -> "
                       f"{row['speedup_over_inverse_density']:.2f} of 1/density (target {row['target']}; "
                       f"{row['contiguous_speedup_over_inverse_density']:.2f} with .contiguous()) "
-                      f"[bare bmm {calib:5.2f}x / {calib_t:5.2f}x; max diff {max(diff.values()):.1e}]", flush=True)
+                      f"[bare bmm {calib:5.2f}x / {calib_t:5.2f}x; max diff {max(diff.values()):.1e}"
+                      + (f"; oneDNN dense {onednn:.2f}x F.linear" if onednn else "") + "]", flush=True)
     imagenet = None if args.no_imagenet else imagenet_compile_time(args.threads)
     result = {
         "benchmark": "compile_speed" + ("_variants" if args.variants else ""),
