@@ -172,6 +172,10 @@ class CompiledHead(nn.Module):
                 h = torch.relu(h)
         return h
 
+    def extra_repr(self) -> str:
+        kinds = ", ".join(f"{lay['name']}:{lay['kind']}x{len(lay['blocks'])}" for lay in self.layers)
+        return f"in_features={self.in_features}, num_classes={self.num_classes}, layers=[{kinds}]"
+
     # -- inference
     def _fast_weights(self) -> list:
         # a parameter changed in place (optimizer step, load_state_dict) bumps its version; moved
@@ -203,7 +207,8 @@ class CompiledHead(nn.Module):
         batch = x.shape[0]
         weights = self._fast_weights()
         outs, gathered = self._reused_buffers(x)
-        xg = torch.index_select(x, 1, self.input_index, out=gathered) if self.gather else x
+        # the products read row ranges of the transposed input as (G, rows, B) views: it must be dense
+        xg = torch.index_select(x, 1, self.input_index, out=gathered) if self.gather else x.contiguous()
         h = xg.t()  # (n, B), a transposed view: GEMMs read it as is
         last = len(self.layers) - 1
         for j, (ops, rows) in enumerate(self._fast_ops):

@@ -419,3 +419,15 @@ class TestInferencePath:
         assert {n: tuple(p.shape) for n, p in net.named_parameters()} == shapes
         fast, plain = self._both(net, x)
         assert torch.allclose(fast, plain, atol=1e-5)
+
+    @pytest.mark.parametrize("k", [1, 2])
+    def test_non_contiguous_input(self, k):
+        # one cluster: the input is read in place (no gather); two: gathered. Both from a strided view
+        rng = np.random.default_rng(9)
+        plan, layers = random_stack(rng, [8, 6, 6, 3], k, 1.0 if k == 1 else 0.6)
+        net = compiled_of(plan, layers, 8)
+        x = torch.randn(5, 16)[:, ::2]  # (5, 8), every other column: not contiguous
+        fast, plain = self._both(net, x)
+        assert torch.allclose(fast, masked_stack(x, layers), atol=1e-5)
+        assert torch.allclose(fast, plain, atol=1e-5)
+        assert "layers=[" in repr(net.head)
