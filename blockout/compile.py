@@ -11,9 +11,11 @@ survive and how they group into dense blocks; this module builds the torch netwo
   features some kept node reads), a block reads a contiguous row range, consecutive layers stay in
   block order so nothing is gathered between them, and the classes are scattered back to their
   order at the end (removed classes output their constant logit: the bias plus folded
-  constants). A layer whose blocks are equal and tile both sides is one batched matrix product
-  (``torch.baddbmm`` over the groups, its input a free ``(groups, width, batch)`` view); other
-  layers loop over their blocks.
+  constants). Parameters per block (or per layer whose blocks are equal and tile both sides:
+  stacked). Under ``torch.no_grad`` it runs its inference path (biases as a weight column read
+  from a ones row after every hidden block, reused ``out=`` buffers, ``torch.bmm`` over runs of
+  equal blocks, in-place ReLU; see ``docs/compile.md``); with autograd or ``torch.export`` the
+  plain path (``baddbmm``/``addmm`` with the biases, ``cat``, ``relu``).
 * :class:`CompiledNet` — the run's trunk (unchanged) followed by the head.
 
 Nodes that do not vary with the input (dead nodes, or nodes whose only live inputs are constants)
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import io
 import json
+import threading
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -68,10 +71,19 @@ class CompiledHead(nn.Module):
     batched layer, or ``l<j>_w<i>`` ``(out, in)`` and ``l<j>_b<i>`` ``(out, 1)`` per block; buffers
     ``input_index`` (when the input is gathered), ``out_index`` and ``out_const``.
 
-    Activations run *transposed*, ``(nodes, B)`` in block order: a block's inputs are then a row
-    range (contiguous memory, no copy), a batched layer's input is a free view ``(G, in, B)``, and
-    the only copies are the gather of the input rows at the start and the scatter of the classes
-    at the end.
+    Activations run *transposed*, ``(nodes, B)`` in block order, so a block's inputs are a row
+    range (no copy) and the only copies are the gather of the input columns at the start and the
+    gather of the class rows at the end. Two ways through the same parameters:
+
+    * **inference** (grad disabled, not exporting): every hidden block's output rows are followed by
+      one row of ones, produced by the block's own matrix product (a weight row ``0 ... 0 1``), so
+      the next layer's block carries its bias as one more weight column and needs no bias
+      operation; each layer writes its blocks into one preallocated ``(rows, B)`` output
+      (``out=``), runs of equal blocks with consecutive inputs are one ``torch.bmm``, and the
+      ReLU is in place. The augmented weights are built from the parameters on first use and
+      rebuilt whenever a parameter changes (tensor version counters).
+    * **training and export**: the plain form (``addmm``/``baddbmm`` with the bias, ``cat`` of the
+      blocks, ``relu``), which autograd and ``torch.export`` handle.
     """
 
     def __init__(self, structure: Mapping[str, Any]) -> None:
@@ -105,11 +117,36 @@ class CompiledHead(nn.Module):
                     self.register_parameter(f"l{j}_b{i}", nn.Parameter(torch.zeros(n_o, 1)))
             else:
                 raise ValueError(f"unknown layer kind {lay['kind']!r}")
+        self._fast_ops = _fast_plan(self.layers, bool(structure.get("group_blocks", True)))
+        self._fast_cache: tuple | None = None
+        self._buffers_fast: dict = {}  # (thread, batch, dtype, device) -> hidden-layer outputs, reused
+
+    # -- parameters of one block, whatever the layer's kind
+    def _block_params(self, j: int, i: int) -> tuple[Tensor, Tensor]:
+        if self.layers[j]["kind"] == "bmm":
+            return getattr(self, f"l{j}_w")[i], getattr(self, f"l{j}_b")[i]
+        return getattr(self, f"l{j}_w{i}"), getattr(self, f"l{j}_b{i}")
 
     def forward(self, x: Tensor) -> Tensor:  # (B, in_features) -> (B, num_classes)
         batch = x.shape[0]
         if not self.layers:  # no class varies with the input: constant logits
             return self.out_const.t().expand(batch, self.num_classes).clone()
+        if (torch.is_grad_enabled() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
+                or torch.jit.is_tracing()):
+            h = self._forward_plain(x)
+        else:
+            h = self._forward_fast(x)
+        # classes back to their order; removed classes read the zero row, plus their constant
+        if self.has_const:
+            full = torch.cat([h, h.new_zeros(1, batch)], 0).index_select(0, self.out_index) + self.out_const
+        elif self.out_identity:
+            full = h
+        else:
+            full = h.index_select(0, self.out_index)
+        return full.t()
+
+    def _forward_plain(self, x: Tensor) -> Tensor:
+        batch = x.shape[0]
         h = x.t()  # (in, B)
         if self.gather:
             h = h.index_select(0, self.input_index)  # the used inputs, in block order (one copy)
@@ -133,18 +170,76 @@ class CompiledHead(nn.Module):
                 h = parts[0] if len(parts) == 1 else torch.cat(parts, 0)
             if j < last:
                 h = torch.relu(h)
-        # classes back to their order; removed classes read the zero row, plus their constant
-        if self.has_const:
-            full = torch.cat([h, h.new_zeros(1, batch)], 0).index_select(0, self.out_index) + self.out_const
-        elif self.out_identity:
-            full = h
-        else:
-            full = h.index_select(0, self.out_index)
-        return full.t()
+        return h
 
     def extra_repr(self) -> str:
         kinds = ", ".join(f"{lay['name']}:{lay['kind']}x{len(lay['blocks'])}" for lay in self.layers)
         return f"in_features={self.in_features}, num_classes={self.num_classes}, layers=[{kinds}]"
+
+    # -- inference
+    def _fast_weights(self) -> list:
+        # a parameter changed in place (optimizer step, load_state_dict) bumps its version; moved
+        # or re-assigned, it has new storage
+        key = tuple((p.data_ptr(), p._version) for p in self._parameters.values())
+        if self._fast_cache is None or self._fast_cache[0] != key:
+            with torch.no_grad():
+                self._fast_cache = (key, _augmented_weights(self._fast_ops, self._block_params))
+        return self._fast_cache[1]
+
+    def _reused_buffers(self, x: Tensor) -> tuple[list[Tensor], Tensor | None]:
+        # the layers' outputs (and the gathered input) are reused from call to call: fresh 2 MB
+        # tensors cost page faults on every call. One set per thread, so concurrent callers never
+        # share one; what forward returns is always a fresh tensor (the caller keeps it).
+        key = (threading.get_ident(), x.shape[0], x.dtype, x.device)
+        bufs = self._buffers_fast.get(key)
+        if bufs is None:
+            if len(self._buffers_fast) >= 8:  # many batch sizes or threads: keep the memory bounded
+                self._buffers_fast.clear()
+            # the last layer's output too, unless it is returned as is (classes in order, no constant)
+            reuse_last = self.has_const or not self.out_identity
+            outs = [x.new_empty(rows, x.shape[0]) for _, rows in self._fast_ops[:None if reuse_last else -1]]
+            gathered = x.new_empty(x.shape[0], self.input_index.shape[0]) if self.gather else None
+            bufs = (outs, gathered)
+            self._buffers_fast[key] = bufs
+        return bufs
+
+    def _forward_fast(self, x: Tensor) -> Tensor:
+        batch = x.shape[0]
+        weights = self._fast_weights()
+        outs, gathered = self._reused_buffers(x)
+        # the products read row ranges of the transposed input as (G, rows, B) views: it must be dense
+        xg = torch.index_select(x, 1, self.input_index, out=gathered) if self.gather else x.contiguous()
+        h = xg.t()  # (n, B), a transposed view: GEMMs read it as is
+        last = len(self.layers) - 1
+        for j, (ops, rows) in enumerate(self._fast_ops):
+            out = outs[j] if j < len(outs) else h.new_empty(rows, batch)
+            for op, (w, b) in zip(ops, weights[j]):
+                o0, o1 = op["out"]
+                if op["kind"] == "bmm":
+                    (a, e), = op["in"]
+                    g = op["groups"]
+                    xin = h[a:e].view(g, (e - a) // g, batch)
+                    dst = out[o0:o1].view(g, (o1 - o0) // g, batch)
+                    if b is None:
+                        torch.bmm(w, xin, out=dst)
+                    else:
+                        torch.baddbmm(b, w, xin, out=dst)
+                elif not op["in"]:  # reads nothing (cannot happen for a kept node; kept for safety)
+                    out[o0:o1].copy_(b.expand(o1 - o0, batch))
+                else:
+                    dst = out[o0:o1]
+                    for r, ((a, e), wr) in enumerate(zip(op["in"], w)):
+                        if r == 0:
+                            if b is None:
+                                torch.mm(wr, h[a:e], out=dst)
+                            else:
+                                torch.addmm(b, wr, h[a:e], out=dst)
+                        else:
+                            dst.addmm_(wr, h[a:e])
+            if j < last:
+                out.relu_()
+            h = out
+        return h
 
 
 class CompiledNet(nn.Module):
@@ -169,6 +264,121 @@ class CompiledNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.trunk(x))
+
+
+# ------------------------------------------------------------------------------------------
+# the inference layout: blocks of a hidden layer followed by a row of ones (bias as a weight column)
+
+
+def _padding(ends: Sequence[int]):
+    """``f(p) = p + #{end <= p}``: position of kept row ``p`` when a ones row follows every block
+    ending at one of ``ends`` (and the end of a row range ``[a, e)``: ``f(e)``, its ones row included).
+
+    >>> f = _padding([2, 5]); [f(p) for p in range(6)]
+    [0, 1, 3, 4, 5, 7]
+    """
+    ends = np.asarray(sorted(ends), dtype=np.int64)
+
+    def f(p):  # an int, or an int array (vectorized)
+        q = p + np.searchsorted(ends, p, side="right")
+        return q if isinstance(p, np.ndarray) else int(q)
+    return f
+
+
+def _fast_plan(layers: Sequence[Mapping[str, Any]], group_blocks: bool = True) -> list:
+    """Per layer ``(ops, rows)``: the matrix products of the inference path and the rows of its
+    output (kept nodes, plus one ones row per block in a hidden layer).
+
+    An op is ``{"kind": "bmm" | "mm", "blocks": [i, ...], "in": [[a, e], ...], "out": [o0, o1],
+    "groups": G, "cols": [per block: padded column of every parameter column], "ones": [per block:
+    first ones column or -1], "ones_out": bool, "bias": bool}`` in padded row coordinates. A run of
+    equal blocks whose single input ranges follow each other is one ``bmm`` op; ``bias`` is true
+    when some block of the op reads no ones row (then the bias is added by ``baddbmm``/``addmm``).
+    """
+    plan = []
+    prev_ends: list[int] | None = None  # None: the input (no ones rows)
+    last = len(layers) - 1
+    for j, lay in enumerate(layers):
+        blocks = lay["blocks"]
+        f_in = _padding(prev_ends or [])
+        ones_in = [f_in(e) - 1 for e in (prev_ends or [])]
+        hidden = j < last
+        ends = [b["out"][1] for b in blocks]
+        f_out = _padding(ends) if hidden else (lambda p: int(p))
+        rows = int(lay["out_features"]) + (len(blocks) if hidden else 0)
+        descs = []
+        for i, b in enumerate(blocks):
+            rngs = [(f_in(a), f_in(e)) for a, e in b["in"]]
+            cols, ones, off = [], -1, 0
+            for (a, e), (pa, pe) in zip(b["in"], rngs):
+                cols.extend((f_in(np.arange(a, e)) - pa + off).tolist())
+                inside = [o for o in ones_in if pa <= o < pe]
+                if inside and ones < 0:
+                    ones = inside[0] - pa + off
+                off += pe - pa
+            descs.append({"in": rngs, "out": (f_out(b["out"][0]), f_out(b["out"][1])), "cols": cols, "ones": ones})
+        ops = []
+        i = 0
+        while i < len(descs):
+            d0 = descs[i]
+            run = [i]
+            if group_blocks and len(d0["in"]) == 1:
+                while run[-1] + 1 < len(descs):
+                    prev, nxt = descs[run[-1]], descs[run[-1] + 1]
+                    if not (len(nxt["in"]) == 1 and nxt["in"][0][0] == prev["in"][0][1]
+                            and nxt["in"][0][1] - nxt["in"][0][0] == d0["in"][0][1] - d0["in"][0][0]
+                            and nxt["out"][1] - nxt["out"][0] == d0["out"][1] - d0["out"][0]):
+                        break
+                    run.append(run[-1] + 1)
+            ds = [descs[r] for r in run]
+            kind = "bmm" if len(run) > 1 else "mm"
+            ops.append({"kind": kind, "blocks": run, "groups": len(run),
+                        "in": [[ds[0]["in"][0][0], ds[-1]["in"][0][1]]] if kind == "bmm" else [list(r) for r in d0["in"]],
+                        "out": [ds[0]["out"][0], ds[-1]["out"][1]], "cols": [d["cols"] for d in ds],
+                        "ones": [d["ones"] for d in ds], "ones_out": hidden, "bias": any(d["ones"] < 0 for d in ds)})
+            i = run[-1] + 1
+        plan.append((ops, rows))
+        prev_ends = ends
+    return plan
+
+
+def _augmented_weights(plan: Sequence, block_params) -> list:
+    """Per layer, per op of :func:`_fast_plan`: ``(w, b)`` with the bias in the ones column (``b``
+    None) or in ``b``; ``w`` is ``(G, rows, cols)`` for a ``bmm`` op, a list (one matrix per input
+    range) for an ``mm`` op. ``block_params(j, i)`` gives block ``i`` of layer ``j``: ``(W, b)``."""
+    out = []
+    for j, (ops, _) in enumerate(plan):
+        layer = []
+        for op in ops:
+            ws, bs = [], []
+            n_cols = sum(e - a for a, e in op["in"]) // (op["groups"] if op["kind"] == "bmm" else 1)
+            for i, cols, ones in zip(op["blocks"], op["cols"], op["ones"]):
+                W, b = block_params(j, i)
+                d_out = W.shape[0]
+                rows = d_out + (1 if op["ones_out"] else 0)
+                A = W.new_zeros(rows, n_cols)
+                A[:d_out, torch.as_tensor(cols, dtype=torch.long)] = W
+                bias = W.new_zeros(rows, 1)
+                if op["bias"]:
+                    bias[:d_out] = b.reshape(d_out, 1)
+                    if op["ones_out"]:
+                        bias[d_out] = 1.0
+                else:
+                    A[:d_out, ones] = b.reshape(d_out)
+                    if op["ones_out"]:
+                        A[d_out, ones] = 1.0
+                ws.append(A)
+                bs.append(bias)
+            if op["kind"] == "bmm":
+                layer.append((torch.stack(ws).contiguous(), torch.stack(bs).contiguous() if op["bias"] else None))
+            else:
+                A, splits, c = ws[0], [], 0
+                for a, e in op["in"]:
+                    splits.append(A[:, c:c + e - a].contiguous())
+                    c += e - a
+                layer.append((splits, bs[0] if op["bias"] else None))
+        out.append(layer)
+    return out
 
 
 # ------------------------------------------------------------------------------------------
@@ -233,7 +443,8 @@ def build_structure(plan: CompilePlan, in_features: int, trunk: Mapping[str, Any
     out_nodes = plan.layer_plans[-1].out_nodes
     head = {"in_features": int(in_features), "num_classes": plan.num_classes, "gather_input": gather,
             "input_size": int(len(in_nodes)), "layers": layers, "has_const": bool(len(plan.const_classes)),
-            "out_identity": bool(np.array_equal(out_nodes, np.arange(plan.num_classes)))}
+            "out_identity": bool(np.array_equal(out_nodes, np.arange(plan.num_classes))),
+            "group_blocks": bool(prefer_bmm)}
     return {"format": FORMAT, "format_version": FORMAT_VERSION, "trunk": dict(trunk) if trunk else None,
             "head": head, **(dict(extra) if extra else {})}
 

@@ -323,3 +323,112 @@ def test_default_step_is_the_last_with_weights(tmp_path):
     rf.atomic_write_json(run / rf.SNAPSHOT_DIR / rf.SNAPSHOT_INDEX, {"snapshots": entries})
     r = compile_run(run, tmp_path / "o", export=False, progress=lambda m: None)
     assert r["step"] == r["weights_step"] == entries[1]["step"]
+
+
+class TestInferencePath:
+    """The inference path (grad off: ones rows carry the biases, reused buffers, bmm runs) against
+    the plain path (grad on: what training and torch.export use) and the masked model."""
+
+    def _both(self, net, x):
+        with torch.no_grad():
+            fast = net(x)
+        with torch.enable_grad():
+            plain = net(x).detach()
+        return fast, plain
+
+    @pytest.mark.parametrize("prefer_bmm", [True, False])
+    def test_fast_equals_plain_on_random_hierarchies(self, prefer_bmm):
+        rng = np.random.default_rng(11)
+        for trial in range(30):
+            k = int(rng.integers(1, 6))
+            sizes = [int(rng.integers(1, 12)) for _ in range(int(rng.integers(2, 6)))]
+            plan, layers = random_stack(rng, sizes, k, rng.uniform(0.15, 0.9), "count", scale=1.0 / k,
+                                        trunk_all=trial % 3 == 0)
+            net = compiled_of(plan, layers, sizes[0], prefer_bmm)
+            x = torch.randn(7, sizes[0], generator=torch.Generator().manual_seed(trial))
+            fast, plain = self._both(net, x)
+            assert float((fast - plain).abs().max()) <= 1e-5, (trial, sizes, k)
+            assert float((fast - masked_stack(x, layers)).abs().max()) <= 1e-5, (trial, sizes, k)
+
+    def test_mixed_layer_batches_the_equal_runs(self):
+        # hidden clusters of sizes 3, 3, 3, 5: the three equal towers are one bmm, the fifth a product
+        k = 4
+        sizes_c = [3, 3, 3, 5]
+        hid = np.repeat(np.arange(k), sizes_c)
+        C = [np.eye(k, dtype=bool)[np.arange(16) % k], np.eye(k, dtype=bool)[hid], np.eye(k, dtype=bool)[hid],
+             np.eye(k, dtype=bool)[np.arange(8) % k]]
+        names, lnames = ["s0", "s1", "s2", "s3"], ["fc1", "fc2", "fc3"]
+        rng = np.random.default_rng(2)
+        W = {l: (rng.standard_normal((C[j + 1].shape[0], C[j].shape[0])).astype(np.float32),
+                 rng.standard_normal(C[j + 1].shape[0]).astype(np.float32)) for j, l in enumerate(lnames)}
+        layers = effective_weights(W, {s: c.astype(np.float32) for s, c in zip(names, C)}, names, lnames,
+                                   {l: ("count", 1.0) for l in lnames}, expected=False)
+        plan = plan_blocks([signature_codes(c) for c in C], k, names, lnames)
+        net = compiled_of(plan, layers, 16)
+        ops = [[(op["kind"], op["groups"], op["bias"]) for op in lay_ops] for lay_ops, _ in net.head._fast_ops]
+        # first layer reads the input (no ones row): biases added by baddbmm/addmm; later ones carry them
+        assert ops[0] == [("bmm", 3, True), ("mm", 1, True)]
+        assert ops[1] == [("bmm", 3, False), ("mm", 1, False)]
+        assert ops[2] == [("bmm", 3, False), ("mm", 1, False)]
+        x = torch.randn(9, 16)
+        fast, plain = self._both(net, x)
+        assert float((fast - masked_stack(x, layers)).abs().max()) <= 1e-5
+        assert float((fast - plain).abs().max()) <= 1e-5
+
+    def test_changed_parameters_rebuild_the_cached_weights(self):
+        rng = np.random.default_rng(4)
+        plan, layers = random_stack(rng, [6, 8, 8, 4], 2, 0.6)
+        net = compiled_of(plan, layers, 6)
+        x = torch.randn(5, 6)
+        with torch.no_grad():
+            before = net(x).clone()
+            for p in net.parameters():
+                p.mul_(1.5).add_(0.1)  # as an optimizer step would: in place
+            after = net(x)
+        with torch.enable_grad():
+            plain = net(x).detach()
+        assert not torch.allclose(before, after)
+        assert torch.allclose(after, plain, atol=1e-5)
+
+    def test_outputs_of_earlier_calls_are_not_overwritten(self):
+        # one cluster: the classes come out in order, so the last layer's output is returned as is
+        rng = np.random.default_rng(6)
+        plan, layers = random_stack(rng, [6, 8, 8, 4], 1, 1.0)
+        net = compiled_of(plan, layers, 6)
+        assert net.head.out_identity and not net.head.has_const
+        x1, x2 = torch.randn(5, 6), torch.randn(5, 6)
+        with torch.no_grad():
+            y1 = net(x1)
+            keep = y1.clone()
+            net(x2)
+            net(torch.randn(3, 6))  # another batch size
+        assert torch.equal(y1, keep)
+        assert torch.allclose(y1, masked_stack(x1, layers), atol=1e-5)
+
+    def test_finetuning_keeps_the_ones_structure_out_of_the_parameters(self):
+        # the parameters stay the plain blocks: a gradient step changes weights and biases only,
+        # and the inference path still equals the plain path afterwards
+        rng = np.random.default_rng(8)
+        plan, layers = random_stack(rng, [6, 8, 8, 4], 2, 0.7)
+        net = compiled_of(plan, layers, 6)
+        shapes = {n: tuple(p.shape) for n, p in net.named_parameters()}
+        opt = torch.optim.SGD(net.parameters(), lr=0.1)
+        x = torch.randn(16, 6)
+        loss = net(x).pow(2).mean()
+        loss.backward()
+        opt.step()
+        assert {n: tuple(p.shape) for n, p in net.named_parameters()} == shapes
+        fast, plain = self._both(net, x)
+        assert torch.allclose(fast, plain, atol=1e-5)
+
+    @pytest.mark.parametrize("k", [1, 2])
+    def test_non_contiguous_input(self, k):
+        # one cluster: the input is read in place (no gather); two: gathered. Both from a strided view
+        rng = np.random.default_rng(9)
+        plan, layers = random_stack(rng, [8, 6, 6, 3], k, 1.0 if k == 1 else 0.6)
+        net = compiled_of(plan, layers, 8)
+        x = torch.randn(5, 16)[:, ::2]  # (5, 8), every other column: not contiguous
+        fast, plain = self._both(net, x)
+        assert torch.allclose(fast, masked_stack(x, layers), atol=1e-5)
+        assert torch.allclose(fast, plain, atol=1e-5)
+        assert "layers=[" in repr(net.head)
