@@ -18,8 +18,9 @@
 The first sentence ends with the branch tree's shape at tau: its depth (:func:`branch_depth`; 2 or
 more when branches split again) and the clusters the classes actually use ("9 of 20",
 :func:`clusters_used`). When the memberships agree with the best-supported reference *less* than
-the run's own weight-induced hierarchy does, the second sentence ends with a flag (also in
-``Verdict.flags``): the memberships then lose structure the weights carry.
+the run's own weight-induced hierarchy does (and the weights agree beyond chance), the second
+sentence ends with a flag (also in ``Verdict.flags``): the memberships then lose structure the
+weights carry.
 
 Every sentence is built from the measured numbers only and says "No" when the evidence does.
 Pure numpy over a loaded run (no torch, no Streamlit); without a report nothing expensive is
@@ -162,7 +163,8 @@ class AgreementVerdict:
     #: the chooser's raw p is the smallest the permutations allow, yet Holm's correction leaves it
     #: above ``alpha``: too few permutations to decide, not evidence of no agreement
     resolution_limited: bool = False
-    #: the memberships' ARI is below the weight-induced hierarchy's at this reference (None: not both)
+    #: the memberships' ARI is below the weight-induced hierarchy's at this reference while the weights
+    #: agree beyond chance (None: not both compared)
     memberships_below_weights: bool | None = None
 
     def reference_label(self) -> str:
@@ -312,7 +314,8 @@ def _agreement(report) -> AgreementVerdict | None:
     family = sum(p.scores["ari"].p is not None for p in chooser.partitions)
     raw, adj = (m_raw, m_p) if chosen_by == "memberships" else (w_raw, w_p)
     limited = bool(raw is not None and adj is not None and adj > ALPHA and raw <= 1.0 / (n_null + 1) + 1e-12)
-    below = None if m_ari is None or w_ari is None else bool(m_ari < w_ari)
+    # only a weight hierarchy that itself agrees beyond chance makes "less than the weights" news
+    below = None if m_ari is None or w_ari is None or w_ok is None else bool(w_ok and m_ari < w_ari)
     return AgreementVerdict(best.reference, best.kind, best.depth, ref.get("depths"), int(best.n_groups), chosen_by,
                             m_ari, m_p, w_ari, w_p, m_ok, w_ok, add, ALPHA, excluded, m_raw, w_raw, n_null,
                             family, limited, below)

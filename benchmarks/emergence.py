@@ -258,7 +258,8 @@ def nested_sweep() -> list[tuple[str, dict]]:
 
     k = 10 (the planted number of fine groups), depth 2 (one hidden layer per level of branches),
     160 nodes; the number of coarse groups of the nested option is chosen from the data (the widest
-    gap of the class dendrogram's merge heights).
+    gap of the class dendrogram's merge heights), or given (the planted 4); the switch after a third
+    of the epochs (the preset) or at epoch 15.
     """
     nest = {"hierarchy": str(NESTED.relative_to(ROOT)), "clusters": 10, "depth": 2, "nodes": 160}
     cc = {"method": "hard-cocluster"}
@@ -266,6 +267,11 @@ def nested_sweep() -> list[tuple[str, dict]]:
         ("r5 nested: fc", {**nest, "method": "fc"}),
         ("r5 nested: hard-cocluster (signed, shipped)", {**nest, **cc}),
         ("r5 nested: hard-cocluster --cocluster-method nested", {**nest, **cc, "cocluster_method": "nested"}),
+        # the planted number of coarse groups given instead of chosen; and a later switch (better warm-up weights)
+        ("r5 nested: hard-cocluster --cocluster-method nested --cocluster-coarse 4",
+         {**nest, **cc, "cocluster_method": "nested", "cocluster_coarse": 4}),
+        ("r5 nested: hard-cocluster --cocluster-method nested --cocluster-at 15",
+         {**nest, **cc, "cocluster_method": "nested", "cocluster_at": 15}),
     ]
 
 

@@ -328,6 +328,11 @@ class TestAgreementEdgeCases:
                            "weights": [("wordnet_d3", 0.83, 0.001, False)]}, refs)
         v = run_verdict(load_run(planted), rep)
         assert v.agreement.memberships_below_weights is False and v.flags == [] and "Flag" not in v.sentences[1]
+        # weights higher but not beyond chance themselves: nothing to flag (noise against noise)
+        rep = self.report({"memberships": [("wordnet_d3", 0.01, 0.4, False)],
+                           "weights": [("wordnet_d3", 0.03, 0.3, False)]}, refs)
+        v = run_verdict(load_run(planted), rep)
+        assert v.agreement.memberships_below_weights is False and v.flags == []
 
     def test_memberships_only(self, planted):
         refs = [{"name": "wordnet_d3", "kind": "wordnet", "depth": 3, "depths": [3], "n_groups": 5}]
