@@ -360,3 +360,24 @@ class TestInspectAnswersBothQuestions:
         assert main(["inspect", str(DEMO), "--permutations", "0", "--json"]) == 0
         verdict = json.loads(capsys.readouterr().out)["verdict"]
         assert verdict["agreement"] is None and verdict["memberships_agree"] is None
+
+
+def test_overview_shows_the_flag_as_a_warning(drifted, tmp_path, monkeypatch):
+    """The dashboard Overview puts the below-the-weights flag in a warning box under the sentences."""
+    import shutil
+
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_app_pages import HOME, ok
+
+    shutil.copytree(drifted, tmp_path / "ck" / "drifted")
+    monkeypatch.setenv("BLOCKOUT_CHECKPOINTS", str(tmp_path / "ck"))
+    monkeypatch.delenv("BLOCKOUT_RUN", raising=False)
+    at = AppTest.from_file(HOME, default_timeout=120)
+    at.run()
+    ok(at)
+    flags = [w.value for w in at.warning if w.value.startswith("Flag:")]
+    # drifted P: the memberships carry no class structure while the weights still do
+    assert len(flags) == 1 and "less than the run's own weights do (ARI" in flags[0]
+    shown = " ".join(el.value for el in at.main if el.type == "markdown")
+    assert flags[0] in shown  # the same words end the second sentence
