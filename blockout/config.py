@@ -310,6 +310,9 @@ class TrainConfig:
         if self.cocluster_coarse is not None and not 1 <= self.cocluster_coarse <= self.clusters:
             raise UserError(f"cocluster_coarse must be in [1, clusters={self.clusters}] (or null), "
                             f"got {self.cocluster_coarse!r}")
+        if self.cocluster_coarse is not None and self.cocluster_method != "nested":
+            raise UserError(f"cocluster_coarse={self.cocluster_coarse!r} needs cocluster_method nested "
+                            f"(got {self.cocluster_method!r})")
         if self.cocluster_method == "nested" and self.cocluster_at is not None:
             if self.depth < 2:
                 raise UserError("cocluster_method nested needs depth 2 or more (one hidden layer per level of "

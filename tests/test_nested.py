@@ -133,6 +133,21 @@ class TestNestedCocluster:
         assert adjusted_rand_score(coarse, tree_class_groups(G, depth=1)) >= 0.95
         assert adjusted_rand_score(fine, tree_class_groups(G, depth=2)) >= 0.95
 
+    def test_deeper_networks_put_every_earlier_hidden_set_in_coarse_groups(self):
+        (W2, W3), coarse, fine, h1_coarse, _ = self.planted_net(0)
+        rng = np.random.default_rng(9)
+        # h0 (24 nodes, shared in proportion to the coarse groups' classes) -> h1: each feeds its coarse group
+        h0_coarse = rng.permutation(np.repeat(np.arange(4), proportional_counts(np.bincount(coarse), 24)))
+        W1 = 0.05 * rng.standard_normal((60, 24))
+        W1[h1_coarse[:, None] == h0_coarse[None, :]] += 1.0
+        r = nested_cocluster([W1, W2, W3], 10, 4)
+        assert [m.shape[0] for m in r.members] == [24, 60, 80, 30]
+        assert adjusted_rand_score(h0_coarse, r.assign[0]) == 1.0
+        for a, m in zip(r.assign[:2], r.members[:2]):
+            assert np.array_equal(m, group_memberships(a, r.coarse_of_fine))
+        with pytest.raises(ValueError, match="at least one layer"):
+            nested_cocluster([], 10)
+
     def test_flat_memberships_give_depth_one(self):
         # the linkage method's memberships (every hidden node in one cluster): one level of branches
         (W2, W3), *_ = self.planted_net(0)
@@ -178,6 +193,8 @@ class TestConfig:
         with pytest.raises(UserError, match="needs hidden_membership bernoulli"):
             TrainConfig.from_dict({"method": "hard-cocluster", "cocluster_method": "nested",
                                    "hidden_membership": "categorical"})
+        with pytest.raises(UserError, match="needs cocluster_method nested"):
+            TrainConfig.from_dict({"method": "hard-cocluster", "cocluster_coarse": 3})
         with pytest.raises(UserError, match="cocluster_coarse must be in"):
             TrainConfig.from_dict({"method": "hard-cocluster", "cocluster_method": "nested", "cocluster_coarse": 7,
                                    "clusters": 6})
