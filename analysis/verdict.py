@@ -15,6 +15,13 @@
    at that same reference, side by side, and whether the memberships add anything over the plain
    weights (significant, and either higher than the weights' ARI or the weights not significant).
 
+The first sentence ends with the branch tree's shape at tau: its depth (:func:`branch_depth`; 2 or
+more when branches split again) and the clusters the classes actually use ("9 of 20",
+:func:`clusters_used`). When the memberships agree with the best-supported reference *less* than
+the run's own weight-induced hierarchy does (and the weights agree beyond chance), the second
+sentence ends with a flag (also in ``Verdict.flags``): the memberships then lose structure the
+weights carry.
+
 Every sentence is built from the measured numbers only and says "No" when the evidence does.
 Pure numpy over a loaded run (no torch, no Streamlit); without a report nothing expensive is
 computed and the second question is answered "Not measured".
@@ -34,7 +41,7 @@ from analysis.threshold import check_tau
 from analysis.threshold import threshold as threshold_set
 
 __all__ = ["QUESTIONS", "ALPHA", "NodeSetVerdict", "AgreementVerdict", "Verdict", "node_set_branches",
-           "run_verdict"]
+           "branch_depth", "clusters_used", "tree_phrase", "below_weights_flag", "run_verdict"]
 
 #: The two questions, in the order the sentences answer them.
 QUESTIONS = ("Did branches form?", "Do the memberships group classes the way the reference does?")
@@ -72,6 +79,33 @@ def node_set_branches(P, tau: float = 0.5) -> int:
         return 0
     labels = cluster_partition(th.codes, th.k)
     return int(np.unique(labels[populated]).size)
+
+
+def branch_depth(G) -> int:
+    """Depth of a branch tree (:func:`analysis.graphs.build_branch_tree`): the most edges from the root
+    to a live block vertex. 0: no split at all; 1: one level of branches (a flat recipe); 2: branches
+    that split again. Class leaves and dead blocks do not count.
+
+    >>> from analysis.graphs import build_branch_tree
+    >>> from analysis.threshold import threshold
+    >>> th = {"t": threshold(np.ones((2, 4)), .5, "t"),
+    ...       "h1": threshold(np.array([[1, 1, 0, 0], [0, 0, 1, 1.]]), .5, "h1"),
+    ...       "h2": threshold(np.eye(4), .5, "h2"), "c": threshold(np.eye(4), .5, "c")}
+    >>> branch_depth(build_branch_tree(th, ["t", "h1", "h2", "c"], "c")), branch_depth(build_branch_tree(th, ["t", "h2", "c"], "c"))
+    (2, 1)
+    """
+    return max((int(d["depth"]) for _, d in G.nodes(data=True) if d["kind"] == "block" and not d["dead"]),
+               default=0)
+
+
+def clusters_used(P, tau: float = 0.5) -> int:
+    """Clusters holding at least one node of a node set at ``tau`` (of the class set: the k in use).
+
+    >>> clusters_used(np.array([[.9, .1, .2], [.8, .1, .6]]), 0.5), clusters_used(np.zeros((2, 3)))
+    (2, 0)
+    """
+    th = threshold_set(np.asarray(P, dtype=np.float64), tau)
+    return int((th.nodes_per_cluster() > 0).sum())
 
 
 @dataclass
@@ -129,6 +163,9 @@ class AgreementVerdict:
     #: the chooser's raw p is the smallest the permutations allow, yet Holm's correction leaves it
     #: above ``alpha``: too few permutations to decide, not evidence of no agreement
     resolution_limited: bool = False
+    #: the memberships' ARI is below the weight-induced hierarchy's at this reference while the weights
+    #: agree beyond chance (None: not both compared)
+    memberships_below_weights: bool | None = None
 
     def reference_label(self) -> str:
         """``coarse classes (20 groups)`` or ``WordNet depth 9 (52 groups)``."""
@@ -155,6 +192,13 @@ class Verdict:
     branches_formed: bool | None
     #: True / False, or None when not measured (no comparison, or no membership hierarchy)
     memberships_agree: bool | None
+    #: depth of the branch tree at the threshold (:func:`branch_depth`), None without memberships
+    tree_depth: int | None = None
+    #: clusters holding at least one class at the threshold ("k used"), and the run's k
+    k_used: int | None = None
+    k: int | None = None
+    #: warnings a reader must not miss (e.g. memberships agreeing less than the run's own weights)
+    flags: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (the ``verdict`` key of ``inspect --json`` and ``compare --json``)."""
@@ -166,6 +210,10 @@ class Verdict:
             "memberships_agree": self.memberships_agree,
             "branches": [asdict(b) for b in self.branches],
             "agreement": None if self.agreement is None else asdict(self.agreement),
+            "tree_depth": self.tree_depth,
+            "k_used": self.k_used,
+            "k": self.k,
+            "flags": list(self.flags),
         }
 
 
@@ -266,9 +314,11 @@ def _agreement(report) -> AgreementVerdict | None:
     family = sum(p.scores["ari"].p is not None for p in chooser.partitions)
     raw, adj = (m_raw, m_p) if chosen_by == "memberships" else (w_raw, w_p)
     limited = bool(raw is not None and adj is not None and adj > ALPHA and raw <= 1.0 / (n_null + 1) + 1e-12)
+    # only a weight hierarchy that itself agrees beyond chance makes "less than the weights" news
+    below = None if m_ari is None or w_ari is None or w_ok is None else bool(w_ok and m_ari < w_ari)
     return AgreementVerdict(best.reference, best.kind, best.depth, ref.get("depths"), int(best.n_groups), chosen_by,
                             m_ari, m_p, w_ari, w_p, m_ok, w_ok, add, ALPHA, excluded, m_raw, w_raw, n_null,
-                            family, limited)
+                            family, limited, below)
 
 
 def _agreement_sentence(run, report, ag: AgreementVerdict | None) -> tuple[str, bool | None]:
@@ -313,6 +363,49 @@ def _agreement_sentence(run, report, ag: AgreementVerdict | None) -> tuple[str, 
 
 
 # ---------------------------------------------------------------------------------------------
+# the branch tree's shape and the flag
+
+
+def _tree_shape(run, threshold: float, step: int | None) -> tuple[int | None, int | None, int | None]:
+    """``(tree depth, clusters used by the classes, k)`` at ``threshold``; Nones without memberships."""
+    from analysis.graphs import branch_tree
+
+    if not run.node_sets or not run.steps or run.class_set is None:
+        return None, None, None
+    probs = run.probs(step)
+    P = probs[run.class_set.name]
+    return branch_depth(branch_tree(run, threshold, step)), clusters_used(P, threshold), int(P.shape[1])
+
+
+def tree_phrase(depth: int | None, k_used: int | None, k: int | None) -> str:
+    """`` Branch tree depth 2 (branches that split again); the classes use 9 of 20 clusters.``
+
+    >>> tree_phrase(1, 9, 20)
+    ' Branch tree depth 1 (one level of branches); the classes use 9 of 20 clusters.'
+    >>> tree_phrase(None, None, None)
+    ''
+    """
+    if depth is None:
+        return ""
+    shape = {0: "no split", 1: "one level of branches"}.get(depth, "branches that split again")
+    return f" Branch tree depth {depth} ({shape}); the classes use {k_used} of {k} clusters."
+
+
+def below_weights_flag(ag: AgreementVerdict | None) -> str | None:
+    """The flag sentence when the memberships agree with the reference less than the weights do.
+
+    >>> ag = AgreementVerdict("coarse", "coarse", None, None, 9, "memberships", 0.49, 0.01, 0.83, 0.01,
+    ...                       True, True, False, memberships_below_weights=True)
+    >>> below_weights_flag(ag)
+    "Flag: the memberships agree with the coarse classes (9 groups) less than the run's own weights do (ARI 0.490 < 0.830)."
+    """
+    if ag is None or not ag.memberships_below_weights:
+        return None
+    return (f"Flag: the memberships agree with {ag.reference_label()} less than the run's own weights do "
+            f"(ARI {_fmt_ari(ag.memberships_ari)} < {_fmt_ari(ag.weights_ari)}).")
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def run_verdict(run, report=None, threshold: float = 0.5, step: int | None = None) -> Verdict:
@@ -344,4 +437,10 @@ def run_verdict(run, report=None, threshold: float = 0.5, step: int | None = Non
     ag = _agreement(report) if report is not None else None
     s2, agree = _agreement_sentence(run, report, ag)
     used = None if not run.steps else (int(step) if step is not None else int(run.steps[-1]))
-    return Verdict(sets, ag, [s1, s2], threshold, used, formed, agree)
+    depth, k_used, k = _tree_shape(run, threshold, step)
+    s1 += tree_phrase(depth, k_used, k)
+    flag = below_weights_flag(ag)
+    flags = [flag] if flag else []
+    if flag:
+        s2 += " " + flag
+    return Verdict(sets, ag, [s1, s2], threshold, used, formed, agree, depth, k_used, k, flags)

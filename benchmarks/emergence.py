@@ -47,6 +47,8 @@ WORK = ROOT / ".bench" / "emergence"
 THREADS = 2
 #: planted hierarchy with unequal groups (round 5; usable as ``blockout train --hierarchy FILE``)
 UNBALANCED = ROOT / "benchmarks" / "hierarchies" / "unbalanced_50.json"
+#: two-level planted hierarchy (round 5, nested): 4 coarse groups, 10 fine groups of 2-5 classes, 30 classes
+NESTED = ROOT / "benchmarks" / "hierarchies" / "nested_4x10.json"
 
 #: Shared by every configuration: the capacity-pressure regime of the study (k = 20, 80 nodes, 4 per
 #: branch), with the trainer's default optimiser (Adam, lr 1e-3).
@@ -100,6 +102,7 @@ def sweep(full: bool) -> list[tuple[str, dict]]:
         ("r5 unbalanced: hard-cocluster (signed, shipped)", {**unb, **cc}),
         ("r5 unbalanced: hard-cocluster --cocluster-method linkage", {**unb, **cc, "cocluster_method": "linkage"}),
     ]
+    cocluster += nested_sweep()
     return quick + [
         ("paper + union mask", {"method": "hard-learned", "mask": "union"}),
         ("paper + theta lr x1", {"method": "hard-learned", "theta_lr_mult": 1.0}),
@@ -246,6 +249,125 @@ def markdown(table: list[dict], meta: dict) -> str:
                  "k = 9, depth 1, 160 nodes; 'ARI at co-clustering' = the class clusters set at the switch.\n")
     return head + "\n".join(lines) + "\n" + note
 
+# ---------------------------------------------------------------------------------------------
+# round 5, nested (issue 12): a two-level planted hierarchy; membership and weight ARI per level
+
+
+def nested_sweep() -> list[tuple[str, dict]]:
+    """The ``r5 nested`` rows: fc, the shipped ``hard-cocluster`` and ``--cocluster-method nested``.
+
+    k = 10 (the planted number of fine groups), depth 2 (one hidden layer per level of branches),
+    160 nodes; the number of coarse groups of the nested option is chosen from the data (the widest
+    gap of the class dendrogram's merge heights), or given (the planted 4); the switch after a third
+    of the epochs (the preset) or at epoch 15.
+    """
+    nest = {"hierarchy": str(NESTED.relative_to(ROOT)), "clusters": 10, "depth": 2, "nodes": 160}
+    cc = {"method": "hard-cocluster"}
+    return [
+        ("r5 nested: fc", {**nest, "method": "fc"}),
+        ("r5 nested: hard-cocluster (signed, shipped)", {**nest, **cc}),
+        ("r5 nested: hard-cocluster --cocluster-method nested", {**nest, **cc, "cocluster_method": "nested"}),
+        # the planted number of coarse groups given instead of chosen; and a later switch (better warm-up weights)
+        ("r5 nested: hard-cocluster --cocluster-method nested --cocluster-coarse 4",
+         {**nest, **cc, "cocluster_method": "nested", "cocluster_coarse": 4}),
+        ("r5 nested: hard-cocluster --cocluster-method nested --cocluster-at 15",
+         {**nest, **cc, "cocluster_method": "nested", "cocluster_at": 15}),
+    ]
+
+
+def planted_levels(run) -> dict[str, np.ndarray]:
+    """``{"coarse": labels, "fine": labels}`` of the run's classes in the nested planted file."""
+    from analysis.reference import load_hierarchy
+
+    h = load_hierarchy(NESTED)
+    path = dict(zip(h.class_names, h.paths))
+    out = {}
+    for name, depth in (("coarse", 1), ("fine", 2)):
+        keys = [path[c][:depth] for c in run.class_names]
+        ids: dict = {}
+        out[name] = np.array([ids.setdefault(k, len(ids)) for k in keys])
+    return out
+
+
+def analyse_nested(run_dir: Path, permutations: int = 199, seed: int = 0) -> dict:
+    """Per planted level: ARI (and permutation z) of the branch tree's groups at that depth
+    (memberships at tau 0.5), of the class P rows cut into as many groups, and of the weight-induced
+    hierarchy; the branch tree's depth, the clusters the classes use, the coarse branches."""
+    from analysis.graphs import branch_tree, tree_class_groups
+    from analysis.verdict import branch_depth, clusters_used
+
+    run = load_run(run_dir)
+    levels = planted_levels(run)
+    perms = random_permutations(len(run.class_names), permutations, seed)
+    out: dict = {}
+
+    def score(truth, groups):
+        stats = compare_partition(truth, groups, perms)["ari"]
+        return _json_num(stats.observed), _json_num(stats.z)
+
+    hw = class_hierarchy(run, "weights")
+    hp = class_hierarchy(run, "probability") if run.class_set is not None else None
+    G = branch_tree(run, 0.5) if run.class_set is not None else None
+    for d, (name, truth) in enumerate(levels.items(), start=1):
+        n = int(np.unique(truth).size)
+        out[f"w_{name}"], out[f"zw_{name}"] = score(truth, hw.groups(n_groups=n))
+        if G is not None:
+            out[f"m_{name}"], out[f"zm_{name}"] = score(truth, tree_class_groups(G, depth=d))
+            out[f"p_{name}"], out[f"zp_{name}"] = score(truth, hp.groups(n_groups=n))
+    if G is not None:
+        out["tree_depth"] = branch_depth(G)
+        out["k_used"] = clusters_used(run.probs()[run.class_set.name], 0.5)
+        out["coarse_branches"] = sum(1 for v in G.successors(G.graph["root"])
+                                     if G.nodes[v]["kind"] == "block" and not G.nodes[v]["dead"])
+    return out
+
+
+NESTED_KEYS = ("acc", "m_coarse", "zm_coarse", "m_fine", "zm_fine", "p_coarse", "p_fine", "w_coarse", "zw_coarse",
+               "w_fine", "zw_fine", "tree_depth", "k_used", "coarse_branches")
+
+
+def nested_markdown(rows: list[dict]) -> str:
+    """The ``r5 nested`` table (mean ± sd over seeds, then per seed); empty without such rows."""
+    rows = [r for r in rows if r["label"].startswith("r5 nested")]
+    if not rows:
+        return ""
+    by: dict[str, list[dict]] = {}
+    for r in rows:
+        by.setdefault(r["label"], []).append(r)
+
+    def f(rs, key, digits=2):
+        vals = [r["stats"].get(key) for r in rs]
+        vals = [v for v in vals if v is not None]
+        if not vals:
+            return "–"
+        sd = f" ± {np.std(vals):.{digits}f}" if len(vals) > 1 else ""
+        return f"{np.mean(vals):.{digits}f}{sd}"
+
+    def fz(rs, key, zkey):
+        z = f(rs, zkey, 0).split(" ")[0]
+        return f(rs, key) + ("" if z == "–" else f" ({z})")
+
+    head = ("\n### r5 nested: two-level planted hierarchy\n\n"
+            "| configuration | seeds | test acc | membership ARI coarse (z) | membership ARI fine (z) | "
+            "P rows coarse / fine | weights ARI coarse (z) | weights ARI fine (z) | tree depth | k used | "
+            "coarse branches |\n|---|---|---|---|---|---|---|---|---|---|---|\n")
+    lines, per_seed = [], []
+    for label, rs in by.items():
+        lines.append(f"| {label} | {len(rs)} | {f(rs, 'acc', 3)} | {fz(rs, 'm_coarse', 'zm_coarse')} | "
+                     f"{fz(rs, 'm_fine', 'zm_fine')} | {f(rs, 'p_coarse')} / {f(rs, 'p_fine')} | "
+                     f"{fz(rs, 'w_coarse', 'zw_coarse')} | {fz(rs, 'w_fine', 'zw_fine')} | "
+                     f"{f(rs, 'tree_depth', 1)} | {f(rs, 'k_used', 1)} | {f(rs, 'coarse_branches', 1)} |")
+        for r in rs:
+            st = r["stats"]
+            per_seed.append(f"{label}, seed {r['seed']}: " + ", ".join(
+                f"{k} {st[k]}" for k in NESTED_KEYS if st.get(k) is not None))
+    note = (f"\nPlanted hierarchy {NESTED.relative_to(ROOT)} (4 coarse groups of 2-3 fine groups, 10 fine groups "
+            "of 2-5 classes, 30 classes); k = 10, depth 2, 160 nodes. Membership ARI = the branch tree's class "
+            "groups (tau 0.5) at depth 1 (coarse) and depth 2 (fine); P rows = the class P rows' average-linkage "
+            "hierarchy cut into 4 / 10 groups; weights = the weight-induced hierarchy cut into 4 / 10 groups; "
+            "z over the permutation null.\n\n" + "\n".join(f"- {p}" for p in per_seed) + "\n")
+    return head + "\n".join(lines) + "\n" + note
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -271,8 +393,8 @@ def main(argv=None) -> int:
         meta = {**parts[0]["meta"], "seeds": len({r["seed"] for r in rows}), "merged_from": args.merge}
         table = summarise(rows)
         atomic_write_json(RESULTS / f"{args.name}.json", {"meta": meta, "table": table, "runs": rows})
-        atomic_write_text(RESULTS / f"{args.name}.md", markdown(table, meta))
-        print(markdown(table, meta))
+        atomic_write_text(RESULTS / f"{args.name}.md", markdown(table, meta) + nested_markdown(rows))
+        print(markdown(table, meta) + nested_markdown(rows))
         return 0
 
     full = not args.quick
@@ -296,6 +418,8 @@ def main(argv=None) -> int:
             run_dir = WORK / f"{name}-{slug}-s{seed}"
             seconds = train_one(cfg, run_dir)
             stats = analyse(run_dir, args.permutations, seed)
+            if label.startswith("r5 nested"):
+                stats.update(analyse_nested(run_dir, args.permutations, seed))
             rows.append({"label": label, "seed": seed, "config": cfg, "seconds": round(seconds, 1), "stats": stats})
             print(json.dumps({"label": label, "seed": seed, **{k: v for k, v in stats.items() if k != "node_sets"}}),
                   flush=True)
@@ -306,8 +430,8 @@ def main(argv=None) -> int:
     table = summarise(rows)
     RESULTS.mkdir(parents=True, exist_ok=True)
     atomic_write_json(RESULTS / f"{name}.json", {"meta": meta, "table": table, "runs": rows})
-    atomic_write_text(RESULTS / f"{name}.md", markdown(table, meta))
-    print(markdown(table, meta))
+    atomic_write_text(RESULTS / f"{name}.md", markdown(table, meta) + nested_markdown(rows))
+    print(markdown(table, meta) + nested_markdown(rows))
     return 0
 
 

@@ -9,6 +9,10 @@ assigned from ``|W_j|`` against the clusters of the node set after it (balanced 
 The capacity-free alternative (:func:`linkage_row_clusters`, issue 12) cuts the weight-induced
 dendrogram into k groups of any sizes and shares the hidden nodes in proportion to them
 (:func:`proportional_counts`, :func:`capacity_assign`): real hierarchies are unbalanced.
+The nested variant (:func:`nested_cocluster`, issue 12) cuts the same dendrogram twice, into k fine
+and fewer coarse groups: the last hidden node set gets one fine cluster per node, every earlier
+hidden node set one *coarse group* per node, i.e. membership in all the fine clusters of that group
+(m > 1), so that the branch tree reads stem -> coarse branches -> fine branches (depth 2).
 
 Why it can work where gradient flow did not (docs/emergence.md): near the uniform saddle the
 memberships' gradient flow grows along the top singular directions of the class-by-hidden
@@ -19,12 +23,14 @@ those directions directly.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple, Sequence
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 __all__ = ["balanced_assign", "capacity_assign", "proportional_counts", "spectral_cocluster", "signed_row_clusters",
-           "linkage_row_clusters", "assign_inputs"]
+           "linkage_row_clusters", "assign_inputs", "cosine_linkage", "gap_cluster_count", "nested_row_clusters",
+           "group_memberships", "nested_cocluster", "NestedClusters"]
 
 
 def balanced_assign(cost: np.ndarray, capacity: int | None = None) -> np.ndarray:
@@ -186,29 +192,24 @@ def signed_row_clusters(W: np.ndarray, k: int, seed: int = 0, capacity: int | No
     return balanced_assign(dist, capacity)
 
 
-def linkage_row_clusters(W: np.ndarray, k: int) -> np.ndarray:
-    """Average-linkage clusters of the *signed* rows of ``W`` (rows, in) by cosine distance, cut into
-    exactly ``k`` groups of any sizes; cluster per row.
+def cosine_linkage(W: np.ndarray) -> np.ndarray:
+    """Average-linkage dendrogram of the *signed* rows of ``W`` (rows, in) by cosine distance.
 
-    The same dendrogram as the weight-induced hierarchy of the analysis package (L2-normalised
-    rows, cosine distance, average linkage; a zero row is at distance 1 from every other), so the
-    memberships start from the groups that the weights show, without the equal-size pull of
-    :func:`signed_row_clusters` (capacity ⌈n/k⌉ and k-means's preference for equal spread).
-    Deterministic. Cluster labels are numbered by first appearance in row order.
+    The dendrogram of the weight-induced hierarchy of the analysis package (L2-normalised rows,
+    cosine distance, average linkage; a zero row is at distance 1 from every other row and at 0
+    from another zero row). Returns scipy's linkage matrix ``(rows - 1, 4)``; merge heights
+    (column 2) never decrease.
 
-    >>> W = np.array([[1., 0.1], [2., -0.1], [3., 0.], [-1., 0.], [0.1, 1.]])
-    >>> linkage_row_clusters(W, 3).tolist()
-    [0, 0, 0, 1, 2]
+    >>> Z = cosine_linkage(np.array([[1., 0.], [2., 0.1], [0., 1.]]))
+    >>> Z.shape, bool(Z[0, 2] < 0.01 < Z[1, 2])
+    ((2, 4), True)
     """
     import scipy.cluster.hierarchy as sch
     from scipy.spatial.distance import squareform
 
     W = np.asarray(W, dtype=np.float64)
-    if W.ndim != 2 or not 1 <= k <= W.shape[0] or not np.isfinite(W).all():
-        raise ValueError(f"W must be a finite (rows, in) matrix with at least k={k} rows, got shape {W.shape}")
-    n = W.shape[0]
-    if k == 1 or n == 1:
-        return np.zeros(n, dtype=np.int64)
+    if W.ndim != 2 or W.shape[0] < 2 or not np.isfinite(W).all():
+        raise ValueError(f"W must be a finite (rows, in) matrix with at least 2 rows, got shape {W.shape}")
     norms = np.linalg.norm(W, axis=1)
     zero = norms == 0
     U = W / np.where(zero, 1.0, norms)[:, None]
@@ -217,10 +218,195 @@ def linkage_row_clusters(W: np.ndarray, k: int) -> np.ndarray:
     D[zero[:, None] & zero[None, :]] = 0.0
     D = np.clip((D + D.T) / 2, 0.0, 2.0)
     np.fill_diagonal(D, 0.0)
-    Z = sch.linkage(squareform(D, checks=False), method="average")
-    raw = sch.cut_tree(Z, n_clusters=k).ravel()  # exactly k groups (fcluster's maxclust may give fewer)
+    return sch.linkage(squareform(D, checks=False), method="average")
+
+
+def _cut(Z: np.ndarray, k: int) -> np.ndarray:
+    """Exactly ``k`` groups of a dendrogram (fcluster's maxclust may give fewer), numbered by first
+    appearance in row order."""
+    import scipy.cluster.hierarchy as sch
+
+    raw = sch.cut_tree(Z, n_clusters=k).ravel()
     ids: dict[int, int] = {}
     return np.array([ids.setdefault(int(r), len(ids)) for r in raw], dtype=np.int64)
+
+
+def linkage_row_clusters(W: np.ndarray, k: int) -> np.ndarray:
+    """Average-linkage clusters of the *signed* rows of ``W`` (rows, in) by cosine distance, cut into
+    exactly ``k`` groups of any sizes; cluster per row.
+
+    The same dendrogram as the weight-induced hierarchy of the analysis package
+    (:func:`cosine_linkage`), so the memberships start from the groups that the weights show,
+    without the equal-size pull of :func:`signed_row_clusters` (capacity ⌈n/k⌉ and k-means's
+    preference for equal spread). Deterministic. Cluster labels are numbered by first appearance
+    in row order.
+
+    >>> W = np.array([[1., 0.1], [2., -0.1], [3., 0.], [-1., 0.], [0.1, 1.]])
+    >>> linkage_row_clusters(W, 3).tolist()
+    [0, 0, 0, 1, 2]
+    """
+    W = np.asarray(W, dtype=np.float64)
+    if W.ndim != 2 or not 1 <= k <= W.shape[0] or not np.isfinite(W).all():
+        raise ValueError(f"W must be a finite (rows, in) matrix with at least k={k} rows, got shape {W.shape}")
+    n = W.shape[0]
+    if k == 1 or n == 1:
+        return np.zeros(n, dtype=np.int64)
+    return _cut(cosine_linkage(W), k)
+
+
+def gap_cluster_count(Z: np.ndarray, k_min: int = 2, k_max: int | None = None) -> int:
+    """Number of groups at the largest gap between consecutive merge heights of a dendrogram.
+
+    Cutting between merges ``i`` and ``i + 1`` (0-based, heights ascending) of ``n`` leaves gives
+    ``n - i - 1`` groups; the cut with the widest height gap whose group count lies in
+    ``[k_min, k_max]`` (default ``k_max = n - 1``) wins, the fewer groups on a tie. The classic
+    "cut where the tree is tallest" rule: a planted level of a hierarchy shows as a jump in the
+    merge heights.
+
+    >>> Z = np.array([[0, 1, .1, 2], [2, 3, .12, 2], [4, 5, .9, 4]])  # 4 leaves, two tight pairs
+    >>> gap_cluster_count(Z)
+    2
+    """
+    Z = np.asarray(Z, dtype=np.float64)
+    n = Z.shape[0] + 1
+    k_max = n - 1 if k_max is None else int(k_max)
+    if not 2 <= k_min <= k_max <= n:
+        raise ValueError(f"need 2 <= k_min <= k_max <= {n} leaves, got k_min={k_min}, k_max={k_max}")
+    heights = np.concatenate([[0.0], Z[:, 2]])  # heights[i]: the i-th merge (1-based); 0 before any merge
+    best_k, best_gap = k_min, -np.inf
+    for k in range(k_min, k_max + 1):  # k groups: after merge n - k, before merge n - k + 1
+        gap = heights[n - k + 1] - heights[n - k]
+        if gap > best_gap + 1e-12:
+            best_k, best_gap = k, gap
+    return best_k
+
+
+def nested_row_clusters(W: np.ndarray, k_fine: int, k_coarse: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Two nested cuts of the rows' cosine dendrogram (:func:`cosine_linkage`): fine and coarse groups.
+
+    Parameters
+    ----------
+    W : ndarray (rows, in)
+        E.g. the class layer's weights (classes, h_last).
+    k_fine : int
+        Fine groups (the number of clusters).
+    k_coarse : int, optional
+        Coarse groups, ``1 <= k_coarse <= k_fine``; default: chosen from the dendrogram
+        (:func:`gap_cluster_count` between 2 and ``k_fine - 1`` groups).
+
+    Returns
+    -------
+    fine : ndarray of int (rows,)
+        Fine group of each row (numbered by first appearance).
+    coarse_of_fine : ndarray of int (k_fine,)
+        Coarse group of each fine group. Both cuts come from the same dendrogram, so every fine
+        group lies inside one coarse group.
+
+    >>> W = np.array([[1., .1, 0.], [1., -.1, 0.], [1., 0., .5], [1., 0., .6], [-1., 0., 0.], [-1., .2, 0.]])
+    >>> fine, cof = nested_row_clusters(W, 3, 2)
+    >>> fine.tolist(), cof.tolist()
+    ([0, 0, 1, 1, 2, 2], [0, 0, 1])
+    """
+    W = np.asarray(W, dtype=np.float64)
+    if W.ndim != 2 or not 1 <= k_fine <= W.shape[0] or not np.isfinite(W).all():
+        raise ValueError(f"W must be a finite (rows, in) matrix with at least k={k_fine} rows, got shape {W.shape}")
+    if W.shape[0] < 2:
+        return np.zeros(W.shape[0], dtype=np.int64), np.zeros(k_fine, dtype=np.int64)
+    Z = cosine_linkage(W)
+    if k_coarse is None:
+        k_coarse = gap_cluster_count(Z, 2, k_fine - 1) if k_fine > 2 else 1
+    if not 1 <= k_coarse <= k_fine:
+        raise ValueError(f"k_coarse must be in [1, k_fine = {k_fine}], got {k_coarse}")
+    fine = _cut(Z, k_fine)
+    coarse = _cut(Z, k_coarse)
+    coarse_of_fine = np.zeros(k_fine, dtype=np.int64)
+    coarse_of_fine[fine] = coarse  # consistent: a fine group never straddles two coarse groups
+    return fine, coarse_of_fine
+
+
+def group_memberships(node_group: np.ndarray, cluster_group: np.ndarray) -> np.ndarray:
+    """Boolean memberships ``(n, k)``: node ``i`` is in every cluster of its group.
+
+    ``node_group`` (n,) is each node's coarse group, ``cluster_group`` (k,) each cluster's coarse
+    group. With one cluster per group this is the one-hot matrix.
+
+    >>> group_memberships(np.array([1, 0]), np.array([0, 0, 1])).astype(int).tolist()
+    [[0, 0, 1], [1, 1, 0]]
+    """
+    node_group = np.asarray(node_group)
+    cluster_group = np.asarray(cluster_group)
+    return node_group[:, None] == cluster_group[None, :]
+
+
+class NestedClusters(NamedTuple):
+    """Result of :func:`nested_cocluster` (node sets in network order: hidden sets, then classes).
+
+    Attributes
+    ----------
+    members : list of ndarray of bool (n_j, k)
+        Memberships of every node set.
+    assign : list of ndarray of int (n_j,)
+        Fine cluster of each class and each node of the last hidden set; coarse group of each
+        node of the earlier hidden sets.
+    coarse_of_fine : ndarray of int (k,)
+        Coarse group of each fine cluster.
+    k_coarse : int
+        Number of coarse groups (given or chosen).
+    """
+
+    members: list
+    assign: list
+    coarse_of_fine: np.ndarray
+    k_coarse: int
+
+
+def nested_cocluster(weights: Sequence[np.ndarray], k: int, k_coarse: int | None = None) -> NestedClusters:
+    """Nested memberships of the hidden node sets and the classes from the weights.
+
+    Parameters
+    ----------
+    weights : sequence of ndarray
+        The weights of the layers that *read* the hidden node sets, in network order:
+        ``W(h_1 -> h_2), ..., W(h_L -> classes)`` (each ``(out, in)``), ``L >= 1``.
+    k : int
+        Fine clusters (the network's k).
+    k_coarse : int, optional
+        Coarse groups; default chosen from the class dendrogram (:func:`nested_row_clusters`).
+
+    Returns
+    -------
+    NestedClusters
+        The classes are cut into ``k`` fine groups (:func:`nested_row_clusters`); the last hidden
+        set gives each fine cluster a share of its nodes proportional to its classes, one cluster
+        per node (as the ``linkage`` method does); each earlier hidden set gives each coarse group a
+        share proportional to its classes, assigned from the weights into the set after it
+        (:func:`assign_inputs` against that set's coarse groups), and a node joins *every* fine
+        cluster of its coarse group (:func:`group_memberships`).
+
+    >>> rng = np.random.default_rng(0)
+    >>> W1 = rng.random((4, 6)); W2 = np.kron(np.eye(2), np.ones((3, 2))) + 0.01
+    >>> r = nested_cocluster([W1, W2], 2, 1)
+    >>> [m.sum(axis=1).tolist() for m in r.members]
+    [[2, 2, 2, 2, 2, 2], [1, 1, 1, 1], [1, 1, 1, 1, 1, 1]]
+    """
+    if len(weights) < 1:
+        raise ValueError("nested_cocluster needs the weights of at least one layer")
+    W_cls = np.asarray(weights[-1], dtype=np.float64)
+    fine, coarse_of_fine = nested_row_clusters(W_cls, k, k_coarse)
+    kc = int(coarse_of_fine.max()) + 1
+    sizes = np.bincount(fine, minlength=k)
+    coarse_sizes = np.bincount(coarse_of_fine, weights=sizes, minlength=kc)
+    last = assign_inputs(W_cls, fine, k, counts=proportional_counts(sizes, W_cls.shape[1]))
+    assign = [last, fine]
+    members = [group_memberships(last, np.arange(k)), group_memberships(fine, np.arange(k))]
+    out_coarse = coarse_of_fine[last]  # coarse group of the nodes of the set after the current one
+    for W in reversed(list(weights[:-1])):
+        W = np.asarray(W, dtype=np.float64)  # (out, in): in = the earlier hidden set
+        a = assign_inputs(W, out_coarse, kc, counts=proportional_counts(coarse_sizes, W.shape[1]))
+        assign.insert(0, a)
+        members.insert(0, group_memberships(a, coarse_of_fine))
+        out_coarse = a
+    return NestedClusters(members, assign, coarse_of_fine, kc)
 
 
 def assign_inputs(W: np.ndarray, out_assign: np.ndarray, k: int, capacity: int | None = None,

@@ -187,7 +187,14 @@ class RecipeConfig:
                                  "(Dhillon), balanced k-means of the signed class weight rows, or linkage = the "
                                  "average-linkage (cosine) dendrogram of those rows cut into k unequal groups with "
                                  "hidden nodes shared in proportion to the groups' sizes; hidden nodes then "
-                                 "assigned to the class clusters", ("spectral", "signed", "linkage"))
+                                 "assigned to the class clusters; nested = that dendrogram cut twice (k fine "
+                                 "groups and --cocluster-coarse coarse ones): classes and the last hidden layer's "
+                                 "nodes in one fine cluster each, every earlier hidden node in all the fine clusters "
+                                 "of one coarse group, so branches split again (needs --depth 2 or more; hidden "
+                                 "memberships Bernoulli)", ("spectral", "signed", "linkage", "nested"))
+    cocluster_coarse: int | None = _opt(None, "with --cocluster-method nested: the number of coarse groups, 1 to "
+                                        "clusters (null: chosen from the class dendrogram, the widest gap between "
+                                        "its merge heights among cuts into 2 to clusters-1 groups)")
     cocluster_scale: float = _opt(5.0, "categorical logits after the co-clustering: scale * onehot(cluster)")
     cocluster_class_high: float = _opt(0.9, "Bernoulli P of a node in its co-clustered cluster")
     cocluster_class_low: float = _opt(0.1, "Bernoulli P of a node in the other clusters after the co-clustering")
@@ -466,6 +473,19 @@ class TrainConfig:
         if not 0.0 < self.cocluster_class_low < self.cocluster_class_high < 1.0:
             raise UserError(f"cocluster_class_low/high must satisfy 0 < low < high < 1, got "
                             f"({self.cocluster_class_low!r}, {self.cocluster_class_high!r})")
+        if self.cocluster_coarse is not None and not 1 <= self.cocluster_coarse <= self.clusters:
+            raise UserError(f"cocluster_coarse must be in [1, clusters={self.clusters}] (or null), "
+                            f"got {self.cocluster_coarse!r}")
+        if self.cocluster_coarse is not None and self.cocluster_method != "nested":
+            raise UserError(f"cocluster_coarse={self.cocluster_coarse!r} needs cocluster_method nested "
+                            f"(got {self.cocluster_method!r})")
+        if self.cocluster_method == "nested" and self.cocluster_at is not None:
+            if self.depth < 2:
+                raise UserError("cocluster_method nested needs depth 2 or more (one hidden layer per level of "
+                                f"branches), got depth {self.depth}")
+            if self.hidden_membership != "bernoulli":
+                raise UserError("cocluster_method nested puts hidden nodes in several clusters: it needs "
+                                f"hidden_membership bernoulli, got {self.hidden_membership!r}")
         if self.freeze_after is not None and self.freeze_after < 1:
             raise UserError(f"freeze_after must be at least 1 (or null), got {self.freeze_after!r}")
 
@@ -511,6 +531,8 @@ class TrainConfig:
             raise UserError(f"{source}: unknown option(s) {', '.join(unknown)} "
                             f"(known: {', '.join(sorted(known))})")
         preset = _resolve_preset(METHOD_PRESETS.get(data.get("method"), {}), data)
+        if data.get("cocluster_method") == "nested" and "hidden_membership" in preset:
+            preset["hidden_membership"] = "bernoulli"  # nested hidden nodes sit in several clusters (m > 1)
         return cls(**{**preset, **data})
 
     @classmethod

@@ -121,6 +121,22 @@ class TestBranches:
         assert v.sentences[1].startswith(QUESTIONS[1] + " Not measured")
         assert v.agreement is None and v.memberships_agree is None
         json.dumps(v.to_dict(), allow_nan=False)
+        # the planted tree nests (h1: 2 super-groups, h2: 4 clusters): depth 2, every cluster used
+        assert (v.tree_depth, v.k_used, v.k) == (2, 4, 4) and v.flags == []
+        assert v.sentences[0].endswith(" Branch tree depth 2 (branches that split again); the classes use 4 of 4 "
+                                       "clusters.")
+        assert v.to_dict()["tree_depth"] == 2 and v.to_dict()["k_used"] == 4
+
+    def test_clusters_used_counts_only_clusters_holding_a_class(self, planted, tmp_path):
+        import shutil
+
+        path = tmp_path / "two"
+        shutil.copytree(planted, path)
+        # every class moved into cluster 0 or 1 (by parity): 2 of 4 clusters in use at the end
+        rewrite_probs(path, lambda name, P, t: np.eye(P.shape[1])[np.arange(P.shape[0]) % 2] if name == "classes"
+                      else P)
+        v = run_verdict(load_run(path))
+        assert (v.k_used, v.k) == (2, 4) and "the classes use 2 of 4 clusters" in v.sentences[0]
 
     def test_drifted_run_says_no(self, drifted):
         v = run_verdict(load_run(drifted))
@@ -148,7 +164,9 @@ class TestBranches:
         v = run_verdict(load_run(path))
         assert v.branches == [] and v.branches_formed is None
         assert v.sentences[0] == (QUESTIONS[0] + " Not learned: every membership is fixed by the method "
-                                  "(hard-fixed); branches at tau = 0.5: h1 2, h2 4, classes 4.")
+                                  "(hard-fixed); branches at tau = 0.5: h1 2, h2 4, classes 4. Branch tree depth 2 "
+                                  "(branches that split again); the classes use 4 of 4 clusters.")
+        assert (v.tree_depth, v.k_used, v.k) == (2, 4, 4)
 
     def test_bad_threshold(self, planted):
         from analysis.errors import UserError
@@ -296,11 +314,32 @@ class TestAgreementEdgeCases:
         assert "WordNet depths 3-4 (5 groups)" in v.sentences[1]
         assert "the plain weights alone do not agree beyond chance" in v.sentences[1]
 
+    def test_flag_when_memberships_agree_less_than_weights(self, planted):
+        refs = [{"name": "wordnet_d3", "kind": "wordnet", "depth": 3, "depths": [3], "n_groups": 5}]
+        rep = self.report({"memberships": [("wordnet_d3", 0.49, 0.001, False)],
+                           "weights": [("wordnet_d3", 0.83, 0.001, False)]}, refs)
+        v = run_verdict(load_run(planted), rep)
+        assert v.agreement.memberships_below_weights is True and v.memberships_agree is True
+        assert v.flags == ["Flag: the memberships agree with WordNet depth 3 (5 groups) less than the run's own "
+                           "weights do (ARI 0.490 < 0.830)."]
+        assert v.sentences[1].endswith(" " + v.flags[0]) and v.to_dict()["flags"] == v.flags
+        # memberships above (or equal to) the weights: no flag
+        rep = self.report({"memberships": [("wordnet_d3", 0.83, 0.001, False)],
+                           "weights": [("wordnet_d3", 0.83, 0.001, False)]}, refs)
+        v = run_verdict(load_run(planted), rep)
+        assert v.agreement.memberships_below_weights is False and v.flags == [] and "Flag" not in v.sentences[1]
+        # weights higher but not beyond chance themselves: nothing to flag (noise against noise)
+        rep = self.report({"memberships": [("wordnet_d3", 0.01, 0.4, False)],
+                           "weights": [("wordnet_d3", 0.03, 0.3, False)]}, refs)
+        v = run_verdict(load_run(planted), rep)
+        assert v.agreement.memberships_below_weights is False and v.flags == []
+
     def test_memberships_only(self, planted):
         refs = [{"name": "wordnet_d3", "kind": "wordnet", "depth": 3, "depths": [3], "n_groups": 5}]
         v = run_verdict(load_run(planted), self.report({"memberships": [("wordnet_d3", 0.5, 0.001, False)]}, refs))
         assert v.memberships_agree is True and v.agreement.memberships_add is None
         assert v.sentences[1].endswith("memberships ARI 0.500 (Holm p 0.001); the weight-induced hierarchy was not compared.")
+        assert v.agreement.memberships_below_weights is None and v.flags == []
 
 
 class TestInspectAnswersBothQuestions:
@@ -321,3 +360,24 @@ class TestInspectAnswersBothQuestions:
         assert main(["inspect", str(DEMO), "--permutations", "0", "--json"]) == 0
         verdict = json.loads(capsys.readouterr().out)["verdict"]
         assert verdict["agreement"] is None and verdict["memberships_agree"] is None
+
+
+def test_overview_shows_the_flag_as_a_warning(drifted, tmp_path, monkeypatch):
+    """The dashboard Overview puts the below-the-weights flag in a warning box under the sentences."""
+    import shutil
+
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_app_pages import HOME, ok
+
+    shutil.copytree(drifted, tmp_path / "ck" / "drifted")
+    monkeypatch.setenv("BLOCKOUT_CHECKPOINTS", str(tmp_path / "ck"))
+    monkeypatch.delenv("BLOCKOUT_RUN", raising=False)
+    at = AppTest.from_file(HOME, default_timeout=120)
+    at.run()
+    ok(at)
+    flags = [w.value for w in at.warning if w.value.startswith("Flag:")]
+    # drifted P: the memberships carry no class structure while the weights still do
+    assert len(flags) == 1 and "less than the run's own weights do (ARI" in flags[0]
+    shown = " ".join(el.value for el in at.main if el.type == "markdown")
+    assert flags[0] in shown  # the same words end the second sentence

@@ -44,6 +44,8 @@ def show_verdict() -> None:
         for sentence in verdict["sentences"]:
             q, sep, rest = sentence.partition("?")
             st.markdown(f"**{q}{sep}**{rest}" if sep else sentence)
+        for flag in verdict.get("flags", []):  # e.g. memberships agreeing less than the run's own weights
+            st.warning(flag)
         st.caption(f"At step {ctx.step}, τ = {ctx.tau:.2f}; agreement from {cache.VERDICT_PERMUTATIONS} permutations "
                    "of the class labels (the WordNet page has the full tables).")
 

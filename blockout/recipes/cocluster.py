@@ -77,7 +77,10 @@ def cocluster_memberships(model: nn.Module, config: Any) -> dict[str, np.ndarray
     clustered by their signed weight rows (:func:`blockout.cocluster.signed_row_clusters`), or with
     ``"linkage"`` by the average-linkage dendrogram of those rows cut into k unequal groups
     (:func:`blockout.cocluster.linkage_row_clusters`; every hidden set then splits its nodes over the
-    clusters in proportion to their numbers of classes), and the last hidden set assigned against them; each earlier hidden node set is assigned from the layer after it
+    clusters in proportion to their numbers of classes), or with ``"nested"`` that dendrogram cut twice
+    (:func:`blockout.cocluster.nested_cocluster`: classes and the last hidden set in k fine clusters,
+    each earlier hidden node in every fine cluster of one coarse group; ``config.cocluster_coarse``
+    groups, or chosen from the dendrogram), and the last hidden set assigned against them; each earlier hidden node set is assigned from the layer after it
     (:func:`blockout.cocluster.assign_inputs`). Categorical sets get logits
     ``config.cocluster_scale * onehot``; Bernoulli sets get P = ``cocluster_class_high`` in the
     node's cluster and ``cocluster_class_low`` elsewhere. Fixed node sets are left alone. With
@@ -85,8 +88,8 @@ def cocluster_memberships(model: nn.Module, config: Any) -> dict[str, np.ndarray
     (:func:`rownorm_rescale`). Marks the model's ``cocluster_done`` buffer. Returns
     ``{node set: assignment (n,)}``.
     """
-    from blockout.cocluster import (assign_inputs, linkage_row_clusters, proportional_counts, signed_row_clusters,
-                                    spectral_cocluster)
+    from blockout.cocluster import (assign_inputs, linkage_row_clusters, nested_cocluster, proportional_counts,
+                                    signed_row_clusters, spectral_cocluster)
 
     k = model.clusters
     names, layers = model.set_names, model.layer_names
@@ -104,21 +107,34 @@ def cocluster_memberships(model: nn.Module, config: Any) -> dict[str, np.ndarray
         sizes = np.bincount(rows, minlength=k)
         cols = assign_inputs(W_cls, rows, k, counts=proportional_counts(sizes, W_cls.shape[1]))
         counts = sizes
+    elif method == "nested":
+        # two cuts of the class dendrogram: last hidden set one fine cluster per node, earlier hidden
+        # sets a coarse group per node (every fine cluster of the group: m > 1), classes fine
+        first = next(j for j, n in enumerate(names) if n != "trunk")  # first node set with memberships
+        ws = [model.fc[layers[j]].weight.detach().float().cpu().numpy() for j in range(first, len(layers))]
+        nested = nested_cocluster(ws, k, config.cocluster_coarse)
+        rows = nested.assign[-1]
+        members = dict(zip(names[first:], nested.members))
+        assign = dict(zip(names[first:], nested.assign))
     else:
         rows, cols = spectral_cocluster(W_cls, k, seed=int(config.seed))
-    assign = {names[-1]: rows, names[-2]: cols}
-    for j in range(len(layers) - 2, -1, -1):  # fc_j: names[j] -> names[j + 1]
-        if names[j] == "trunk":
-            break
-        W = model.fc[layers[j]].weight.detach().float().cpu().numpy()  # (out, in)
-        assign[names[j]] = assign_inputs(W, assign[names[j + 1]], k, counts=None if counts is None
-                                         else proportional_counts(counts, W.shape[1]))
-    for name, a in assign.items():
+    if method != "nested":
+        assign = {names[-1]: rows, names[-2]: cols}
+        for j in range(len(layers) - 2, -1, -1):  # fc_j: names[j] -> names[j + 1]
+            if names[j] == "trunk":
+                break
+            W = model.fc[layers[j]].weight.detach().float().cpu().numpy()  # (out, in)
+            assign[names[j]] = assign_inputs(W, assign[names[j + 1]], k, counts=None if counts is None
+                                             else proportional_counts(counts, W.shape[1]))
+        members = {name: np.eye(k, dtype=bool)[a] for name, a in assign.items()}
+    for name in assign:
         ns = model.node_sets[name]
         if not isinstance(ns.theta, nn.Parameter):
             continue  # fixed memberships (trunk in every cluster, towers)
-        onehot = torch.zeros_like(ns.theta)
-        onehot[torch.arange(len(a)), torch.as_tensor(a, device=onehot.device)] = 1.0  # (n, k)
+        onehot = torch.as_tensor(members[name], dtype=ns.theta.dtype, device=ns.theta.device)  # (n, k) 0/1
+        if isinstance(ns, CategoricalClusters) and int(onehot.sum(dim=1).max()) > 1:
+            raise ValueError(f"node set {name}: nested memberships need Bernoulli memberships "
+                             "(categorical sets hold exactly m clusters per node)")
         if isinstance(ns, CategoricalClusters):
             ns.theta.copy_(float(config.cocluster_scale) * onehot)
         else:
