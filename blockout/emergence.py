@@ -236,6 +236,10 @@ def rownorm_rescale(model: nn.Module, max_factor: float = 10.0) -> dict[str, flo
     return out
 
 
+#: |θ| of the clusters a chosen k leaves empty (``cocluster_k`` != ``"given"``): P = sigmoid(-30) ≈ 1e-13.
+DEAD_LOGIT = 30.0
+
+
 @torch.no_grad()
 def cocluster_memberships(model: nn.Module, config: Any) -> dict[str, np.ndarray]:
     """Set every learned membership from a balanced co-clustering of the weights (ours).
@@ -253,8 +257,8 @@ def cocluster_memberships(model: nn.Module, config: Any) -> dict[str, np.ndarray
     (:func:`rownorm_rescale`). Marks the model's ``cocluster_done`` buffer. Returns
     ``{node set: assignment (n,)}``.
     """
-    from blockout.cocluster import (assign_inputs, linkage_row_clusters, proportional_counts, signed_row_clusters,
-                                    spectral_cocluster)
+    from blockout.cocluster import (K_RULE_AUTO, assign_inputs, choose_k, linkage_row_clusters, proportional_counts,
+                                    signed_row_clusters, spectral_cocluster)
 
     k = model.clusters
     names, layers = model.set_names, model.layer_names
@@ -267,8 +271,12 @@ def cocluster_memberships(model: nn.Module, config: Any) -> dict[str, np.ndarray
         cols = assign_inputs(W_cls, rows, k)
     elif method == "linkage":
         # unequal class groups (the weight-induced dendrogram cut into k); each hidden set gives every
-        # cluster a share of its nodes proportional to the cluster's number of classes
-        rows = linkage_row_clusters(W_cls, k)
+        # cluster a share of its nodes proportional to the cluster's number of classes. With
+        # cocluster_k != "given" the number of groups is read off the dendrogram (at most k, round 5):
+        # the clusters beyond it get no classes and no nodes (they die, see below)
+        rule = getattr(config, "cocluster_k", "given")
+        k_used = k if rule == "given" else choose_k(W_cls, k, rule=K_RULE_AUTO if rule == "auto" else rule)
+        rows = linkage_row_clusters(W_cls, k_used)
         sizes = np.bincount(rows, minlength=k)
         cols = assign_inputs(W_cls, rows, k, counts=proportional_counts(sizes, W_cls.shape[1]))
         counts = sizes
@@ -292,6 +300,11 @@ def cocluster_memberships(model: nn.Module, config: Any) -> dict[str, np.ndarray
         else:
             ns.set_probs(torch.where(onehot > 0, torch.tensor(float(config.cocluster_class_high)),
                                      torch.tensor(float(config.cocluster_class_low))))
+        dead = torch.as_tensor(np.bincount(np.asarray(a), minlength=k) == 0, device=onehot.device)
+        if counts is not None and bool(dead.any()):
+            # a cluster left empty by a chosen k dies: nobody is sampled into it, and the gradient through
+            # a membership this far out (sigmoid/softmax ~ e^-30) is below Adam's eps, so it stays dead
+            ns.theta[:, dead] = -DEAD_LOGIT
     for layer in model.fc.values():
         if hasattr(layer, "invalidate_cache"):
             layer.invalidate_cache()

@@ -597,6 +597,7 @@ def _train(config, info, resume, on_step, load_dataset) -> TrainResult:
                           "probs": _probs_summary(probs)}
                 if hasattr(model, "cocluster_classes") and prog.epochs_done == config.cocluster_at + 1:
                     record["cocluster_classes"] = model.cocluster_classes.tolist()
+                    record["cocluster_k"] = len(set(record["cocluster_classes"]))  # chosen k (cocluster_k)
                 multipliers = emg.multiplier_summary(model)
                 if multipliers:
                     record["multipliers"] = multipliers
