@@ -265,7 +265,7 @@ def assign_inputs(W: np.ndarray, out_assign: np.ndarray, k: int, capacity: int |
 #: Rules :func:`choose_k` knows.
 K_RULES = ("gap", "silhouette")
 #: The rule ``--cocluster-k auto`` uses (the one that measured best, docs/emergence.md Round 5).
-K_RULE_AUTO = "gap"
+K_RULE_AUTO = "silhouette"
 
 
 def cosine_row_distances(W: np.ndarray) -> np.ndarray:

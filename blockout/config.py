@@ -208,7 +208,7 @@ class TrainConfig:
     cocluster_k: str = _opt("given", "number of class groups of the linkage co-clustering: given = --clusters; "
                             "gap / silhouette = read off the weight dendrogram (largest gap between merge heights / "
                             "best mean silhouette), at most --clusters, the unused clusters left empty (dead); "
-                            "auto = the rule that measured best (gap)", ("given", "auto", "gap", "silhouette"))
+                            "auto = the rule that measured best (silhouette)", ("given", "auto", "gap", "silhouette"))
     cocluster_scale: float = _opt(5.0, "categorical logits after the co-clustering: scale * onehot(cluster)")
     cocluster_class_high: float = _opt(0.9, "Bernoulli P of a node in its co-clustered cluster")
     cocluster_class_low: float = _opt(0.1, "Bernoulli P of a node in the other clusters after the co-clustering")
