@@ -141,22 +141,26 @@ FASHION_REFS = ("wordnet_d5", "wordnet_d7")
 
 
 def r5_auto_rows(cc: dict, unb: dict) -> list[tuple[str, dict]]:
-    """Round-5 rows of the k-from-data option and the Fashion-MNIST comparison (own block)."""
+    """Round-5 rows of the k-from-data option and the Fashion-MNIST comparison (own block; labels without
+    commas, which ``--only`` splits on)."""
     auto = {**cc, "cocluster_method": "linkage", "cocluster_k": "auto"}
     rows = [
         # --clusters is the capacity: 12 > the planted 9, the rule picks k
-        ("r5 unbalanced: hard-cocluster linkage, k auto (capacity 12)", {**unb, **auto, "clusters": 12}),
-        ("r5 unbalanced: hard-cocluster linkage, k gap (capacity 12)", {**unb, **auto, "clusters": 12,
+        ("r5 unbalanced: linkage k auto (capacity 12)", {**unb, **auto, "clusters": 12}),
+        ("r5 unbalanced: linkage k gap (capacity 12)", {**unb, **auto, "clusters": 12,
                                                                         "cocluster_k": "gap"}),
-        ("r5 unbalanced: hard-cocluster linkage, k auto, switch at half", {**unb, **auto, "clusters": 12,
+        ("r5 unbalanced: linkage k auto switch at half", {**unb, **auto, "clusters": 12,
                                                                           "cocluster_at": "half"}),
+        # a theta reassignment phase: a soft start (own cluster P 0.6, others 0.3) that theta can overturn
+        ("r5 unbalanced: linkage k auto theta phase (class P 0.6 / 0.3)",
+         {**unb, **auto, "clusters": 12, "cocluster_class_high": 0.6, "cocluster_class_low": 0.3}),
     ]
     rows += [
         ("r5 fashion: fc", {**FASHION, "method": "fc"}),
         ("r5 fashion: hard-learned", {**FASHION, "method": "hard-learned"}),
         ("r5 fashion: hard-cocluster", {**FASHION, **cc}),
-        ("r5 fashion: hard-cocluster linkage k=4", {**FASHION, **cc, "cocluster_method": "linkage"}),
-        ("r5 fashion: hard-cocluster linkage, k auto (capacity 6)", {**FASHION, **auto, "clusters": 6}),
+        ("r5 fashion: linkage k 4", {**FASHION, **cc, "cocluster_method": "linkage"}),
+        ("r5 fashion: linkage k auto (capacity 6)", {**FASHION, **auto, "clusters": 6}),
     ]
     return rows
 
