@@ -149,8 +149,7 @@ def r5_auto_rows(cc: dict, unb: dict) -> list[tuple[str, dict]]:
         ("r5 unbalanced: linkage k auto (capacity 12)", {**unb, **auto, "clusters": 12}),
         ("r5 unbalanced: linkage k gap (capacity 12)", {**unb, **auto, "clusters": 12,
                                                                         "cocluster_k": "gap"}),
-        ("r5 unbalanced: linkage k auto switch at half", {**unb, **auto, "clusters": 12,
-                                                                          "cocluster_at": "half"}),
+        ("r5 unbalanced: linkage k auto switch at half", {**unb, **auto, "clusters": 12, "cocluster_at": 15}),
         # a theta reassignment phase: a soft start (own cluster P 0.6, others 0.3) that theta can overturn
         ("r5 unbalanced: linkage k auto theta phase (class P 0.6 / 0.3)",
          {**unb, **auto, "clusters": 12, "cocluster_class_high": 0.6, "cocluster_class_low": 0.3}),
@@ -386,6 +385,15 @@ def r5_markdown(table: list[dict]) -> str:
     return "\n".join(out) + "\n"
 
 
+def _finished(run_dir: Path, epochs: int) -> bool:
+    """Whether ``run_dir`` holds a run whose metrics reached ``epochs`` (for ``--reuse``)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return False
+    lines = [x for x in path.read_text().splitlines() if x.strip()]
+    return bool(lines) and json.loads(lines[-1]).get("epoch") == epochs
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="3 configurations, 1 seed, few epochs, 16 px images")
@@ -399,6 +407,8 @@ def main(argv=None) -> int:
     ap.add_argument("--name", default=None, help="result file stem (default: emergence or emergence_quick)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads per training run (default: 2)")
     ap.add_argument("--first-seed", type=int, default=0, help="first seed (seeds run in parallel processes)")
+    ap.add_argument("--reuse", action="store_true", help="with --keep: analyse a kept run folder that finished "
+                    "all its epochs instead of training it again (e.g. after an interrupted sweep)")
     ap.add_argument("--merge", default=None, help="comma list of result stems: pool their runs into --name "
                     "(no training; e.g. one process per seed)")
     args = ap.parse_args(argv)
@@ -433,9 +443,10 @@ def main(argv=None) -> int:
                 cfg["samples_per_class"] = args.samples_per_class
             slug = "".join(ch if ch.isalnum() else "_" for ch in label)
             run_dir = WORK / f"{name}-{slug}-s{seed}"
-            seconds = train_one(cfg, run_dir)
+            seconds = None if args.reuse and _finished(run_dir, epochs) else train_one(cfg, run_dir)
             stats = analyse(run_dir, args.permutations, seed)
-            rows.append({"label": label, "seed": seed, "config": cfg, "seconds": round(seconds, 1), "stats": stats})
+            rows.append({"label": label, "seed": seed, "config": cfg, "seconds": None if seconds is None else round(seconds, 1),
+                         "stats": stats})
             print(json.dumps({"label": label, "seed": seed, **{k: v for k, v in stats.items() if k != "node_sets"}}),
                   flush=True)
             if not args.keep:

@@ -254,8 +254,10 @@ def cocluster_memberships(model: nn.Module, config: Any) -> dict[str, np.ndarray
     ``config.cocluster_scale * onehot``; Bernoulli sets get P = ``cocluster_class_high`` in the
     node's cluster and ``cocluster_class_low`` elsewhere. Fixed node sets are left alone. With
     ``config.cocluster_rescale == "rownorm"`` the weights are then rescaled
-    (:func:`rownorm_rescale`). Marks the model's ``cocluster_done`` buffer. Returns
-    ``{node set: assignment (n,)}``.
+    (:func:`rownorm_rescale`). Marks the model's ``cocluster_done`` buffer. With ``linkage`` and
+    ``config.cocluster_k`` other than ``"given"`` the number of groups is read off the dendrogram
+    (:func:`blockout.cocluster.choose_k`, at most k); the clusters it leaves empty get θ = −:data:`DEAD_LOGIT`
+    in every node set (no node is ever sampled into them). Returns ``{node set: assignment (n,)}``.
     """
     from blockout.cocluster import (K_RULE_AUTO, assign_inputs, choose_k, linkage_row_clusters, proportional_counts,
                                     signed_row_clusters, spectral_cocluster)
