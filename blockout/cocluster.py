@@ -98,7 +98,7 @@ def proportional_counts(sizes: np.ndarray, n: int, minimum: int = 1) -> np.ndarr
     >>> proportional_counts(np.array([1, 9]), 10, minimum=2).tolist()
     [3, 7]
     >>> proportional_counts(np.array([1, 0, 3]), 8).tolist()
-    [2, 0, 6]
+    [3, 0, 5]
     """
     sizes = np.asarray(sizes, dtype=np.float64)
     k = sizes.size
