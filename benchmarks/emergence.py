@@ -13,6 +13,11 @@ never used in training), then read back from its run folder with the analysis pa
 * per node set: share of P below 0.1 and above 0.9, dead nodes (no cluster at 0.5), distinct
   signatures; dead classes (classes in no cluster).
 
+Round-5 rows (``r5 ...``, issue 12) add the chosen k, the permutation p of each seed, how many classes
+theta moved after the switch, the agreement of the switch's partition with the final weights', and for
+Fashion-MNIST the same statistics against WordNet depths 5 and 7 (``refs``); their own table closes the
+``.md``.
+
 Writes ``benchmarks/results/emergence[_quick].json`` and ``.md`` (atomic writes). Modes:
 
 ``--quick``   three configurations (fc, the paper's hard-learned, our hard-budgeted), 1 seed, few
