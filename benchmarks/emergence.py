@@ -13,6 +13,11 @@ never used in training), then read back from its run folder with the analysis pa
 * per node set: share of P below 0.1 and above 0.9, dead nodes (no cluster at 0.5), distinct
   signatures; dead classes (classes in no cluster).
 
+Round-5 rows (``r5 ...``, issue 12) add the chosen k, the permutation p of each seed, how many classes
+theta moved after the switch, the agreement of the switch's partition with the final weights', and for
+Fashion-MNIST the same statistics against WordNet depths 5 and 7 (``refs``); their own table closes the
+``.md``.
+
 Writes ``benchmarks/results/emergence[_quick].json`` and ``.md`` (atomic writes). Modes:
 
 ``--quick``   three configurations (fc, the paper's hard-learned, our hard-budgeted), 1 seed, few
@@ -38,6 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from analysis.compare import compare_partition, random_permutations  # noqa: E402
+from sklearn.metrics import adjusted_rand_score  # noqa: E402
 from analysis.hierarchy import class_hierarchy  # noqa: E402
 from analysis.run import load_run  # noqa: E402
 from analysis.runfolder import atomic_write_json, atomic_write_text  # noqa: E402
@@ -102,6 +108,7 @@ def sweep(full: bool) -> list[tuple[str, dict]]:
         ("r5 unbalanced: hard-cocluster (signed, shipped)", {**unb, **cc}),
         ("r5 unbalanced: hard-cocluster --cocluster-method linkage", {**unb, **cc, "cocluster_method": "linkage"}),
     ]
+    cocluster += r5_auto_rows(cc, unb)
     cocluster += nested_sweep()
     return quick + [
         ("paper + union mask", {"method": "hard-learned", "mask": "union"}),
@@ -131,6 +138,51 @@ def sweep(full: bool) -> list[tuple[str, dict]]:
     ] + cocluster
 
 
+# --- round 5: k chosen from the data, Fashion-MNIST (issue 12) ------------------------------------------
+#: Fashion-MNIST rows: 600 training / 300 test images per class, the shape of blockout/configs/fashion_mnist.json
+#: (2 hidden layers of 128), no augmentation (short runs), at most 6 clusters (the k-from-data rows choose)
+FASHION = {"dataset": "fashion-mnist", "samples_per_class": 600, "test_samples_per_class": 300, "nodes": 128,
+           "depth": 2, "clusters": 4, "augment": "none"}
+#: References the Fashion-MNIST rows are scored against (analysis.compare.reference_set): WordNet at depth 5
+#: (clothing / footwear / bag, = the dataset's coarse groups) and 7 (clothing / shoe / bag / boot)
+FASHION_REFS = ("wordnet_d5", "wordnet_d7")
+
+
+def r5_auto_rows(cc: dict, unb: dict) -> list[tuple[str, dict]]:
+    """Round-5 rows of the k-from-data option and the Fashion-MNIST comparison (own block; labels without
+    commas, which ``--only`` splits on)."""
+    auto = {**cc, "cocluster_method": "linkage", "cocluster_k": "auto"}
+    rows = [
+        # --clusters is the capacity: 12 > the planted 9, the rule picks k
+        ("r5 unbalanced: linkage k auto (capacity 12)", {**unb, **auto, "clusters": 12}),
+        ("r5 unbalanced: linkage k gap (capacity 12)", {**unb, **auto, "clusters": 12,
+                                                                        "cocluster_k": "gap"}),
+        ("r5 unbalanced: linkage k auto switch at half", {**unb, **auto, "clusters": 12, "cocluster_at": 15}),
+        # a theta reassignment phase: a soft start (own cluster P 0.6, others 0.3) that theta can overturn
+        ("r5 unbalanced: linkage k auto theta phase (class P 0.6 / 0.3)",
+         {**unb, **auto, "clusters": 12, "cocluster_class_high": 0.6, "cocluster_class_low": 0.3}),
+    ]
+    rows += [
+        ("r5 fashion: fc", {**FASHION, "method": "fc"}),
+        ("r5 fashion: hard-learned", {**FASHION, "method": "hard-learned"}),
+        ("r5 fashion: hard-cocluster", {**FASHION, **cc}),
+        ("r5 fashion: linkage k 4", {**FASHION, **cc, "cocluster_method": "linkage"}),
+        ("r5 fashion: linkage k auto (capacity 6)", {**FASHION, **auto, "clusters": 6}),
+    ]
+    return rows
+
+
+def reference_groupings(run) -> dict[str, np.ndarray]:
+    """``{name: labels}`` to score a run against: the planted/coarse groups, and for Fashion-MNIST WordNet."""
+    refs = {"coarse": np.asarray(run.coarse_labels)} if run.coarse_labels is not None else {}
+    if (run.config or {}).get("dataset") == "fashion-mnist":
+        from analysis.compare import reference_set
+
+        groupings, _, _ = reference_set(run.class_names, reference="wordnet")
+        refs.update({g.name: np.asarray(g.labels) for g in groupings if g.name in FASHION_REFS})
+    return refs
+
+
 def _json_num(x):
     if x is None:
         return None
@@ -149,13 +201,42 @@ def analyse(run_dir: Path, permutations: int = 199, seed: int = 0) -> dict:
     def agreement(method: str):
         h = class_hierarchy(run, method)
         stats = compare_partition(coarse, h.groups(n_groups=n_groups), perms)["ari"]
+        if method == "weights":  # round 5 reports its permutation p too
+            out["p_w"] = _json_num(stats.p)
         return _json_num(stats.observed), _json_num(stats.z)
 
     out["ari_w"], out["z_w"] = agreement("weights")
     cc = [m["cocluster_classes"] for m in run.metrics if "cocluster_classes" in m]
     if cc:  # hard-cocluster: the class groups right after the co-clustering, before any theta training
         stats = compare_partition(coarse, np.asarray(cc[0]), perms)["ari"]
-        out["ari_cc"], out["z_cc"] = _json_num(stats.observed), _json_num(stats.z)
+        out["ari_cc"], out["z_cc"], out["p_cc"] = _json_num(stats.observed), _json_num(stats.z), _json_num(stats.p)
+        out["k_chosen"] = int(np.unique(cc[0]).size)
+        # re-running the clustering on the final weights (a reassignment phase at the end): how far would the
+        # classes move? ARI between the switch's partition and the final weights' dendrogram cut at the same k
+        final_w = class_hierarchy(run, "weights").groups(n_groups=out["k_chosen"])
+        out["ari_cc_vs_final_w"] = _json_num(adjusted_rand_score(np.asarray(cc[0]), final_w))
+    if run.class_set is not None:
+        # round 5: did theta move a class? (argmax of the final class P rows against the switch's clusters)
+        final = run.probs()[run.class_set.name].argmax(axis=1)
+        if cc:
+            out["classes_moved"] = int((final != np.asarray(cc[0])).sum())
+    refs = reference_groupings(run)
+    if set(refs) - {"coarse"}:  # Fashion-MNIST: every reference, memberships (P rows) and weights
+        by_ref = {}
+        for name, labels in refs.items():
+            n_ref = int(np.unique(labels).size)
+            item = {}
+            for what, method in (("w", "weights"), ("p", "probability")):
+                if method == "probability" and run.class_set is None:
+                    continue
+                st = compare_partition(labels, class_hierarchy(run, method).groups(n_groups=n_ref), perms)["ari"]
+                item[f"ari_{what}"], item[f"z_{what}"], item[f"p_{what}"] = (
+                    _json_num(st.observed), _json_num(st.z), _json_num(st.p))
+            if cc:  # the co-clustering's own partition, at its own (possibly chosen) k
+                st = compare_partition(labels, np.asarray(cc[0]), perms)["ari"]
+                item["ari_cc"], item["z_cc"], item["p_cc"] = _json_num(st.observed), _json_num(st.z), _json_num(st.p)
+            by_ref[name] = item
+        out["refs"] = by_ref
     if run.class_set is None:
         return out
     out["ari_p"], out["z_p"] = agreement("probability")
@@ -207,6 +288,25 @@ def summarise(rows: list[dict]) -> list[dict]:
             vals = [v for v in vals if v is not None]
             item[key] = _json_num(np.mean(vals)) if vals else None
             item[key + "_sd"] = _json_num(np.std(vals)) if len(vals) > 1 else None
+        for key in ("p_w", "p_cc", "k_chosen", "classes_moved", "ari_cc_vs_final_w"):  # round 5
+            vals = [r["stats"].get(key) for r in rs if r["stats"].get(key) is not None]
+            item[key] = _json_num(np.mean(vals)) if vals else None
+            item[key + "_sd"] = _json_num(np.std(vals)) if len(vals) > 1 else None
+            if key in ("p_w", "p_cc", "k_chosen"):
+                item[key + "_each"] = vals
+        refs = sorted({n for r in rs for n in r["stats"].get("refs", {})})
+        if refs:
+            item["refs"] = {}
+            for n in refs:
+                per = [r["stats"]["refs"][n] for r in rs if n in r["stats"].get("refs", {})]
+                agg = {}
+                for key in sorted({k for d in per for k in d}):
+                    vals = [d[key] for d in per if d.get(key) is not None]
+                    agg[key] = _json_num(np.mean(vals)) if vals else None
+                    agg[key + "_sd"] = _json_num(np.std(vals)) if len(vals) > 1 else None
+                    if key.startswith("p_") or key.startswith("ari_"):
+                        agg[key + "_each"] = vals
+                item["refs"][n] = agg
         hidden = [r["stats"].get("node_sets", {}) for r in rs]
         for name in sorted({n for h in hidden for n in h}):
             for key in ("near0", "near1", "dead", "signatures"):
@@ -244,6 +344,8 @@ def markdown(table: list[dict], meta: dict) -> str:
     note = (f"\n{meta['mode']} mode, seeds {meta['seeds']}, epochs {meta['epochs']}, image size "
             f"{meta['image_size']}, k = {BASE['clusters']}, {BASE['nodes']} nodes per hidden layer unless stated; "
             f"z = (ARI − null mean) / null sd over {meta['permutations']} label permutations.\n")
+    if any(it["label"].startswith("r5 ") and ("k_chosen" in it or "refs" in it) for it in table):
+        note += r5_markdown(table)
     if any(it["label"].startswith("r5 unbalanced") for it in table):
         note += (f"r5 rows: the planted hierarchy {UNBALANCED.relative_to(ROOT)} (50 classes in 9 groups of 1-10), "
                  "k = 9, depth 1, 160 nodes; 'ARI at co-clustering' = the class clusters set at the switch.\n")
@@ -369,6 +471,56 @@ def nested_markdown(rows: list[dict]) -> str:
     return head + "\n".join(lines) + "\n" + note
 
 
+def r5_markdown(table: list[dict]) -> str:
+    """Round-5 table: membership and weight ARI with permutation p, accuracy against the fc row of the same
+    family (``r5 unbalanced`` / ``r5 fashion``), chosen k, classes moved by theta."""
+    def pm(v, sd, d=2):
+        return "–" if v is None else f"{v:.{d}f}" + (f" ± {sd:.{d}f}" if sd else "")
+
+    def ps(vals):
+        return "–" if not vals else "/".join(f"{v:.3f}" for v in vals)
+
+    fc = {it["label"].split(":")[0]: it["acc"] for it in table if it["label"].endswith(": fc")}
+    out = ["", "Round 5 (reference: planted groups, or for Fashion-MNIST each WordNet depth): membership = the classes' "
+           "clusters at the switch (cc, at the chosen k) and the class P rows' dendrogram cut at the reference's number "
+           "of groups (P); weights = the final classifier rows' dendrogram cut the same way; p = permutation p of each "
+           "seed; acc − fc = against the fc row of the same family.", "",
+           "| configuration | reference | test acc (− fc) | membership ARI cc (p) | membership ARI P (p) | "
+           "weights ARI (p) | chosen k | classes moved by θ | switch vs final weights |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for it in table:
+        if not it["label"].startswith("r5 "):
+            continue
+        fam = it["label"].split(":")[0]
+        acc = pm(it.get("acc"), it.get("acc_sd"), 3)
+        if it.get("acc") is not None and fc.get(fam) is not None and not it["label"].endswith(": fc"):
+            acc += f" ({it['acc'] - fc[fam]:+.3f})"
+        k = "–" if not it.get("k_chosen_each") else "/".join(str(int(v)) for v in it["k_chosen_each"])
+        moved = pm(it.get("classes_moved"), it.get("classes_moved_sd"), 1)
+        sw = pm(it.get("ari_cc_vs_final_w"), it.get("ari_cc_vs_final_w_sd"))
+        rows = [("planted", {"ari_cc": it.get("ari_cc"), "ari_cc_sd": it.get("ari_cc_sd"),
+                             "p_cc_each": it.get("p_cc_each"), "ari_p": it.get("ari_p"), "ari_p_sd": it.get("ari_p_sd"),
+                             "ari_w": it.get("ari_w"), "ari_w_sd": it.get("ari_w_sd"),
+                             "p_w_each": it.get("p_w_each")})]
+        if it.get("refs"):
+            rows = [(n, d) for n, d in it["refs"].items() if n != "coarse"]
+        for ref, d in rows:
+            out.append(f"| {it['label']} | {ref} | {acc} | {pm(d.get('ari_cc'), d.get('ari_cc_sd'))} "
+                       f"({ps(d.get('p_cc_each'))}) | {pm(d.get('ari_p'), d.get('ari_p_sd'))}"
+                       f"{'' if not d.get('p_p_each') else ' (' + ps(d.get('p_p_each')) + ')'} | "
+                       f"{pm(d.get('ari_w'), d.get('ari_w_sd'))} ({ps(d.get('p_w_each'))}) | {k} | {moved} | {sw} |")
+    return "\n".join(out) + "\n"
+
+
+def _finished(run_dir: Path, epochs: int) -> bool:
+    """Whether ``run_dir`` holds a run whose metrics reached ``epochs`` (for ``--reuse``)."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return False
+    lines = [x for x in path.read_text().splitlines() if x.strip()]
+    return bool(lines) and json.loads(lines[-1]).get("epoch") == epochs
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="3 configurations, 1 seed, few epochs, 16 px images")
@@ -382,6 +534,8 @@ def main(argv=None) -> int:
     ap.add_argument("--name", default=None, help="result file stem (default: emergence or emergence_quick)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads per training run (default: 2)")
     ap.add_argument("--first-seed", type=int, default=0, help="first seed (seeds run in parallel processes)")
+    ap.add_argument("--reuse", action="store_true", help="with --keep: analyse a kept run folder that finished "
+                    "all its epochs instead of training it again (e.g. after an interrupted sweep)")
     ap.add_argument("--merge", default=None, help="comma list of result stems: pool their runs into --name "
                     "(no training; e.g. one process per seed)")
     args = ap.parse_args(argv)
@@ -416,11 +570,12 @@ def main(argv=None) -> int:
                 cfg["samples_per_class"] = args.samples_per_class
             slug = "".join(ch if ch.isalnum() else "_" for ch in label)
             run_dir = WORK / f"{name}-{slug}-s{seed}"
-            seconds = train_one(cfg, run_dir)
+            seconds = None if args.reuse and _finished(run_dir, epochs) else train_one(cfg, run_dir)
             stats = analyse(run_dir, args.permutations, seed)
             if label.startswith("r5 nested"):
                 stats.update(analyse_nested(run_dir, args.permutations, seed))
-            rows.append({"label": label, "seed": seed, "config": cfg, "seconds": round(seconds, 1), "stats": stats})
+            rows.append({"label": label, "seed": seed, "config": cfg,
+                         "seconds": None if seconds is None else round(seconds, 1), "stats": stats})
             print(json.dumps({"label": label, "seed": seed, **{k: v for k, v in stats.items() if k != "node_sets"}}),
                   flush=True)
             if not args.keep:

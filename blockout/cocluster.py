@@ -30,7 +30,8 @@ from scipy.optimize import linear_sum_assignment
 
 __all__ = ["balanced_assign", "capacity_assign", "proportional_counts", "spectral_cocluster", "signed_row_clusters",
            "linkage_row_clusters", "assign_inputs", "cosine_linkage", "gap_cluster_count", "nested_row_clusters",
-           "group_memberships", "nested_cocluster", "NestedClusters"]
+           "group_memberships", "nested_cocluster", "NestedClusters", "K_RULES", "K_RULE_AUTO", "cosine_row_distances",
+           "gap_k", "silhouette_k", "choose_k"]
 
 
 def balanced_assign(cost: np.ndarray, capacity: int | None = None) -> np.ndarray:
@@ -92,7 +93,8 @@ def capacity_assign(cost: np.ndarray, counts: np.ndarray) -> np.ndarray:
 
 def proportional_counts(sizes: np.ndarray, n: int, minimum: int = 1) -> np.ndarray:
     """Split ``n`` items over clusters: ``minimum`` each (less when ``n < minimum * k``), the rest in
-    proportion to ``sizes`` (largest remainder).
+    proportion to ``sizes`` (largest remainder). A cluster of size 0 gets nothing (not even the
+    minimum): with k chosen from the data the unused clusters die.
 
     Used to give each class cluster a share of a hidden node set proportional to its number of
     classes, so that unequal class groups do not get equal branches.
@@ -101,19 +103,22 @@ def proportional_counts(sizes: np.ndarray, n: int, minimum: int = 1) -> np.ndarr
     [3, 4, 13]
     >>> proportional_counts(np.array([1, 9]), 10, minimum=2).tolist()
     [3, 7]
+    >>> proportional_counts(np.array([1, 0, 3]), 8).tolist()
+    [3, 0, 5]
     """
     sizes = np.asarray(sizes, dtype=np.float64)
     k = sizes.size
     if k < 1 or (sizes < 0).any() or sizes.sum() <= 0 or n < 0:
         raise ValueError(f"sizes must be non-negative with a positive sum, got {sizes.tolist()} for n = {n}")
-    minimum = min(int(minimum), n // k)
-    rest = n - minimum * k
+    used = sizes > 0
+    minimum = min(int(minimum), n // int(used.sum()))
+    rest = n - minimum * int(used.sum())
     share = rest * sizes / sizes.sum()
     counts = np.floor(share).astype(np.int64)
     left = rest - int(counts.sum())
-    order = np.argsort(-(share - counts), kind="stable")  # largest remainders first
+    order = np.argsort(-(share - counts), kind="stable")  # largest remainders first (never an unused cluster)
     counts[order[:left]] += 1
-    return counts + minimum
+    return counts + minimum * used
 
 
 def spectral_cocluster(A: np.ndarray, k: int, seed: int = 0, n_vectors: int | None = None,
@@ -210,14 +215,7 @@ def cosine_linkage(W: np.ndarray) -> np.ndarray:
     W = np.asarray(W, dtype=np.float64)
     if W.ndim != 2 or W.shape[0] < 2 or not np.isfinite(W).all():
         raise ValueError(f"W must be a finite (rows, in) matrix with at least 2 rows, got shape {W.shape}")
-    norms = np.linalg.norm(W, axis=1)
-    zero = norms == 0
-    U = W / np.where(zero, 1.0, norms)[:, None]
-    D = 1.0 - U @ U.T
-    D[zero[:, None] ^ zero[None, :]] = 1.0  # one zero row, one not: unrelated
-    D[zero[:, None] & zero[None, :]] = 0.0
-    D = np.clip((D + D.T) / 2, 0.0, 2.0)
-    np.fill_diagonal(D, 0.0)
+    D = cosine_row_distances(W)
     return sch.linkage(squareform(D, checks=False), method="average")
 
 
@@ -272,13 +270,7 @@ def gap_cluster_count(Z: np.ndarray, k_min: int = 2, k_max: int | None = None) -
     k_max = n - 1 if k_max is None else int(k_max)
     if not 2 <= k_min <= k_max <= n:
         raise ValueError(f"need 2 <= k_min <= k_max <= {n} leaves, got k_min={k_min}, k_max={k_max}")
-    heights = np.concatenate([[0.0], Z[:, 2]])  # heights[i]: the i-th merge (1-based); 0 before any merge
-    best_k, best_gap = k_min, -np.inf
-    for k in range(k_min, k_max + 1):  # k groups: after merge n - k, before merge n - k + 1
-        gap = heights[n - k + 1] - heights[n - k]
-        if gap > best_gap + 1e-12:
-            best_k, best_gap = k, gap
-    return best_k
+    return gap_k(Z[:, 2], k_max, k_min)
 
 
 def nested_row_clusters(W: np.ndarray, k_fine: int, k_coarse: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -434,3 +426,121 @@ def assign_inputs(W: np.ndarray, out_assign: np.ndarray, k: int, capacity: int |
     if counts is not None:
         return capacity_assign(-score, counts)
     return balanced_assign(-score, capacity)
+
+
+# --- k chosen from the data (issue 12, round 5) -----------------------------------------------------
+# The number of class groups is read off the weight dendrogram instead of being given: the cut at
+# the largest gap between successive merge heights (``gap``), or the cut with the best mean
+# silhouette (``silhouette``). ``--clusters`` stays the capacity (the most groups); clusters left
+# without classes get no hidden nodes either (they die). Measured on planted rows and on warm-up
+# weights in docs/emergence.md (Round 5).
+
+#: Rules :func:`choose_k` knows.
+K_RULES = ("gap", "silhouette")
+#: The rule ``--cocluster-k auto`` uses (the one that measured best, docs/emergence.md Round 5).
+K_RULE_AUTO = "silhouette"
+
+
+def cosine_row_distances(W: np.ndarray) -> np.ndarray:
+    """``(n, n)`` cosine distances of the *signed* rows of ``W`` (rows, in), in ``[0, 2]``.
+
+    A zero row is at distance 1 from every non-zero row and 0 from other zero rows (no direction
+    to compare), so the result is always a valid symmetric distance matrix with a zero diagonal.
+
+    >>> cosine_row_distances(np.array([[1., 0.], [2., 0.], [-1., 0.], [0., 0.]])).round(2).tolist()
+    [[0.0, 0.0, 2.0, 1.0], [0.0, 0.0, 2.0, 1.0], [2.0, 2.0, 0.0, 1.0], [1.0, 1.0, 1.0, 0.0]]
+    """
+    W = np.asarray(W, dtype=np.float64)
+    if W.ndim != 2 or not np.isfinite(W).all():
+        raise ValueError(f"W must be a finite (rows, in) matrix, got shape {W.shape}")
+    norms = np.linalg.norm(W, axis=1)
+    zero = norms == 0
+    U = W / np.where(zero, 1.0, norms)[:, None]
+    D = 1.0 - U @ U.T
+    D[zero[:, None] ^ zero[None, :]] = 1.0  # one zero row, one not: unrelated
+    D[zero[:, None] & zero[None, :]] = 0.0
+    D = np.clip((D + D.T) / 2, 0.0, 2.0)
+    np.fill_diagonal(D, 0.0)
+    return D
+
+
+def gap_k(heights: np.ndarray, k_max: int, k_min: int = 2) -> int:
+    """Number of groups at the largest gap between successive merge heights of a dendrogram.
+
+    Cutting ``n`` leaves into ``k`` groups undoes the last ``k - 1`` merges; the cut then lies
+    between merge heights ``h[n - k - 1]`` and ``h[n - k]`` (ascending), and the larger that gap,
+    the more clearly the tree says "k groups". ``k`` is searched in ``[k_min, min(k_max, n)]``
+    (for ``k = n`` the gap is ``h[0] - 0``); ties go to the smaller ``k``.
+
+    Parameters
+    ----------
+    heights : ndarray (n - 1,)
+        Merge heights, e.g. ``Z[:, 2]`` of :func:`cosine_linkage` (sorted here).
+    k_max, k_min : int
+        Search range (``k_min >= 1``; ``k = 1`` scores the gap above the root as 0).
+
+    >>> gap_k(np.array([0.1, 0.1, 0.2, 0.9, 1.0]), k_max=5)
+    3
+    >>> gap_k(np.array([0.1, 0.1, 0.2, 0.9, 1.0]), k_max=2)
+    2
+    """
+    h = np.sort(np.asarray(heights, dtype=np.float64).ravel())
+    n = h.size + 1
+    k_min, k_max = max(1, int(k_min)), min(int(k_max), n)
+    if k_min > k_max or not np.isfinite(h).all():
+        raise ValueError(f"need finite heights and 1 <= k_min <= k_max, got k in [{k_min}, {k_max}] for {n} leaves")
+    padded = np.concatenate([[0.0], h, [h[-1] if h.size else 0.0]])  # padded[i] = h[i - 1]; root gap 0
+    ks = np.arange(k_min, k_max + 1)
+    gaps = padded[n - ks + 1] - padded[n - ks]  # h[n - k] - h[n - k - 1]
+    return int(ks[int(np.argmax(gaps))])
+
+
+def silhouette_k(D: np.ndarray, Z: np.ndarray, k_max: int, k_min: int = 2) -> int:
+    """Number of groups whose cut of the dendrogram ``Z`` has the best mean silhouette on distances ``D``.
+
+    Silhouettes are measured on ``D`` (n, n) (scikit-learn, precomputed; a singleton group's
+    classes score 0); ``k`` in ``[max(2, k_min), min(k_max, n - 1)]``, ties to the smaller ``k``.
+
+    >>> W = np.array([[1., 0.], [1., .1], [-1., 0.], [-1., .1], [0., 1.]])
+    >>> silhouette_k(cosine_row_distances(W), cosine_linkage(W), k_max=4)
+    3
+    """
+    import scipy.cluster.hierarchy as sch
+    from sklearn.metrics import silhouette_score
+
+    D = np.asarray(D, dtype=np.float64)
+    n = D.shape[0]
+    lo, hi = max(2, int(k_min)), min(int(k_max), n - 1)
+    if lo > hi:
+        raise ValueError(f"silhouettes need 2 <= k <= n - 1 = {n - 1} and k_min <= k_max, got [{lo}, {hi}]")
+    cuts = sch.cut_tree(Z, n_clusters=list(range(lo, hi + 1)))  # (n, hi - lo + 1)
+    scores = [silhouette_score(D, cuts[:, i], metric="precomputed") for i in range(cuts.shape[1])]
+    return lo + int(np.argmax(scores))
+
+
+def choose_k(W: np.ndarray, k_max: int, rule: str = "gap", k_min: int = 2) -> int:
+    """Number of class groups read off the signed-row dendrogram of ``W`` (rows, in): at most ``k_max``.
+
+    ``rule`` is one of :data:`K_RULES` (:func:`gap_k` on the merge heights of :func:`cosine_linkage`,
+    or :func:`silhouette_k` on :func:`cosine_row_distances`). Deterministic. ``k_max`` is capped
+    at the number of rows; with fewer than 3 rows every row is its own group.
+
+    >>> rng = np.random.default_rng(0)
+    >>> centres = rng.standard_normal((4, 30))
+    >>> W = np.repeat(centres, [1, 2, 5, 8], axis=0) + 0.3 * rng.standard_normal((16, 30))
+    >>> choose_k(W, 10), choose_k(W, 10, "silhouette")
+    (4, 4)
+    """
+    W = np.asarray(W, dtype=np.float64)
+    if rule not in K_RULES:
+        raise ValueError(f"rule must be one of {', '.join(K_RULES)}, got {rule!r}")
+    if W.ndim != 2 or W.shape[0] < 1 or int(k_max) < 1:
+        raise ValueError(f"W must be (rows, in) with rows >= 1 and k_max >= 1, got shape {W.shape}, k_max {k_max}")
+    n = W.shape[0]
+    k_max = min(int(k_max), n)
+    if n < 3 or k_max <= max(1, int(k_min)):
+        return max(1, min(k_max, n if n < 3 else k_max))
+    Z = cosine_linkage(W)
+    if rule == "gap":
+        return gap_k(Z[:, 2], k_max, k_min)
+    return silhouette_k(cosine_row_distances(W), Z, min(k_max, n - 1), k_min)

@@ -197,7 +197,7 @@ class TestHooks:
             blends.append(model.mask_blend)
         assert blends == pytest.approx([0.9, 0.4, 0.0])
         ctx.epochs_done = 2
-        assert recipe.epoch_metrics(ctx) == {"cocluster_classes": classes}
+        assert recipe.epoch_metrics(ctx) == {"cocluster_classes": classes, "cocluster_k": len(set(classes))}
         ctx.epochs_done = 3
         assert recipe.epoch_metrics(ctx) == {}
 

@@ -68,6 +68,10 @@ def rownorm_rescale(model: nn.Module, max_factor: float = 10.0) -> dict[str, flo
     return out
 
 
+#: |θ| of the clusters a chosen k leaves empty (``cocluster_k`` != ``"given"``): P = sigmoid(-30) ≈ 1e-13.
+DEAD_LOGIT = 30.0
+
+
 @torch.no_grad()
 def cocluster_memberships(model: nn.Module, config: Any) -> dict[str, np.ndarray]:
     """Set every learned membership from a balanced co-clustering of the weights (ours).
@@ -85,11 +89,13 @@ def cocluster_memberships(model: nn.Module, config: Any) -> dict[str, np.ndarray
     ``config.cocluster_scale * onehot``; Bernoulli sets get P = ``cocluster_class_high`` in the
     node's cluster and ``cocluster_class_low`` elsewhere. Fixed node sets are left alone. With
     ``config.cocluster_rescale == "rownorm"`` the weights are then rescaled
-    (:func:`rownorm_rescale`). Marks the model's ``cocluster_done`` buffer. Returns
-    ``{node set: assignment (n,)}``.
+    (:func:`rownorm_rescale`). Marks the model's ``cocluster_done`` buffer. With ``linkage`` and
+    ``config.cocluster_k`` other than ``"given"`` the number of groups is read off the dendrogram
+    (:func:`blockout.cocluster.choose_k`, at most k); the clusters it leaves empty get θ = −:data:`DEAD_LOGIT`
+    in every node set (no node is ever sampled into them). Returns ``{node set: assignment (n,)}``.
     """
-    from blockout.cocluster import (assign_inputs, linkage_row_clusters, nested_cocluster, proportional_counts,
-                                    signed_row_clusters, spectral_cocluster)
+    from blockout.cocluster import (K_RULE_AUTO, assign_inputs, choose_k, linkage_row_clusters, nested_cocluster,
+                                    proportional_counts, signed_row_clusters, spectral_cocluster)
 
     k = model.clusters
     names, layers = model.set_names, model.layer_names
@@ -102,8 +108,12 @@ def cocluster_memberships(model: nn.Module, config: Any) -> dict[str, np.ndarray
         cols = assign_inputs(W_cls, rows, k)
     elif method == "linkage":
         # unequal class groups (the weight-induced dendrogram cut into k); each hidden set gives every
-        # cluster a share of its nodes proportional to the cluster's number of classes
-        rows = linkage_row_clusters(W_cls, k)
+        # cluster a share of its nodes proportional to the cluster's number of classes. With
+        # cocluster_k != "given" the number of groups is read off the dendrogram (at most k):
+        # the clusters beyond it get no classes and no nodes (they die, see below)
+        rule = config.cocluster_k
+        k_used = k if rule == "given" else choose_k(W_cls, k, rule=K_RULE_AUTO if rule == "auto" else rule)
+        rows = linkage_row_clusters(W_cls, k_used)
         sizes = np.bincount(rows, minlength=k)
         cols = assign_inputs(W_cls, rows, k, counts=proportional_counts(sizes, W_cls.shape[1]))
         counts = sizes
@@ -140,6 +150,11 @@ def cocluster_memberships(model: nn.Module, config: Any) -> dict[str, np.ndarray
         else:
             ns.set_probs(torch.where(onehot > 0, torch.tensor(float(config.cocluster_class_high)),
                                      torch.tensor(float(config.cocluster_class_low))))
+        dead = torch.as_tensor(~members[name].any(axis=0), device=onehot.device)  # (k,) clusters without nodes
+        if counts is not None and bool(dead.any()):
+            # a cluster left empty by a chosen k dies: nobody is sampled into it, and the gradient through
+            # a membership this far out (sigmoid/softmax ~ e^-30) is below Adam's eps, so it stays dead
+            ns.theta[:, dead] = -DEAD_LOGIT
     for layer in model.fc.values():
         if hasattr(layer, "invalidate_cache"):
             layer.invalidate_cache()
@@ -188,7 +203,8 @@ class CoclusteredStart(Recipe):
 
     def epoch_metrics(self, ctx: TrainContext) -> dict[str, Any]:
         if ctx.epochs_done == self.at + 1:
-            return {"cocluster_classes": ctx.model.cocluster_classes.tolist()}
+            classes = ctx.model.cocluster_classes.tolist()
+            return {"cocluster_classes": classes, "cocluster_k": len(set(classes))}  # k in use (chosen or given)
         return {}
 
     def __repr__(self) -> str:
