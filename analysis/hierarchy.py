@@ -37,6 +37,7 @@ __all__ = [
     "probability_distances",
     "connectivity_distances",
     "weight_distances",
+    "cosine_distances",
     "hierarchy_from_distances",
     "probability_hierarchy",
     "connectivity_hierarchy",
@@ -49,7 +50,15 @@ METHODS = ("probability", "connectivity", "weights")
 LINKAGES = ("average", "complete", "single", "weighted", "ward")
 
 
-def _cosine_square(X: np.ndarray) -> np.ndarray:
+def cosine_distances(X: np.ndarray) -> np.ndarray:
+    """``(n, n)`` cosine distances between the rows of ``X``, in ``[0, 2]``, zero diagonal.
+
+    A zero row has no direction: it is at distance 1 from every non-zero row and 0 from another
+    zero row.
+
+    >>> cosine_distances(np.array([[1., 0.], [-2., 0.], [0., 0.]])).round(2).tolist()
+    [[0.0, 2.0, 1.0], [2.0, 0.0, 1.0], [1.0, 1.0, 0.0]]
+    """
     X = np.asarray(X, dtype=np.float64)
     norms = np.linalg.norm(X, axis=1)
     zero = norms == 0
@@ -67,12 +76,12 @@ def probability_distances(P: np.ndarray) -> np.ndarray:
     >>> probability_distances(np.array([[1., 0.], [2., 0.], [0., 1.]])).round(3).tolist()
     [[0.0, 0.0, 1.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0]]
     """
-    return _cosine_square(P)
+    return cosine_distances(P)
 
 
 def weight_distances(W: np.ndarray) -> np.ndarray:
     """``(n, n)`` cosine distances between classifier weight rows ``W (classes, in)``."""
-    return _cosine_square(W)
+    return cosine_distances(W)
 
 
 def _jaccard_from_codes(reach_codes: np.ndarray, node_codes: np.ndarray) -> np.ndarray:

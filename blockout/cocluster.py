@@ -450,18 +450,13 @@ def cosine_row_distances(W: np.ndarray) -> np.ndarray:
     >>> cosine_row_distances(np.array([[1., 0.], [2., 0.], [-1., 0.], [0., 0.]])).round(2).tolist()
     [[0.0, 0.0, 2.0, 1.0], [0.0, 0.0, 2.0, 1.0], [2.0, 2.0, 0.0, 1.0], [1.0, 1.0, 1.0, 0.0]]
     """
+    from analysis.hierarchy import cosine_distances
+
     W = np.asarray(W, dtype=np.float64)
     if W.ndim != 2 or not np.isfinite(W).all():
         raise ValueError(f"W must be a finite (rows, in) matrix, got shape {W.shape}")
-    norms = np.linalg.norm(W, axis=1)
-    zero = norms == 0
-    U = W / np.where(zero, 1.0, norms)[:, None]
-    D = 1.0 - U @ U.T
-    D[zero[:, None] ^ zero[None, :]] = 1.0  # one zero row, one not: unrelated
-    D[zero[:, None] & zero[None, :]] = 0.0
-    D = np.clip((D + D.T) / 2, 0.0, 2.0)
-    np.fill_diagonal(D, 0.0)
-    return D
+    D = cosine_distances(W)  # the analysis package's weight distances, so both cut the same tree
+    return (D + D.T) / 2  # exactly symmetric for scipy's squareform
 
 
 def gap_k(heights: np.ndarray, k_max: int, k_min: int = 2) -> int:

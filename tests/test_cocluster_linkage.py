@@ -16,15 +16,7 @@ from blockout.config import TrainConfig
 from blockout.errors import UserError
 from blockout.train import train
 
-SIZES = (1, 2, 3, 5, 8, 12)  # unequal planted groups, 31 rows
-
-
-def _planted_rows(noise: float, seed: int, sizes=SIZES, dim: int = 40):
-    """Class weight rows (n, dim): a random centre per group plus isotropic noise; and the groups."""
-    rng = np.random.default_rng(seed)
-    truth = np.repeat(np.arange(len(sizes)), sizes)
-    centres = rng.standard_normal((len(sizes), dim))
-    return centres[truth] + noise * rng.standard_normal((truth.size, dim)), truth
+from planted_rows import SIZES, planted_rows as _planted_rows  # noqa: E402  (tests/ is on sys.path)
 
 
 class TestLinkageRowClusters:
