@@ -22,7 +22,6 @@ import numpy as np
 from analysis import runfolder as rf
 from analysis import runformat as fmt
 from analysis.errors import RunFormatError
-from analysis.limits import hint, limit
 from analysis.runformat import Layer, NodeSet, flat_config, snapshot_shapes
 
 __all__ = ["NodeSet", "Layer", "Snapshot", "Weights", "Run", "load_run", "load_snapshot", "read_run_meta",
@@ -282,19 +281,6 @@ def read_run_meta(path: str | Path) -> tuple[Path, dict, list[NodeSet], list[Lay
     return folder, record.to_json(), list(record.topology.node_sets), list(record.topology.layers)
 
 
-def _scan_snapshots(snap_dir: Path) -> list[dict]:
-    """Entries for a snapshots folder without an index (has_weights decided lazily)."""
-    out = []
-    if snap_dir.is_dir():
-        for p in snap_dir.iterdir():
-            step = fmt.snapshot_step(p.name)
-            if step is not None:
-                out.append({"step": step, "file": p.name, "has_weights": None, "tags": []})
-                if len(out) > limit("max_snapshots"):
-                    raise RunFormatError(f"{snap_dir} holds too many snapshots {hint('max_snapshots')}")
-    return sorted(out, key=lambda e: e["step"])
-
-
 def load_run(path: str | Path) -> Run:
     """Open a run folder.
 
@@ -326,10 +312,7 @@ def load_run(path: str | Path) -> Run:
 
     snap_dir = rf.confine(path, fmt.SNAPSHOT_DIR, "snapshots folder")
     index = snap_dir / fmt.SNAPSHOT_INDEX
-    if index.exists():
-        entries = [e.to_json() for e in fmt.read_snapshot_index(path)]
-    else:
-        entries = _scan_snapshots(snap_dir)
+    entries = fmt.snapshot_entries(path)
     shapes = snapshot_shapes(node_sets, layers)
     snapshots: dict[int, Snapshot] = {}
     for e in entries:

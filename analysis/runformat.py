@@ -48,7 +48,7 @@ __all__ = [
     "NodeSet", "Layer", "Topology", "Dataset", "RunRecord", "MetricsRecord", "SnapshotEntry",
     "flat_config", "snapshot_filename", "snapshot_step", "snapshot_arrays", "split_snapshot", "snapshot_shapes",
     "locate_run", "read_run", "write_run", "read_metrics", "append_metrics", "write_metrics",
-    "read_snapshot_index", "write_snapshot_index", "check_metrics_line", "is_run_folder", "find_runs",
+    "read_snapshot_index", "snapshot_entries", "write_snapshot_index", "check_metrics_line", "is_run_folder", "find_runs",
     "run_is_complete", "documented_fields", "markdown_tables", "readme_with_tables",
 ]
 
@@ -697,6 +697,25 @@ def read_snapshot_index(run_dir: str | os.PathLike) -> list[SnapshotEntry]:
             raise RunFormatError(f"{index}: step {out[-1].step} is listed twice")
         seen.add(out[-1].step)
     return sorted(out, key=lambda e: e.step)
+
+
+def snapshot_entries(run_dir: str | os.PathLike) -> list[dict]:
+    """The run's snapshots as index entries (dicts), oldest first: ``snapshots/index.json`` when
+    there is one, else a scan of the ``step_*.npz`` files (``has_weights`` None: decided when a
+    file is opened). Every reader lists snapshots through this one function, so a folder without
+    its index reads the same everywhere."""
+    snap_dir = rf.confine(run_dir, SNAPSHOT_DIR, "snapshots folder")
+    if (snap_dir / SNAPSHOT_INDEX).exists():
+        return [e.to_json() for e in read_snapshot_index(run_dir)]
+    out = []
+    if snap_dir.is_dir():
+        for p in snap_dir.iterdir():
+            step = snapshot_step(p.name)
+            if step is not None:
+                out.append({"step": step, "file": p.name, "has_weights": None, "tags": []})
+                if len(out) > limit("max_snapshots"):
+                    raise RunFormatError(f"{snap_dir} holds too many snapshots {hint('max_snapshots')}")
+    return sorted(out, key=lambda e: e["step"])
 
 
 def write_snapshot_index(run_dir: str | os.PathLike, entries: Iterable[SnapshotEntry | Mapping[str, Any]]) -> None:

@@ -106,7 +106,7 @@ def summarize_run(run_dir: str | Path, step: int | None = None, threshold: float
     config = record.flat_config
     dataset = record.dataset
     metrics = fmt.read_metrics(run_dir)
-    entries = [e.to_json() for e in fmt.read_snapshot_index(run_dir)]
+    entries = fmt.snapshot_entries(run_dir)  # the index, or a scan when it is missing (as load_run)
     entry = _pick_entry(entries, step, run_dir)
 
     probs: dict[str, np.ndarray] = {}

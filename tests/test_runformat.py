@@ -356,3 +356,22 @@ def test_the_checker_finds_what_it_should(tmp_path):
                 '    meta = rf.read_json(run_json, "run.json of run")\n')
     assert hand_made(old_meta) == [2]
     assert hand_made('(d / "run.json").write_text("{}")  ' + MARKER + " dummy") == []
+
+
+def test_a_run_without_its_snapshot_index_reads_the_same_everywhere(tmp_path):
+    """Regression: with snapshots/index.json gone, load_run scanned the .npz files while the
+    summary (inspect's table, report, dashboard) read the index only and saw no snapshot."""
+    import shutil
+
+    from analysis.run import load_run
+    from analysis.summary import summarize_run
+
+    run = tmp_path / "demo"
+    shutil.copytree(ROOT / "checkpoints" / "demo", run)
+    (run / "snapshots" / "index.json").unlink()
+    steps = [int(e["step"]) for e in fmt.snapshot_entries(run)]
+    assert steps and steps == sorted(steps)
+    assert load_run(run).last_step == steps[-1]
+    summary = summarize_run(run)
+    assert summary["snapshot"]["step"] == steps[-1]
+    assert summary["snapshot_steps"] == steps
