@@ -134,7 +134,7 @@ def _callback_class():
             self.wnids = None if wnids is None else list(wnids)
             self.config, self.dataset = config, dataset
             self.snapshot_every, self.monitor, self.mode, self.resume = snapshot_every, monitor, mode, resume
-            self.log: RunLogger | None = None
+            self.run_logger: RunLogger | None = None
             self.every = snapshot_every or 1
             self._best: float | None = None
             self._last_snap = -1
@@ -146,16 +146,17 @@ def _callback_class():
                 config = dict(getattr(pl_module, "hparams", {}) or {})
             config = {**_config_json(config), "max_epochs": trainer.max_epochs}
             config.setdefault("epochs", trainer.max_epochs)
-            self.log = RunLogger(self.run_dir, pl_module, self.class_names, self.wnids, config, dataset=self.dataset,
-                                 resume=self.resume, enabled=bool(trainer.is_global_zero)).open()
+            self.run_logger = RunLogger(self.run_dir, pl_module, self.class_names, self.wnids, config,
+                                        dataset=self.dataset, resume=self.resume,
+                                        enabled=bool(trainer.is_global_zero)).open()
             if self.snapshot_every is None:
                 total = trainer.estimated_stepping_batches
                 self.every = max(1, round(total / TARGET_SNAPSHOTS)) if math.isfinite(total) else 100
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: D102
             step = int(trainer.global_step)
-            if self.log is not None and step > 0 and step % self.every == 0 and step != self._last_snap:
-                self.log.snapshot(step, epoch=int(trainer.current_epoch))
+            if self.run_logger is not None and step > 0 and step % self.every == 0 and step != self._last_snap:
+                self.run_logger.snapshot(step, epoch=int(trainer.current_epoch))
                 self._last_snap = step
 
         def on_validation_epoch_end(self, trainer, pl_module) -> None:  # noqa: D102
@@ -163,7 +164,7 @@ def _callback_class():
                 self._validated = True
 
         def on_train_epoch_end(self, trainer, pl_module) -> None:  # noqa: D102
-            if self.log is None or trainer.sanity_checking:
+            if self.run_logger is None or trainer.sanity_checking:
                 return
             step, epoch = int(trainer.global_step), int(trainer.current_epoch) + 1
             values = epoch_record(trainer.callback_metrics)
@@ -172,7 +173,7 @@ def _callback_class():
             self._validated = False
             values.pop("step", None)
             values.pop("epoch", None)
-            self.log.log_metrics(step, epoch=epoch, **values)
+            self.run_logger.log_metrics(step, epoch=epoch, **values)
             tags = ["last"]
             score = values.get(self.monitor)
             better = score is not None and (
@@ -180,24 +181,24 @@ def _callback_class():
             if better:
                 self._best = score
                 tags.append("best")
-            self.log.snapshot(step, tag=tags, epoch=epoch)
+            self.run_logger.snapshot(step, tag=tags, epoch=epoch)
             self._last_snap = step
 
         def on_fit_end(self, trainer, pl_module) -> None:  # noqa: D102
             self._close()
 
         def on_exception(self, trainer, pl_module, exception: BaseException) -> None:  # noqa: D102
-            if self.log is not None:  # keep what was written; release the folder
-                self.log.__exit__(type(exception), exception, None)
-                self.log = None
+            if self.run_logger is not None:  # keep what was written; release the folder
+                self.run_logger.__exit__(type(exception), exception, None)
+                self.run_logger = None
 
         def teardown(self, trainer, pl_module, stage: str) -> None:  # noqa: D102
             self._close()
 
         def _close(self) -> None:
-            if self.log is not None:
-                self.log.close()
-                self.log = None
+            if self.run_logger is not None:
+                self.run_logger.close()
+                self.run_logger = None
 
     BlockoutCallback.__module__ = __name__
     return BlockoutCallback

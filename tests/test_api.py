@@ -303,6 +303,38 @@ class TestLightning:
         assert "last" in tags[8] and any("best" in t for t in tags.values())
         assert run.config["epochs"] == 2 and run.config["method"] == "hard-learned"
 
+    def test_an_existing_folder_is_one_user_error(self, tmp_path):
+        """Regression: the callback kept its RunLogger in ``self.log``, which Lightning's hook
+        dispatch resolved to ``LightningModule.log``, so a refused folder ended in a second
+        traceback (AttributeError: '__exit__') instead of the one UserError."""
+        pytest.importorskip("lightning")
+        from blockout.errors import UserError
+        from blockout.lightning import BlockoutCallback, lightning_module
+
+        L = lightning_module()
+
+        class Module(L.LightningModule):
+            def __init__(self):
+                super().__init__()
+                self.net = Backbone()
+
+            def training_step(self, batch, _):
+                return nn.functional.cross_entropy(self.net(batch[0]), batch[1])
+
+            def configure_optimizers(self):
+                return torch.optim.Adam(self.parameters(), lr=1e-2)
+
+        data = torch.utils.data.TensorDataset(torch.randn(16, 7), torch.arange(16) % 4)
+        loader = torch.utils.data.DataLoader(data, batch_size=8)
+        (tmp_path / "run").mkdir()
+        (tmp_path / "run" / "something").write_text("x")
+        trainer = L.Trainer(max_epochs=1, callbacks=[BlockoutCallback(tmp_path / "run", class_names=list("abcd"))],
+                            accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False)
+        with pytest.raises(UserError, match="already exists"):
+            trainer.fit(Module(), loader)
+        assert not (tmp_path / "run" / "run.json").exists()  # nothing of a run written into it
+
 
 def test_lightning_missing_is_one_clear_error(monkeypatch):
     import blockout.lightning as bl
