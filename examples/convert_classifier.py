@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from blockout import BlockoutHead, RunLogger
-from toy_data import CLASSES, DATASET, batches, default_steps, make_splits
+from toy_data import CLASSES, DATASET, batches, default_steps, make_splits, run_main
 
 
 class BasicBlock(nn.Module):
@@ -128,4 +128,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

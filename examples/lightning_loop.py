@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from blockout import BlockoutHead
 from blockout.lightning import BlockoutCallback, lightning_module
 from plain_loop import SmallCNN
-from toy_data import CLASSES, DATASET, default_steps, make_splits
+from toy_data import CLASSES, DATASET, default_steps, make_splits, run_main
 
 L = lightning_module()  # lightning.pytorch (or pytorch_lightning when only that is installed)
 
@@ -83,4 +83,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from blockout import BlockoutHead, RunLogger  # Blockout
-from toy_data import CLASSES, DATASET, batches, default_steps, make_splits
+from toy_data import CLASSES, DATASET, batches, default_steps, make_splits, run_main
 
 
 class SmallCNN(nn.Module):
@@ -93,4 +93,4 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

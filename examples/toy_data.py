@@ -45,3 +45,17 @@ def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int = 0):
 def default_steps(fallback: int) -> int:
     """Training steps: ``$BLOCKOUT_EXAMPLE_STEPS`` when set (the test suite runs a few), else ``fallback``."""
     return int(os.environ.get("BLOCKOUT_EXAMPLE_STEPS", fallback))
+
+
+def run_main(main) -> None:
+    """Run an example's ``main()`` as a script: a refused input (e.g. ``--out`` already holds a run)
+    is one line on stderr and exit code 2, as with the ``blockout`` command."""
+    import sys
+
+    from blockout.errors import UserError
+
+    try:
+        main()
+    except UserError as exc:
+        print(f"{os.path.basename(sys.argv[0])}: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

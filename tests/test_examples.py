@@ -120,3 +120,17 @@ def test_readme_snippet_runs_and_writes_a_run(tmp_path, monkeypatch, capsys):
     summary = capsys.readouterr().out
     assert "None" not in summary  # regression: unknown config fields printed as raw None
     assert "epochs 2" in summary and "10 classes" in summary
+
+
+@pytest.mark.parametrize("script", ["plain_loop.py", "convert_classifier.py"])
+def test_an_example_run_again_on_its_folder_is_one_line(tmp_path, script):
+    """Regression: running an example a second time on the same --out printed a traceback."""
+    import subprocess
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "run.json").write_text("{}")  # raw run.json: a folder that is taken
+    proc = subprocess.run([sys.executable, str(EXAMPLES / script), "--out", str(tmp_path / "out"), "--steps", "1"],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and "error:" in proc.stderr
