@@ -220,16 +220,21 @@ def flat_config(data: Mapping[str, Any], source: str = "config") -> dict[str, An
     """The flat option dict of a nested (``{"data": {...}, "model": {...}, ...}``) or flat config.
 
     Flat keys pass through unchanged (so a flat config, e.g. every ``run.json`` written so far,
-    comes back as it was) and win over a section's value of the same option; a section's keys must
-    be options of that section. Unknown flat keys are left for the caller to judge. Torch-free:
-    readers of run folders use it.
+    comes back as it was); an option given both flat and in its section with different values is
+    ambiguous and refused (flags override a config file elsewhere, after this). A section's keys
+    must be options of that section. Unknown flat keys are left for the caller to judge.
+    Torch-free: readers of run folders use it.
 
     >>> flat_config({"model": {"method": "fc"}, "optim": {"epochs": 3}, "seed": 1})
     {'method': 'fc', 'epochs': 3, 'seed': 1}
     >>> flat_config({"method": "fc", "epochs": 3})
     {'method': 'fc', 'epochs': 3}
+    >>> flat_config({"optim": {"epochs": 3}, "epochs": 3})
+    {'epochs': 3}
     >>> flat_config({"optim": {"epochs": 3}, "epochs": 5})
-    {'epochs': 5}
+    Traceback (most recent call last):
+    ...
+    analysis.errors.UserError: config: option 'epochs' is given twice with different values (5 and 3 in section 'optim')
     """
     if not isinstance(data, Mapping):
         raise UserError(f"{source} must hold a JSON object, got {type(data).__name__}")
@@ -245,8 +250,12 @@ def flat_config(data: Mapping[str, Any], source: str = "config") -> dict[str, An
                             f"(known: {', '.join(k for k, s in FIELD_SECTION.items() if s == key)})")
         out.update(value)
     for key, value in data.items():
-        if key not in SECTION_NAMES:
-            out[key] = value  # a flat key wins over its section's (flags over a nested config file)
+        if key in SECTION_NAMES:
+            continue
+        if key in out and out[key] != value:
+            raise UserError(f"{source}: option {key!r} is given twice with different values "
+                            f"({value!r:.40} and {out[key]!r:.40} in section {FIELD_SECTION[key]!r})")
+        out[key] = value
     return out
 
 

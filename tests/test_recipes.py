@@ -412,3 +412,13 @@ class TestNestedConfig:
         config = config_from_args(args)
         assert (config.clusters, config.epochs, config.soft_epochs) == (4, 5, 2)
         assert kinds(build_recipes(config)) == [SoftWarmPhase]
+
+
+def test_a_config_file_giving_an_option_flat_and_nested_differently_is_refused(tmp_path):
+    """Regression: {"model": {"nodes": 32}, "nodes": 64} silently trained with 64."""
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"model": {"nodes": 32}, "nodes": 64}))
+    with pytest.raises(UserError, match="'nodes' is given twice"):
+        TrainConfig.from_json_file(path)
+    path.write_text(json.dumps({"model": {"nodes": 32}, "nodes": 32}))
+    assert TrainConfig.from_json_file(path, {"nodes": 16}).nodes == 16  # the same value twice is fine; flags win
