@@ -125,7 +125,8 @@ def main(argv=None) -> int:
     run, build_s = locate_run(args.rebuild)
     server = browser.start_server(run, env={"BLOCKOUT_CHECKPOINTS": str(run.parent)},
                                   log=ARTIFACTS / "bench_server.log", timeout=120)
-    record = {"spec": {k: list(v) if isinstance(v, tuple) else v for k, v in SPEC.items()}, "run": str(run),
+    record = {"spec": {k: list(v) if isinstance(v, tuple) else v for k, v in SPEC.items()},
+              "run": str(run.relative_to(ROOT)) if run.is_relative_to(ROOT) else run.name,  # no machine paths
               "build_s": round(build_s, 1), "server_startup_s": round(server.startup_seconds, 3),
               "target_threshold_rerender_s": TARGET_RERENDER_S,
               "machine": {"cpus": os.cpu_count(), "loadavg_1min": os.getloadavg()[0], "python": platform.python_version()}}

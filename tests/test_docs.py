@@ -126,3 +126,12 @@ def test_link_checker_finds_a_broken_link(tmp_path):
                   "[web](https://example.org)\n```\n[fenced](nope.md)\n```\n")
     assert relative_links(md) == ["x.md#title", "missing.md"]
     assert anchors(md) == {"title"}
+
+
+def test_saved_results_name_no_path_of_the_machine_they_ran_on():
+    """Regression: a benchmark saved the absolute path of its checkout (``"/<...>/.bench/..."``)."""
+    files = tracked("benchmarks/results/*")
+    assert files  # the listing worked
+    absolute = re.compile(r"[\"'](/[^\"'\n]*?/)(\.bench|checkpoints)/")
+    bad = [str(p.relative_to(ROOT)) for p in files if p.exists() and absolute.search(p.read_text(errors="replace"))]
+    assert not bad, f"absolute machine paths in saved results: {bad}"
