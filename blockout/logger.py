@@ -6,8 +6,9 @@
 out the topology (node sets ``trunk -> h1 -> ... -> classes`` and the layers between them) and
 writes the run folder that ``blockout inspect``, ``blockout compare``, ``blockout export`` and the
 dashboard read (README, "The run folder"). Every file goes through the atomic writers of
-:class:`blockout.runwriter.RunWriter`, the trainer's writer, so a killed loop never leaves a
-half-written file; one process writes a folder at a time (:class:`~blockout.runwriter.RunLock`).
+:class:`blockout.runwriter.RunWriter`, so a killed loop never leaves a half-written file; one
+process writes a folder at a time (:class:`~blockout.runwriter.RunLock`). Our own trainer
+(:mod:`blockout.train`) writes its run folders through :class:`RunLogger` too.
 
 The pure part, :func:`find_blockout_parts` and :func:`topology`, is usable on its own.
 """

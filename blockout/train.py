@@ -380,7 +380,8 @@ def _train(config, info, resume, on_step, load_dataset, extra_recipes=(), lock=N
         return session.run()
     finally:
         # the loop saves its own `last` snapshot (each epoch's end, Ctrl-C); none after an abort
-        session.logger.close(last=False)
+        if session.logger is not None:
+            session.logger.close(last=False)
 
 
 class _Session:
@@ -436,19 +437,19 @@ class _Session:
         runtime = {"device": str(info.device), "world_size": info.world_size,
                    "amp": None if amp_dtype is None else str(amp_dtype).replace("torch.", ""),
                    "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps, "augment": augment}
-        # rank 0 writes the run folder under the lock train() holds; a resumed run continues at
-        # its checkpoint's step (later records are cut when the logger opens, in _restore)
-        self.logger = RunLogger(run_dir, model, dataset_json["class_names"], dataset_json.get("wnids"), config,
-                                dataset=dataset_json, topology=model.topology(), extra={"runtime": runtime},
-                                enabled=info.is_main, lock=lock if lock is not None else False,
-                                resume_at_step=None if state is None else state["progress"]["step"],
-                                multipliers=lambda: self.recipes.snapshot_arrays(model))
+        # rank 0 writes the run folder, through the public RunLogger, under the lock train() holds
+        self.logger: RunLogger | None = None
+        self._new_logger = lambda resume_at_step: RunLogger(
+            run_dir, model, dataset_json["class_names"], dataset_json.get("wnids"), config, dataset=dataset_json,
+            topology=model.topology(), extra={"runtime": runtime}, enabled=info.is_main,
+            lock=lock if lock is not None else False, resume_at_step=resume_at_step,
+            multipliers=lambda: self.recipes.snapshot_arrays(model))
         if state is not None:
             self._restore(state)
         else:
             # sampling draws differ per rank (like dropout masks under DDP); initialisation did not
             torch.manual_seed(config.seed * 1_000_003 + info.rank + 1)
-            self.logger.open()  # run.json and the step-0 snapshot of P
+            self.logger = self._new_logger(None).open()  # run.json and the step-0 snapshot of P
             faults.point("start", "run")  # tests: killed between run.json and the first checkpoint
         self.ddp_model: nn.Module = model
         if info.enabled:
@@ -670,7 +671,8 @@ class _Session:
                 log(f"note: the run was saved with {len(per_rank or [])} process(es), now {info.world_size}: "
                     "sampling RNG re-seeded, so results will not match an uninterrupted run exactly")
             torch.manual_seed(config.seed * 1_000_003 + info.rank + 1 + prog.step)
-        self.logger.open()  # cuts what was written after the checkpoint, repairs half-done writes
+        # continue at the checkpoint: what was written after it is cut, half-done writes repaired
+        self.logger = self._new_logger(prog.step).open()
         if info.is_main:
             log(f"resuming {run_dir} at step {prog.step} (epoch {prog.epochs_done + 1}, "
                 f"batch {prog.batch_in_epoch}/{self.steps_per_epoch})")
