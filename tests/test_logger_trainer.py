@@ -144,7 +144,7 @@ def test_topology_extra_and_multipliers(tmp_path):
     with RunLogger(tmp_path / "r", model, topology=topo, extra={"runtime": {"device": "abacus"}, "note": "hi"},
                    multipliers=multipliers) as log:
         log.snapshot(3)
-    meta = json.loads((tmp_path / "r" / "run.json").read_text())
+    meta = fmt.read_run(tmp_path / "r").to_json()
     assert meta["topology"]["trunk"] == {"kind": "MyBackbone", "out_features": 12}
     assert meta["runtime"] == {"device": "abacus"} and meta["note"] == "hi"
     assert len(calls) == 3  # step 0, step 3 and the closing `last` snapshot
