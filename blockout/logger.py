@@ -6,8 +6,9 @@
 out the topology (node sets ``trunk -> h1 -> ... -> classes`` and the layers between them) and
 writes the run folder that ``blockout inspect``, ``blockout compare``, ``blockout export`` and the
 dashboard read (README, "The run folder"). Every file goes through the atomic writers of
-:class:`blockout.runwriter.RunWriter`, the trainer's writer, so a killed loop never leaves a
-half-written file; one process writes a folder at a time (:class:`~blockout.runwriter.RunLock`).
+:class:`blockout.runwriter.RunWriter`, so a killed loop never leaves a half-written file; one
+process writes a folder at a time (:class:`~blockout.runwriter.RunLock`). Our own trainer
+(:mod:`blockout.train`) writes its run folders through :class:`RunLogger` too.
 
 The pure part, :func:`find_blockout_parts` and :func:`topology`, is usable on its own.
 """
@@ -19,7 +20,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import torch
@@ -205,6 +206,9 @@ def topology(parts: BlockoutParts, trunk_kind: str = "custom") -> dict[str, Any]
                         trunk={"kind": trunk_kind, "out_features": int(first)}).to_json()
 
 
+_topology = topology  # RunLogger's ``topology`` option shadows the function's name
+
+
 def _json_value(key: str, value: Any) -> Any:
     """A metrics value as JSON: tensors and numpy scalars become numbers, NaN/inf become null."""
     if isinstance(value, torch.Tensor):
@@ -282,13 +286,39 @@ class RunLogger:
         from an older checkpoint).
     enabled : bool, optional
         Whether this process writes; default: rank 0 under ``torch.distributed``, else True.
+    topology : mapping, optional
+        ``run.json``'s topology as your network describes itself (an
+        :class:`analysis.runformat.Topology` object); default: worked out by :func:`topology`
+        from the parts :func:`find_blockout_parts` finds. Snapshots always use those parts' names,
+        so the names must agree (our trainer passes ``BlockoutNet.topology()``).
+    extra : mapping, optional
+        More top-level ``run.json`` keys; ``runtime`` (how it ran: device, world size, ...)
+        replaces the default ``{"writer": "blockout.RunLogger", "model": <class name>}``.
+    lock : bool or RunLock
+        ``True`` (default): take the folder's :class:`~blockout.runwriter.RunLock` on opening and
+        release it on closing. A :class:`~blockout.runwriter.RunLock` you already hold: use it
+        (acquired if it is not) and leave releasing it to you, e.g. when you check or clear the
+        folder before the model exists. ``False``: no lock (you make sure only one process writes).
+    resume_at_step : int, optional
+        Continue the run from a checkpoint of step ``resume_at_step`` (implies ``resume``): on
+        opening, every metrics record and snapshot after that step is removed at once (they
+        were written after the checkpoint, by a process that was killed before the next one)
+        and what a killed write left half done is repaired, so the folder matches the checkpoint
+        before the first new write. With ``resume=True`` alone, old records are cut only when a
+        write lands at or before them.
+    multipliers : callable, optional
+        ``multipliers()`` returns ``{layer: array}`` to save with every snapshot (the step-0 one
+        included) as ``multiplier__<layer>``: e.g. the per-row multipliers of a connection
+        budget (``blockout train --method hard-budgeted`` saves them), which the dashboard shows.
 
     Notes
     -----
     Opening writes ``run.json`` and a snapshot of every node set's P at step 0. Closing
     (leaving the ``with`` block, also on Ctrl-C) adds a snapshot tagged ``last`` with the weights
-    at the last step logged, unless that step already has one. A snapshot costs a few
-    milliseconds (``benchmarks/logger_speed.py``); take about 30 per run, as our trainer does.
+    at the last step logged, unless that step already has one (``close(last=False)`` skips it).
+    A snapshot costs a few milliseconds (``benchmarks/logger_speed.py``); take about 30 per run,
+    as our trainer does. Our trainer (:func:`blockout.train.train`) writes its run folders
+    through this class.
 
     Examples
     --------
@@ -307,12 +337,22 @@ class RunLogger:
 
     def __init__(self, run_dir: str | Path, model: nn.Module, class_names: Iterable[str] | None = None,
                  wnids: Iterable[str | None] | None = None, config: Any = None, *,
-                 dataset: Mapping[str, Any] | None = None, resume: bool = False, enabled: bool | None = None) -> None:
+                 dataset: Mapping[str, Any] | None = None, resume: bool = False, enabled: bool | None = None,
+                 topology: Mapping[str, Any] | None = None, extra: Mapping[str, Any] | None = None,
+                 lock: bool | RunLock = True, resume_at_step: int | None = None,
+                 multipliers: Callable[[], Mapping[str, np.ndarray] | None] | None = None) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not isinstance(lock, (bool, RunLock)):
+            raise TypeError(f"lock must be True, False or a RunLock, got {type(lock).__name__}")
+        if multipliers is not None and not callable(multipliers):
+            raise TypeError("multipliers must be a function returning {layer: array}")
         self.run_dir = Path(run_dir)
         self.model = model
-        self.resume = bool(resume)
+        self.resume_at_step = None if resume_at_step is None else _check_step(resume_at_step, "resume_at_step")
+        self.resume = bool(resume) or self.resume_at_step is not None
+        self._lock_option = lock
+        self._multipliers = multipliers
         if enabled is None:
             dist = torch.distributed
             enabled = not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
@@ -339,7 +379,13 @@ class RunLogger:
             if hidden and len(set(hidden)) == 1:
                 self.config.setdefault("nodes", hidden[0])
         self.dataset = {**fmt.Dataset(class_names=names, wnids=wn).to_json(), **_config_json(dataset)}
-        self.topology = topology(self.parts, trunk_kind=type(model).__name__)
+        if topology is None:
+            self.topology = _topology(self.parts, trunk_kind=type(model).__name__)
+        else:
+            self.topology = _config_json(topology)
+            fmt.Topology.from_json(self.topology, "RunLogger(topology=...)")
+        self.extra = {"runtime": {"writer": "blockout.RunLogger", "model": type(model).__name__},
+                      **_config_json(extra)}
         self._writer: RunWriter | None = None
         self._lock: RunLock | None = None
         self._last_step = 0
@@ -364,11 +410,18 @@ class RunLogger:
             return self
         if self.run_dir.exists() and not self.run_dir.is_dir():
             raise UserError(f"run folder {self.run_dir} exists and is not a folder")
-        lock = RunLock(self.run_dir).acquire()
+        own = self._lock_option is True
+        lock = RunLock(self.run_dir) if own else self._lock_option or None
+        if lock is not None:
+            lock.acquire()
+        else:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         try:
             has_run = fmt.is_run_folder(self.run_dir)
-            if self.resume and has_run:
-                self._reopen()
+            if self.resume_at_step is not None:
+                self._reopen(has_run)
+            elif self.resume and has_run:
+                self._reopen(True)
             elif self.resume and any(not _ignorable(p) for p in self.run_dir.iterdir()):
                 raise UserError(f"cannot resume {self.run_dir}: it holds no {fmt.RUN_JSON}")
             else:
@@ -376,27 +429,32 @@ class RunLogger:
                     raise UserError(f"run folder {self.run_dir} already exists and is not empty; pass resume=True "
                                     "to continue that run, or choose a new folder")
                 self._writer = RunWriter(self.run_dir)
-                self._writer.write_run_json(self.config, self.dataset, self.topology,
-                                            extra={"runtime": {"writer": "blockout.RunLogger",
-                                                               "model": type(self.model).__name__}})
+                self._writer.write_run_json(self.config, self.dataset, self.topology, extra=self.extra)
                 if self.parts.node_sets:
-                    self._writer.snapshot(0, 0, self._probs())
+                    self._writer.snapshot(0, 0, self._probs(), multipliers=self._multiplier_arrays())
         except BaseException:
-            lock.release()
+            if own:
+                lock.release()
             self._writer = None
             raise
-        self._lock = lock
+        self._lock = lock if own else None  # a lock handed in stays with its owner
         self._t0 = time.perf_counter()
         return self
 
-    def _reopen(self) -> None:
-        old = fmt.read_run(self.run_dir).topology.to_json()
-        for key in ("node_sets", "layers"):
-            if old.get(key) != self.topology[key]:
-                raise UserError(f"cannot resume {self.run_dir}: its {key.replace('_', ' ')} differ from this model's "
-                                f"({fmt.RUN_JSON} lists {[d.get('name') for d in old.get(key) or []]}, the model has "
-                                f"{[d['name'] for d in self.topology[key]]})")
+    def _reopen(self, has_run: bool) -> None:
+        if has_run:
+            old = fmt.read_run(self.run_dir).topology.to_json()
+            for key in ("node_sets", "layers"):
+                if _structure(key, old.get(key)) != _structure(key, self.topology[key]):
+                    raise UserError(
+                        f"cannot resume {self.run_dir}: its {key.replace('_', ' ')} differ from this model's "
+                        f"({fmt.RUN_JSON} lists {[d.get('name') for d in old.get(key) or []]}, the model has "
+                        f"{[d['name'] for d in self.topology[key]]})")
         self._writer = RunWriter(self.run_dir)
+        if self.resume_at_step is not None:
+            # the folder must match the checkpoint before anything new is written: records after
+            # it came from a process killed before its next checkpoint
+            self._writer.truncate_after(self.resume_at_step)
         self._writer.repair()
         metrics = fmt.read_metrics(self.run_dir)
         steps = [int(r.get("step") or 0) for r in metrics] + [e["step"] for e in self._writer.entries]
@@ -405,6 +463,9 @@ class RunLogger:
         if metrics:
             self._epoch = int(metrics[-1].get("epoch") or 0)
             self._seconds0 = float(metrics[-1].get("seconds") or 0.0)
+        if self.resume_at_step is not None:  # already cut: nothing later to replace
+            self._last_seen = None
+            self._last_step = self.resume_at_step
 
     def _before_write(self, step: int) -> None:
         """After a resume, the first write at or before the recorded end replaces what followed."""
@@ -415,12 +476,16 @@ class RunLogger:
             self._last_seen = None
         self._last_step = max(self._last_step, step)
 
-    def close(self) -> None:
-        """Write the final ``last`` snapshot (weights at the last step) and release the folder."""
+    def close(self, last: bool = True) -> None:
+        """Write the final ``last`` snapshot (weights at the last step) and release the folder.
+
+        ``last=False`` releases it without that snapshot: for a loop that saves its own (our
+        trainer does at every epoch end and on Ctrl-C), or one stopped in the middle of a step.
+        """
         if self._writer is None:
             return
         try:
-            if self.enabled:
+            if self.enabled and last:
                 entry = next((e for e in self._writer.entries if e["step"] == self._last_step), None)
                 if entry is None or "last" not in entry["tags"] or not entry.get("has_weights"):
                     self.snapshot(self._last_step, tag="last")
@@ -453,6 +518,14 @@ class RunLogger:
     def _probs(self) -> dict[str, np.ndarray]:
         return {name: ns.probs.detach().float().cpu().numpy() for name, ns in self.parts.node_sets}
 
+    def _multiplier_arrays(self) -> Mapping[str, np.ndarray] | None:
+        return None if self._multipliers is None else self._multipliers() or None
+
+    def probs_summary(self) -> dict[str, dict[str, float]]:
+        """The ``probs`` value :meth:`log_metrics` adds: per node set, the mean of P and the
+        shares of entries below 0.1 and above 0.9 (``{}`` for a network without node sets)."""
+        return _probs_summary(self._probs())
+
     @torch.no_grad()
     def _weights(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         weights, biases = {}, {}
@@ -480,7 +553,7 @@ class RunLogger:
             self._epoch = _check_step(record["epoch"], "log_metrics(epoch=...)")
         record.setdefault("seconds", round(self._seconds0 + time.perf_counter() - self._t0, 3))
         if self.parts.node_sets and "probs" not in record:
-            record["probs"] = _probs_summary(self._probs())
+            record["probs"] = self.probs_summary()
         if self.enabled:
             self._before_write(step)
         writer.log_metrics(record)
@@ -516,7 +589,15 @@ class RunLogger:
         self._before_write(step)
         w, b = self._weights() if with_weights else (None, None)
         writer.snapshot(step, self._epoch if epoch is None else _check_step(epoch, "snapshot(epoch=...)"),
-                        self._probs(), w, b, tags=tags)
+                        self._probs(), w, b, multipliers=self._multiplier_arrays(), tags=tags)
+
+
+def _structure(key: str, items: Any) -> list[tuple]:
+    """What must agree for a resume: node sets' names and sizes, layers' names and wiring (not
+    what may change while training, such as whether memberships still train)."""
+    fields = {"node_sets": ("name", "size", "clusters"),
+              "layers": ("name", "in_set", "out_set", "in_features", "out_features")}[key]
+    return [tuple(d.get(f) for f in fields) if isinstance(d, Mapping) else (d,) for d in items or []]
 
 
 def _ignorable(p: Path) -> bool:

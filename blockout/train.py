@@ -9,8 +9,8 @@ What a run guarantees:
 * **Checkpoints** (``train_state.pt``) at the start, at the end of every epoch, and on Ctrl-C
   (the first Ctrl-C stops at the next step boundary; a second one aborts at once).
 * **NaN/inf loss** stops the run with :class:`TrainingDiverged` and keeps the last good checkpoint.
-* **Run folder** written by rank 0 only (:class:`blockout.runwriter.RunWriter`); metrics are
-  all-reduced so every rank agrees.
+* **Run folder** written by rank 0 only, through the public :class:`blockout.RunLogger` (the
+  same writer a user's own loop gets); metrics are all-reduced so every rank agrees.
 * **Recipes.** The loop (:meth:`_Session.run`) is the same for every method; our emergence options
   are plug-ins (:mod:`blockout.recipes`) whose hooks it calls at fixed points, and it knows none of
   them by name. The paper's six methods train with no recipe.
@@ -45,7 +45,8 @@ from blockout.data.augment import augment_batch, batch_generator, crop_padding, 
 from blockout.errors import UserError
 from blockout.models import BlockoutNet, build_model
 from blockout.recipes import Recipe, TrainContext, build_recipes
-from blockout.runwriter import LOCK_NAME, RunLock, RunWriter, clear_unfinished_run
+from blockout.logger import RunLogger
+from blockout.runwriter import LOCK_NAME, RunLock, clear_unfinished_run
 
 #: Snapshots of P per run when ``snapshot_every`` is not given.
 TARGET_SNAPSHOTS = 30
@@ -313,11 +314,6 @@ class _StopFlag:
 # the loop
 
 
-def _probs_summary(probs: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    return {name: {"mean": float(P.mean()), "frac_below_0.1": float((P < 0.1).mean()),
-                   "frac_above_0.9": float((P > 0.9).mean())} for name, P in probs.items()}
-
-
 def _autocast_factory(device: torch.device, amp: str):
     """A context-manager factory for mixed precision, and whether a GradScaler is needed."""
     use = amp == "on" or (amp == "auto" and device.type == "cuda")
@@ -357,7 +353,7 @@ def train(config: TrainConfig, *, resume: bool = False,
     try:
         if lock is not None:
             lock.acquire()
-        result = _train(config, info, resume, on_step, load_dataset, recipes)
+        result = _train(config, info, resume, on_step, load_dataset, recipes, lock)
         failed = False
         return result
     except OSError as exc:
@@ -376,11 +372,16 @@ def train(config: TrainConfig, *, resume: bool = False,
 _DISK_ERRNOS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EIO}
 
 
-def _train(config, info, resume, on_step, load_dataset, extra_recipes=()) -> TrainResult:
-    session = _Session(config, info, resume, on_step, load_dataset, extra_recipes)
-    if session.done is not None:
-        return session.done
-    return session.run()
+def _train(config, info, resume, on_step, load_dataset, extra_recipes=(), lock=None) -> TrainResult:
+    session = _Session(config, info, resume, on_step, load_dataset, extra_recipes, lock)
+    try:
+        if session.done is not None:
+            return session.done
+        return session.run()
+    finally:
+        # the loop saves its own `last` snapshot (each epoch's end, Ctrl-C); none after an abort
+        if session.logger is not None:
+            session.logger.close(last=False)
 
 
 class _Session:
@@ -389,7 +390,7 @@ class _Session:
     no recipe by name."""
 
     def __init__(self, config: TrainConfig, info: bdist.DistInfo, resume: bool, on_step, load_dataset,
-                 extra_recipes=()) -> None:
+                 extra_recipes=(), lock: RunLock | None = None) -> None:
         self.info, self.on_step, self.done = info, on_step, None
         run_dir = Path(config.out) if config.out else default_out(config)
         config = config.replace(out=str(run_dir))
@@ -430,22 +431,25 @@ class _Session:
             config = config.replace(snapshot_every=max(1, round(self.total_steps / TARGET_SNAPSHOTS)))
         self.config, self.run_dir, self.model = config, run_dir, model
         self.train_ds, self.test_ds = train_ds, test_ds
-        self.writer = RunWriter(run_dir, enabled=info.is_main)
         self.prog = _Progress()
         self.ctx = TrainContext(model=model, config=config, optimizer=self.optimizer,
                                 steps_per_epoch=self.steps_per_epoch, is_main=info.is_main, log=log)
         runtime = {"device": str(info.device), "world_size": info.world_size,
                    "amp": None if amp_dtype is None else str(amp_dtype).replace("torch.", ""),
                    "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps, "augment": augment}
+        # rank 0 writes the run folder, through the public RunLogger, under the lock train() holds
+        self.logger: RunLogger | None = None
+        self._new_logger = lambda resume_at_step: RunLogger(
+            run_dir, model, dataset_json["class_names"], dataset_json.get("wnids"), config, dataset=dataset_json,
+            topology=model.topology(), extra={"runtime": runtime}, enabled=info.is_main,
+            lock=lock if lock is not None else False, resume_at_step=resume_at_step,
+            multipliers=lambda: self.recipes.snapshot_arrays(model))
         if state is not None:
             self._restore(state)
         else:
             # sampling draws differ per rank (like dropout masks under DDP); initialisation did not
             torch.manual_seed(config.seed * 1_000_003 + info.rank + 1)
-            self.writer.write_run_json(config.to_dict(), dataset_json, model.topology(), extra={"runtime": runtime})
-            if len(model.node_sets):
-                self.writer.snapshot(0, 0, model.node_set_probs(),
-                                     multipliers=self.recipes.snapshot_arrays(model) or None)
+            self.logger = self._new_logger(None).open()  # run.json and the step-0 snapshot of P
             faults.point("start", "run")  # tests: killed between run.json and the first checkpoint
         self.ddp_model: nn.Module = model
         if info.enabled:
@@ -551,23 +555,22 @@ class _Session:
         test_loss, test_acc = evaluate(model, self.test_ds, info, self.config.optim.batch_size * 2, self.autocast)
         prog.epochs_done = epoch + 1
         prog.batch_in_epoch, prog.loss_sum, prog.correct, prog.seen = 0, 0.0, 0, 0
-        probs = model.node_set_probs()
-        record = {"step": prog.step, "epoch": prog.epochs_done, "train_loss": train_loss,
+        record = {"epoch": prog.epochs_done, "train_loss": train_loss,
                   "train_acc": train_acc, "test_loss": test_loss, "test_acc": test_acc,
                   "lr": self.optimizer.param_groups[0]["lr"], "seconds": round(self.elapsed(), 3),
-                  "probs": _probs_summary(probs)}
+                  "probs": self.logger.probs_summary()}
         self.ctx.step, self.ctx.epochs_done = prog.step, prog.epochs_done
         record.update(self.recipes.epoch_metrics(self.ctx))
         if not all(math.isfinite(v) for v in (train_loss, test_loss)):
             raise TrainingDiverged(f"loss became non-finite by the end of epoch {epoch + 1} "
                                    f"(train {train_loss}, test {test_loss}); the last good checkpoint "
                                    f"(step {self.last_good_step}) is kept in {self.run_dir}; try a lower --lr")
-        self.writer.log_metrics(record)
+        self.logger.log_metrics(prog.step, **record)
         tags = ["last"]
         if test_acc > prog.best_acc:
             prog.best_acc, prog.best_step = test_acc, prog.step
             tags.append("best")
-        self.snapshot(tags=tags, weights=True, probs=probs)  # the P the metrics record summarised
+        self.snapshot(tags=tags, weights=True)
         if prog.epochs_done == self.config.optim.epochs:
             prog.finished = True
         self.checkpoint()
@@ -596,15 +599,12 @@ class _Session:
         recipe_state = self.recipes.state_dict()
         if recipe_state:  # only recipes with state outside the model add the key
             state["recipes"] = recipe_state
-        save_train_state(self.writer.train_state_path, state)
+        save_train_state(self.run_dir / fmt.TRAIN_STATE, state)
 
-    def snapshot(self, tags=(), weights=False, probs=None) -> None:
-        if not self.info.is_main:
-            return
-        w, b = self.model.layer_params() if weights else (None, None)
-        self.writer.snapshot(self.prog.step, self.prog.epochs_done,
-                             self.model.node_set_probs() if probs is None else probs, w, b,
-                             multipliers=self.recipes.snapshot_arrays(self.model) or None, tags=tags)
+    def snapshot(self, tags=(), weights=False) -> None:
+        """P of every node set (and the recipes' arrays) at this step; tagged ones keep the weights."""
+        if self.info.is_main:
+            self.logger.snapshot(self.prog.step, tag=list(tags), epoch=self.prog.epochs_done, weights=weights)
 
     # ---------------------------------------------------------------- setup helpers
     def _open_folder(self, run_dir: Path, resume: bool) -> dict | None:
@@ -671,8 +671,8 @@ class _Session:
                 log(f"note: the run was saved with {len(per_rank or [])} process(es), now {info.world_size}: "
                     "sampling RNG re-seeded, so results will not match an uninterrupted run exactly")
             torch.manual_seed(config.seed * 1_000_003 + info.rank + 1 + prog.step)
-        self.writer.truncate_after(prog.step)
-        self.writer.repair()
+        # continue at the checkpoint: what was written after it is cut, half-done writes repaired
+        self.logger = self._new_logger(prog.step).open()
         if info.is_main:
             log(f"resuming {run_dir} at step {prog.step} (epoch {prog.epochs_done + 1}, "
                 f"batch {prog.batch_in_epoch}/{self.steps_per_epoch})")
