@@ -9,8 +9,9 @@ A run folder holds::
                              bias__<layer> (out,), multiplier__<layer> (budget multipliers)
     train_state.pt           resume state of our trainer (torch; never read here)
 
-This module is the only place that knows these shapes: the trainer's writer
-(:class:`blockout.runwriter.RunWriter`), :class:`blockout.RunLogger`, the synthetic runs of the
+This module is the only place that knows these shapes: :class:`blockout.RunLogger` (what our
+trainer and users' loops write through) and its file writer :class:`blockout.runwriter.RunWriter`,
+the synthetic runs of the
 tests (:mod:`analysis.synthetic`) and every reader (:func:`analysis.run.load_run`, the summary, the
 dashboard, the CLI) build and parse the files through the records below. Each record has
 ``to_json()`` and ``from_json(obj, where)``; ``from_json`` is the one validation path, used on

@@ -236,6 +236,18 @@ def is_resumable(run_dir: str | Path) -> bool:
     return (run_dir / rf.TRAIN_STATE).is_file() or (run_dir / rf.RUN_JSON).is_file()
 
 
+def trainer_run_record(run_dir: Path) -> "fmt.RunRecord":
+    """``run.json`` of a run that ``blockout train`` started; a folder written by another writer
+    (:class:`~blockout.logger.RunLogger` in a user's loop, the Lightning callback) is a
+    :class:`UserError`: the trainer would otherwise start it again and replace what it holds."""
+    record = fmt.read_run(run_dir)
+    writer = (record.runtime or {}).get("writer")
+    if writer is not None:
+        raise UserError(f"--resume {run_dir}: this run was written by {writer} (your own training loop), not by "
+                        f"blockout train, so it cannot be resumed here; its folder is left as it is")
+    return record
+
+
 def resume_config(run_dir: str | Path, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
     """The config of the run in ``run_dir`` with the allowed ``overrides`` (epochs, device, ...).
 
@@ -251,7 +263,7 @@ def resume_config(run_dir: str | Path, overrides: Mapping[str, Any] | None = Non
         source = str(state_path)
     elif (run_dir / rf.RUN_JSON).is_file():
         # killed before the first checkpoint: run.json holds the same resolved config
-        saved = fmt.read_run(run_dir).config
+        saved = trainer_run_record(run_dir).config
         source = str(run_dir / rf.RUN_JSON)
         if not saved:
             raise UserError(f"--resume {run_dir}: {rf.RUN_JSON} holds no config object, so the run cannot be "
@@ -617,6 +629,7 @@ class _Session:
             if not (run_dir / rf.RUN_JSON).is_file():
                 raise UserError(f"--resume {run_dir}: no run to continue (neither {rf.TRAIN_STATE} nor "
                                 f"{rf.RUN_JSON})")
+            trainer_run_record(run_dir)  # never clear a folder our trainer did not start
             if info.is_main:  # killed before its first checkpoint: start again from the beginning
                 log(f"{run_dir} has no checkpoint yet (stopped before the first one): starting it again")
                 clear_unfinished_run(run_dir)

@@ -194,3 +194,24 @@ def test_resume_checks_the_structure_not_what_training_changes(tmp_path):
     wider = torch.nn.Sequential(torch.nn.Flatten(), BlockoutHead(12, 6, hidden=(9,), clusters=2))
     with pytest.raises(UserError, match="cannot resume .* differ"):
         RunLogger(tmp_path / "r", wider, resume_at_step=2).open()
+
+
+@pytest.mark.parametrize("config", [None, {"steps": 30, "lr": 0.01}])
+def test_train_resume_refuses_a_run_of_a_users_own_loop_and_leaves_it(tmp_path, capsys, config):
+    """Regression: ``blockout train --resume RUN`` on a folder written by RunLogger in a user's loop
+    took it for a run killed before its first checkpoint, deleted it and trained a default run there
+    (no config), or failed on the user's config keys (``unknown option(s) steps``)."""
+    from blockout import BlockoutHead, RunLogger
+    from blockout.cli import main
+
+    head = BlockoutHead(8, 4, hidden=(16,), clusters=3)
+    run = tmp_path / "mine"
+    with RunLogger(run, head, class_names=list("abcd"), config=config) as log:
+        log.log_metrics(1, train_loss=1.0)
+        log.snapshot(1)
+    before = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert main(["train", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "written by blockout.RunLogger" in err and "Traceback" not in err
+    after = {p.relative_to(run): p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    assert after == before
