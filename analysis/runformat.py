@@ -538,7 +538,9 @@ def read_run(path: str | os.PathLike) -> RunRecord:
     """Read and validate ``run.json`` of the run folder ``path`` (bounded, confined to the folder)."""
     folder = locate_run(path)
     run_json = rf.confine(folder, RUN_JSON, RUN_JSON)
-    return RunRecord.from_json(rf.read_json(run_json, f"{RUN_JSON} of run"), run_json)
+    if not run_json.exists():
+        raise RunFormatError(f"not a run folder (no {RUN_JSON} in it): {folder}")
+    return RunRecord.from_json(rf.read_json(run_json, RUN_JSON), run_json)
 
 
 def write_run(run_dir: str | os.PathLike, record: RunRecord) -> Path:

@@ -375,3 +375,9 @@ def test_a_run_without_its_snapshot_index_reads_the_same_everywhere(tmp_path):
     summary = summarize_run(run)
     assert summary["snapshot"]["step"] == steps[-1]
     assert summary["snapshot_steps"] == steps
+
+
+def test_a_folder_without_run_json_is_named_plainly(tmp_path):
+    """Regression: the message read 'run.json of run not found: .../run.json'."""
+    with pytest.raises(RunFormatError, match=r"^not a run folder \(no run.json in it\): "):
+        fmt.read_run(tmp_path)
