@@ -464,9 +464,8 @@ class _Session:
             self.logger = self._new_logger(None).open()  # run.json and the step-0 snapshot of P
             faults.point("start", "run")  # tests: killed between run.json and the first checkpoint
         self.ddp_model: nn.Module = model
-        if info.enabled:
-            self.ddp_model = nn.parallel.DistributedDataParallel(
-                model, device_ids=[info.device.index] if info.device.type == "cuda" else None)
+        self._trainable: tuple[bool, ...] = ()
+        self._sync_ddp()
         self.session_start = time.perf_counter()
         if state is None:
             self.checkpoint()
@@ -482,6 +481,7 @@ class _Session:
                 for epoch in range(prog.epochs_done, cfg.optim.epochs):
                     ctx.epoch, ctx.step, ctx.epochs_done = epoch, prog.step, prog.epochs_done
                     recipes.on_epoch_start(ctx)
+                    self._sync_ddp()  # a recipe may have frozen parameters (e.g. the memberships)
                     batches = epoch_batches(self.sampler, epoch, cfg.optim.batch_size)
                     bar = _progress_bar(self.info, len(batches), prog.batch_in_epoch, epoch, cfg.optim.epochs)
                     for x, y in _iterate(self.train_ds, batches[prog.batch_in_epoch:], cfg.run.num_workers,
@@ -523,6 +523,17 @@ class _Session:
         return self._result(status)
 
     # ---------------------------------------------------------------- steps
+    def _sync_ddp(self) -> None:
+        """Wrap the model in DistributedDataParallel (under torchrun), again whenever the set of
+        trainable parameters changed: DDP fixes the parameters it reduces when it is built, so a
+        parameter frozen later would leave it waiting for a gradient that never comes."""
+        trainable = tuple(p.requires_grad for p in self.model.parameters())
+        if not self.info.enabled or trainable == self._trainable:
+            return
+        self._trainable = trainable
+        self.ddp_model = nn.parallel.DistributedDataParallel(
+            self.model, device_ids=[self.info.device.index] if self.info.device.type == "cuda" else None)
+
     def _augment(self, x: torch.Tensor, epoch: int) -> torch.Tensor:
         if not (self.aug_pad or self.aug_flip):
             return x

@@ -43,3 +43,20 @@ class TestTorchrunGloo:
         assert state["world_size"] == 2 and len(state["rng"]["per_rank"]) == 2
         assert state["progress"]["finished"] is True
         assert proc.stderr.count("finished 2 epoch(s)") == 1  # rank 0 reports
+
+    def test_a_recipe_that_freezes_parameters_mid_run(self, tmp_path):
+        """Regression: hard-budgeted (memberships frozen after half the epochs) failed under torchrun
+        with DDP's 'parameters that were not used in producing loss': DDP was built before the freeze."""
+        hier = tmp_path / "h.json"
+        hier.write_text(json.dumps(HIERARCHY))
+        out = tmp_path / "ddp"
+        env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                   OMP_NUM_THREADS="1")
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+               "-m", "blockout.cli", "train", "--method", "hard-budgeted", "--hierarchy", str(hier),
+               "--samples-per-class", "6", "--test-samples-per-class", "3", "--image-size", "8", "--nodes", "8",
+               "--clusters", "2", "--batch-size", "6", "--epochs", "2", "--device", "cpu", "--out", str(out)]
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "memberships frozen after 1 epoch(s)" in proc.stderr
+        assert [r["epoch"] for r in rf.read_jsonl(out / rf.METRICS)] == [1, 2]
