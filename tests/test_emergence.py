@@ -10,6 +10,7 @@ import torch
 from blockout.budget import ConnectionBudget, annealed_rho, dual_ascent_step, live_probability_rows
 from blockout.errors import UserError
 from blockout.membership import capped_softmax, gumbel_top_m, tower_logits, usage_kl
+from tiny_runs import tiny_options, write_hierarchy  # noqa: E402  (tests/ is on sys.path)
 
 
 class TestLiveProbability:
@@ -189,7 +190,6 @@ class TestTowerLogits:
 # ------------------------------------------------------------------------------------------
 # wiring into TrainConfig, the model and the trainer
 
-import json  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -206,17 +206,12 @@ HIER = {"a": ["a1", "a2", "a3"], "b": ["b1", "b2", "b3"], "c": ["c1", "c2"]}
 
 @pytest.fixture(scope="module")
 def hier_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("h") / "h.json"
-    path.write_text(json.dumps(HIER))
-    return str(path)
+    return write_hierarchy(tmp_path_factory, HIER)
 
 
 def tiny_cfg(hier_file, out, **kw):
     """8 classes x 4 images of 8x8, k = 3: 4 steps per epoch at batch 8."""
-    args = dict(hierarchy=hier_file, samples_per_class=4, test_samples_per_class=2, image_size=8, nodes=12,
-                clusters=3, epochs=3, batch_size=8, device="cpu", out=str(out))
-    args.update(kw)
-    return TrainConfig.from_dict(args)
+    return TrainConfig.from_dict(tiny_options(hier_file, out, **{"nodes": 12, "epochs": 3, **kw}))
 
 
 class TestRecipeConfig:

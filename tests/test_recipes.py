@@ -21,11 +21,11 @@ from blockout.config import (DataConfig, EpochShare, ModelConfig, OptimConfig, P
                              TrainConfig, flat_config)
 from blockout.emergence import emergence_loss
 from blockout.errors import UserError
-from blockout.membership import CategoricalClusters
 from blockout.models import build_model
 from blockout.recipes import (CategoricalMemberships, CoclusteredStart, ConnectionBudgetRecipe, FreezeAndRescue,
                               MembershipWarmup, Recipe, RecipeList, SoftWarmPhase, TrainContext, build_recipes)
 from blockout.train import make_optimizer, resume_config, train
+from tiny_runs import tiny_options, write_hierarchy  # noqa: E402  (tests/ is on sys.path)
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -265,16 +265,12 @@ class Counter(Recipe):
 
 @pytest.fixture(scope="module")
 def hier(tmp_path_factory):
-    path = tmp_path_factory.mktemp("h") / "h.json"
-    path.write_text(json.dumps(HIERARCHY))
-    return str(path)
+    return write_hierarchy(tmp_path_factory, HIERARCHY)
 
 
 def tiny(hier, out, **kw):
     """8 classes x 4 images of 8x8: 4 steps per epoch at batch 8."""
-    return TrainConfig(**{"hierarchy": hier, "samples_per_class": 4, "test_samples_per_class": 2, "image_size": 8,
-                          "nodes": 12, "clusters": 3, "epochs": 2, "batch_size": 8, "device": "cpu",
-                          "method": "hard-learned", "out": str(out), **kw})
+    return TrainConfig(**tiny_options(hier, out, **{"nodes": 12, "epochs": 2, "method": "hard-learned", **kw}))
 
 
 def metrics(run_dir):

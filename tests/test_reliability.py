@@ -27,6 +27,7 @@ from blockout.config import TrainConfig
 from blockout.errors import UserError
 from blockout.runwriter import LOCK_NAME, RunLock
 from blockout.train import is_resumable, resume_config, train
+from tiny_runs import tiny_options, write_hierarchy  # noqa: E402  (tests/ is on sys.path)
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,17 +56,12 @@ KILL_POINTS = [
 
 @pytest.fixture(scope="module")
 def hierarchy_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("h") / "h.json"
-    path.write_text(json.dumps(HIERARCHY))
-    return str(path)
+    return write_hierarchy(tmp_path_factory, HIERARCHY)
 
 
 def tiny(hierarchy_file, out, **kw):
-    args = dict(hierarchy=hierarchy_file, samples_per_class=4, test_samples_per_class=2, image_size=8, nodes=16,
-                clusters=3, epochs=2, batch_size=8, device="cpu", method="hard-learned", out=str(out),
-                snapshot_every=2)
-    args.update(kw)
-    return TrainConfig(**args)
+    return TrainConfig(**tiny_options(hierarchy_file, out, **{"nodes": 16, "epochs": 2, "method": "hard-learned",
+                                                              "snapshot_every": 2, **kw}))
 
 
 def _child(config: TrainConfig, spec: str) -> None:

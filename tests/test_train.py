@@ -13,6 +13,7 @@ from blockout.config import TrainConfig
 from blockout.errors import UserError
 from blockout.runwriter import RunWriter
 from blockout.train import TrainingDiverged, lr_factor, resume_config, train
+from tiny_runs import tiny_options, write_hierarchy  # noqa: E402  (tests/ is on sys.path)
 
 torch.set_num_threads(1)
 
@@ -22,17 +23,13 @@ HIERARCHY = {"animals": {"cats": ["lion", "tiger"], "dogs": ["wolf", "fox", "dog
 
 @pytest.fixture(scope="module")
 def hierarchy_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("h") / "h.json"
-    path.write_text(json.dumps(HIERARCHY))
-    return str(path)
+    return write_hierarchy(tmp_path_factory, HIERARCHY)
 
 
 def tiny(hierarchy_file, out, **kw):
     """10 classes x 4 images of 8x8: 5 steps per epoch at batch 8."""
-    args = dict(hierarchy=hierarchy_file, samples_per_class=4, test_samples_per_class=2, image_size=8, nodes=16,
-                clusters=3, epochs=2, batch_size=8, device="cpu", method="hard-learned", out=str(out))
-    args.update(kw)
-    return TrainConfig(**args)
+    return TrainConfig(**tiny_options(hierarchy_file, out, **{"nodes": 16, "epochs": 2, "method": "hard-learned",
+                                                              **kw}))
 
 
 def final_state(run_dir):
