@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from blockout import BlockoutHead, RunLogger
-from toy_data import CLASSES, DATASET, batches, default_steps, make_splits, run_main
+from toy_data import CLASSES, DATASET, batches, default_steps, evaluate, make_splits, run_main
 
 
 class BasicBlock(nn.Module):
@@ -71,14 +71,6 @@ def train_steps(model, optimizer, data, steps):
         losses.append(loss.item())
         accs.append((logits.argmax(1) == y).float().mean().item())
     return sum(losses) / len(losses), sum(accs) / len(accs)
-
-
-@torch.no_grad()
-def evaluate(model, x, y):
-    model.eval()
-    logits = model(x)
-    model.train()
-    return nn.functional.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()
 
 
 def main(argv: list[str] | None = None) -> Path:

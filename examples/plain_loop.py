@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from blockout import BlockoutHead, RunLogger  # Blockout
-from toy_data import CLASSES, DATASET, batches, default_steps, make_splits, run_main
+from toy_data import CLASSES, DATASET, batches, default_steps, evaluate, make_splits, run_main
 
 
 class SmallCNN(nn.Module):
@@ -33,15 +33,6 @@ class SmallCNN(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """Test loss and accuracy (eval mode: the head uses the expected memberships)."""
-    model.eval()
-    logits = model(x)
-    model.train()
-    return nn.functional.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -47,6 +47,15 @@ def default_steps(fallback: int) -> int:
     return int(os.environ.get("BLOCKOUT_EXAMPLE_STEPS", fallback))
 
 
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Test loss and accuracy (eval mode: a Blockout head uses the expected memberships)."""
+    model.eval()
+    logits = model(x)
+    model.train()
+    return torch.nn.functional.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()
+
+
 def run_main(main) -> None:
     """Run an example's ``main()`` as a script: a refused input (e.g. ``--out`` already holds a run)
     is one line on stderr and exit code 2, as with the ``blockout`` command."""
