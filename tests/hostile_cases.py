@@ -287,7 +287,7 @@ def _run_files() -> dict[str, bytes]:
     return {f"run/{p.relative_to(t)}": p.read_bytes() for p in t.rglob("*") if p.is_file()}
 
 
-def _zip_bytes(entries: dict, symlink: str | None = None) -> bytes:
+def zip_bytes(entries: dict, symlink: str | None = None) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         for name, data in entries.items():
@@ -404,7 +404,7 @@ def _evil_object_npz(base: Path) -> Case:
 def _evil_pickle_member(base: Path) -> bytes:
     import pickle
 
-    return _zip_bytes({**_run_files(), "run/train_state.pt": pickle.dumps(_Evil(str(base / "PWNED"))),
+    return zip_bytes({**_run_files(), "run/train_state.pt": pickle.dumps(_Evil(str(base / "PWNED"))),
                        "run/snapshots/evil.pkl": pickle.dumps(_Evil(str(base / "PWNED")))})
 
 
@@ -413,7 +413,7 @@ def _evil_npz_in_archive(base: Path) -> bytes:
     np.savez(buf, probs__h1=np.array([_Evil(str(base / "PWNED"))], dtype=object))
     files = _run_files()
     files["run/snapshots/step_00000200.npz"] = buf.getvalue()
-    return _zip_bytes(files)
+    return zip_bytes(files)
 
 
 def _many_members() -> bytes:
@@ -421,7 +421,7 @@ def _many_members() -> bytes:
 
 
 def _zip_many_entries(base: Path) -> bytes:
-    return _zip_bytes({**_run_files(), **{f"run/x{i}.txt": b"" for i in range(21_000)}})
+    return zip_bytes({**_run_files(), **{f"run/x{i}.txt": b"" for i in range(21_000)}})
 
 
 def _tar_member(name: str, kind) -> Callable[[Path], bytes]:
@@ -661,11 +661,11 @@ C["image-100-megapixel-png"] = _file_case("image", "big.png", _png_header(10_000
 C["image-garbage"] = _file_case("image", "x.png", b"\x89PNG\r\n\x1a\n garbage")
 
 # uploaded archives
-C["archive-dotdot-entry"] = _archive(lambda b: _zip_bytes({**_run_files(), "../../evil.json": b"{}"}), "a.zip",
+C["archive-dotdot-entry"] = _archive(lambda b: zip_bytes({**_run_files(), "../../evil.json": b"{}"}), "a.zip",
                                     mention="../../evil.json")
 C["archive-absolute-entry"] = _archive(lambda b: _tar_bytes({**_run_files(), "/tmp/evil.json": b"{}"}), "a.tgz",
                                        mention="/tmp/evil.json")
-C["archive-zip-symlink"] = _archive(lambda b: _zip_bytes(_run_files(), symlink="run/link.json"), "a.zip")
+C["archive-zip-symlink"] = _archive(lambda b: zip_bytes(_run_files(), symlink="run/link.json"), "a.zip")
 C["archive-tar-symlink"] = _archive(_tar_member("run/l.json", tarfile.SYMTYPE), "a.tgz")
 C["archive-tar-hardlink"] = _archive(_tar_member("run/l.json", tarfile.LNKTYPE), "a.tgz")
 C["archive-tar-device"] = _archive(_tar_member("run/dev", tarfile.CHRTYPE), "a.tgz")
@@ -674,7 +674,7 @@ C["archive-zip-21000-entries"] = _archive(_zip_many_entries, "a.zip")
 C["archive-garbage"] = _archive(lambda b: b"PK\x03\x04 not really", "a.zip")
 C["archive-pickles-skipped"] = _archive(_evil_pickle_member, "a.zip", expect="accepted")
 C["archive-object-npz"] = _archive(_evil_npz_in_archive, "a.zip", mention="step_00000200.npz")
-C["archive-over-limit"] = _archive(lambda b: _zip_bytes(_run_files()), "a.zip", env={"BLOCKOUT_MAX_UPLOAD_BYTES": "2000"})
+C["archive-over-limit"] = _archive(lambda b: zip_bytes(_run_files()), "a.zip", env={"BLOCKOUT_MAX_UPLOAD_BYTES": "2000"})
 
 # writes: a hostile run name must not steer `blockout export` out of the working folder
 C["export-name-traversal"] = _export_name

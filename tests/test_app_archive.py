@@ -2,7 +2,6 @@
 
 import io
 import tarfile
-import zipfile
 
 import pytest
 
@@ -10,18 +9,7 @@ from analysis.errors import UserError
 from analysis.run import load_run
 from analysis.synthetic import make_synthetic_run
 from app.archive import extract_run_archive, find_run_root, safe_member_path
-
-
-def _zip(entries: dict, symlink: str | None = None) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in entries.items():
-            zf.writestr(name, data)
-        if symlink:
-            info = zipfile.ZipInfo(symlink)
-            info.external_attr = (0o120777 << 16)
-            zf.writestr(info, "/etc/passwd")
-    return buf.getvalue()
+from hostile_cases import zip_bytes as _zip  # tests/ is on sys.path
 
 
 def _tar(entries: dict, link: tuple[str, str] | None = None, mode="w:gz") -> bytes:
