@@ -351,7 +351,8 @@ def _agreement_sentence(run, report, ag: AgreementVerdict | None) -> tuple[str, 
             tail = ("; the memberships agree more than the plain weights do" if ag.weights_agree
                     else "; the plain weights alone do not agree beyond chance")
         elif ag.memberships_add is False:
-            tail = "; the memberships add nothing over the plain weights"
+            # below the weights, the flag that follows says more than "nothing added" (run_verdict)
+            tail = "" if ag.memberships_below_weights else "; the memberships add nothing over the plain weights"
         else:
             tail = "; the weight-induced hierarchy was not compared"
         return head + tail + ".", True

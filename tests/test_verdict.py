@@ -323,6 +323,7 @@ class TestAgreementEdgeCases:
         assert v.flags == ["Flag: the memberships agree with WordNet depth 3 (5 groups) less than the run's own "
                            "weights do (ARI 0.490 < 0.830)."]
         assert v.sentences[1].endswith(" " + v.flags[0]) and v.to_dict()["flags"] == v.flags
+        assert "add nothing" not in v.sentences[1]  # the flag says it once, more precisely
         # memberships above (or equal to) the weights: no flag
         rep = self.report({"memberships": [("wordnet_d3", 0.83, 0.001, False)],
                            "weights": [("wordnet_d3", 0.83, 0.001, False)]}, refs)
