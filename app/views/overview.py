@@ -41,10 +41,13 @@ def show_verdict() -> None:
         verdict_slot.error(f"No verdict: {exc}")
         return
     with verdict_slot.container(border=True):
+        flags = verdict.get("flags", [])  # e.g. memberships agreeing less than the run's own weights
         for sentence in verdict["sentences"]:
+            for flag in flags:  # the text outputs end the sentence with it; here it gets its own box below
+                sentence = sentence.removesuffix(" " + flag)
             q, sep, rest = sentence.partition("?")
             st.markdown(f"**{q}{sep}**{rest}" if sep else sentence)
-        for flag in verdict.get("flags", []):  # e.g. memberships agreeing less than the run's own weights
+        for flag in flags:
             st.warning(flag)
         st.caption(f"At step {ctx.step}, τ = {ctx.tau:.2f}; agreement from {cache.VERDICT_PERMUTATIONS} permutations "
                    "of the class labels (the WordNet page has the full tables).")
