@@ -49,11 +49,12 @@ def _categorical(config: Any) -> CategoricalMemberships:
 
 
 def apply_schedules(model: nn.Module, config: Any, progress: float) -> None:
-    """Move the temperature of every categorical set and every budget's rho to ``progress``."""
-    if not getattr(model, "is_blockout", False):
+    """``model``: a :class:`~blockout.fcstack.FCStack` built by :func:`blockout.models.build_model`
+    (it has its ``budgets``). Move the temperature of every categorical set and every budget's rho to ``progress``."""
+    if not model.is_blockout:
         return
     _categorical(config).set_temperature(model, progress)
-    for budget in (getattr(model, "budgets", None) or {}).values():
+    for budget in model.budgets.values():
         budget.set_progress(progress)
 
 
@@ -63,11 +64,11 @@ def emergence_loss(model: nn.Module, config: Any, progress: float) -> tuple[torc
     Frozen node sets (no gradient) contribute nothing; ``densities`` feed :func:`update_budgets`.
     """
     terms = []
-    if getattr(model, "is_blockout", False):
+    if model.is_blockout:
         recipe = _categorical(config)
         recipe.set_temperature(model, progress)
         terms += recipe.usage_terms(model)
-    more, densities = budget_terms(model, progress) if getattr(model, "is_blockout", False) else ([], {})
+    more, densities = budget_terms(model, progress) if model.is_blockout else ([], {})
     terms += more
     if not terms:
         return None, densities

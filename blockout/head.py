@@ -14,31 +14,31 @@ method have the same layers, node sets and initialisation order.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+import dataclasses
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from blockout.clusters import shared_sampling
-from blockout.config import METHODS, RECIPES
+from blockout.config import METHODS, RECIPES, ModelConfig, RecipeConfig, TrainConfig
+from blockout.errors import UserError
+from blockout.fcstack import FCStack, parameter_groups
 from blockout.models import MEMBERSHIP_DEFAULTS, build_fc_stack, make_node_set
+from blockout.recipes import RecipeList, TrainContext, build_recipes
 
-__all__ = ["BlockoutHead", "HEAD_METHODS", "TRAINER_RECIPES"]
+__all__ = ["BlockoutHead", "HEAD_METHODS", "RECIPE_OPTIONS"]
 
-#: Methods a :class:`BlockoutHead` trains with any loop: the paper's six.
-HEAD_METHODS = METHODS
-#: Our recipes, and what each needs from ``blockout train`` beyond the forward pass.
-TRAINER_RECIPES = {
-    "hard-budgeted": "a dual-ascent step of the connection budgets after every optimiser step and the "
-                     "membership freeze at half the epochs",
-    "hard-cocluster": "a plain warm-up for the first third of the epochs and the co-clustering of the "
-                      "warm-up weights that then sets every membership",
-}
-assert set(TRAINER_RECIPES) == set(RECIPES), "every recipe needs a line here"
+#: Every method a :class:`BlockoutHead` takes: the paper's six and our recipes.
+HEAD_METHODS = METHODS + RECIPES
+#: Recipe options (``recipe=``) a head takes: our :class:`~blockout.config.RecipeConfig` fields
+#: that are not membership kinds (those go in ``memberships=``). ``membership_warmup`` is left
+#: out: it zeroes θ's learning rate, which needs our trainer's learning-rate schedule to restore it.
+RECIPE_OPTIONS = tuple(f.name for f in dataclasses.fields(RecipeConfig)
+                       if f.name not in MEMBERSHIP_DEFAULTS and f.name != "membership_warmup")
 
 
-class BlockoutHead(nn.Module):
+class BlockoutHead(FCStack):
     """The paper's FC stack with shared node sets, as a classifier head for your backbone.
 
     Node sets ``trunk -> h1 -> ... -> classes`` (``trunk`` is the backbone's feature vector, in
@@ -58,15 +58,18 @@ class BlockoutHead(nn.Module):
         Number of clusters ``k`` (Blockout methods).
     method : str
         One of the paper's methods: ``baseline``, ``fc``, ``dropout`` (plain layers), or
-        ``soft-learned``, ``hard-fixed``, ``hard-learned`` (Blockout layers). Our recipes
-        ``hard-budgeted`` and ``hard-cocluster`` need hooks of our trainer (budget dual ascent
-        and freezing; a plain warm-up followed by a co-clustering of its weights): they raise
-        :class:`ValueError` naming them; train those with ``blockout train --method ...``.
-    mask : {"count", "union"}
-        The paper's mask ``C_out C_in^T`` or ours, ``min(1, C_out C_in^T)``.
+        ``soft-learned``, ``hard-fixed``, ``hard-learned`` (Blockout layers); or one of our
+        recipes, ``hard-cocluster`` (a plain warm-up for the first third of the epochs, then
+        every membership set from a clustering of the warm-up weights) or ``hard-budgeted``
+        (per-class connection budgets held by dual ascent, memberships frozen at half the
+        epochs). A recipe runs on a schedule: give ``epochs``, and drive it from your loop with
+        :meth:`start_epoch`, :meth:`extra_loss` and :meth:`end_step` (the Lightning callback
+        :class:`blockout.lightning.BlockoutCallback` calls them for you, except the loss).
+    mask : {"count", "union"}, optional
+        The paper's mask ``C_out C_in^T`` or ours, ``min(1, C_out C_in^T)``; None: the method's
+        (``union`` for our recipes, ``count`` otherwise).
     mask_scale : float, optional
-        Constant multiplying the mask; None: ``1/k`` for ``count`` (a node set in every cluster
-        then gives a plain linear layer), 1 for ``union``.
+        Constant multiplying the mask; None: the method's (``1/k`` for ``count``, 1 for ``union``).
     trunk_clusters : {"all", "learned"}
         The input node set in every cluster (fixed; the paper's shared stem) or learned.
     dropout : float
@@ -74,8 +77,21 @@ class BlockoutHead(nn.Module):
     memberships : mapping, optional
         Membership options (ours), keys of :data:`blockout.models.MEMBERSHIP_DEFAULTS`:
         ``hidden_membership`` (``bernoulli``, ``categorical``, ``towers``), ``class_membership``,
-        ``membership_m``, ``theta_init_low`` / ``theta_init_high`` and so on. These work in any
-        loop; the usage-balancing loss of categorical sets is :meth:`usage_loss`.
+        ``membership_m``, ``theta_init_low`` / ``theta_init_high`` and so on; they override the
+        method's (our recipes use categorical hidden sets).
+    recipe : mapping, optional
+        Recipe options (:data:`RECIPE_OPTIONS`, as ``blockout train --help`` lists them with
+        ``_`` for ``-``), overriding the method's: e.g. ``{"cocluster_method": "linkage"}``,
+        ``{"freeze_after": 8}``, or ``{"soft_epochs": 2}`` on a paper method.
+    epochs : int, optional
+        Epochs you will train (needed by a recipe: its phases are shares of them).
+    steps_per_epoch : int, optional
+        Optimiser steps per epoch (e.g. ``len(loader)``), for schedules within the phases; also
+        accepted by :meth:`start_epoch`.
+    seed : int
+        Seed of the co-clustering's k-means (``hard-cocluster``).
+    log : callable
+        Where a recipe reports its switches (the co-clustering, the freeze); default ``print``.
 
     Examples
     --------
@@ -93,53 +109,76 @@ class BlockoutHead(nn.Module):
       (fc2): Linear(in_features=512, out_features=512, bias=True)
       (classifier): Linear(in_features=512, out_features=4, bias=True)
     )
-    >>> BlockoutHead(16, 4, method="hard-cocluster")  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    ...
-    ValueError: method 'hard-cocluster' needs our trainer (a plain warm-up ...): train it with `blockout train --method hard-cocluster`; ...
+
+    A recipe in your own loop (the co-clustered start, warm-up for the first of three epochs):
+
+    >>> head = BlockoutHead(16, 4, hidden=(8,), clusters=2, method="hard-cocluster", epochs=3, log=None)
+    >>> opt = torch.optim.Adam(head.param_groups(lr=1e-2))
+    >>> x, y = torch.randn(32, 16), torch.arange(32) % 4
+    >>> for epoch in range(3):
+    ...     head.start_epoch(epoch, steps_per_epoch=4)
+    ...     for step in range(4):
+    ...         loss = torch.nn.functional.cross_entropy(head(x), y) + head.extra_loss()
+    ...         opt.zero_grad(); loss.backward(); opt.step(); head.end_step()
+    ...     print(epoch, head.plain, bool(head.cocluster_done))
+    0 True False
+    1 False True
+    2 False True
     """
 
     def __init__(self, in_features: int, num_classes: int, hidden: Sequence[int] = (512, 512), clusters: int = 6,
-                 method: str = "hard-learned", *, mask: str = "count", mask_scale: float | None = None,
+                 method: str = "hard-learned", *, mask: str | None = None, mask_scale: float | None = None,
                  trunk_clusters: str = "all", dropout: float = 0.5,
-                 memberships: Mapping[str, Any] | None = None) -> None:
+                 memberships: Mapping[str, Any] | None = None, recipe: Mapping[str, Any] | None = None,
+                 epochs: int | None = None, steps_per_epoch: int | None = None, seed: int = 0,
+                 log: Callable[[str], None] | None = print) -> None:
         super().__init__()
-        if method in TRAINER_RECIPES:
-            raise ValueError(f"method {method!r} needs our trainer ({TRAINER_RECIPES[method]}): train it with "
-                             f"`blockout train --method {method}`; a BlockoutHead takes one of "
-                             f"{', '.join(HEAD_METHODS)}")
         if method not in HEAD_METHODS:
             raise ValueError(f"method must be one of {', '.join(HEAD_METHODS)}, got {method!r}")
         hidden = (hidden,) if isinstance(hidden, int) else tuple(hidden)
         for label, value, low in (("in_features", in_features, 1), ("num_classes", num_classes, 2),
-                                  ("clusters", clusters, 1)):
+                                  ("clusters", clusters, 1), ("seed", seed, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"{label} must be an integer >= {low}, got {value!r}")
+        for label, value in (("epochs", epochs), ("steps_per_epoch", steps_per_epoch)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"{label} must be a positive integer or None, got {value!r}")
         if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
             raise ValueError(f"hidden must be a sequence of positive integers, got {hidden!r}")
-        if mask not in ("count", "union"):
+        if mask not in (None, "count", "union"):
             raise ValueError(f"mask must be 'count' or 'union', got {mask!r}")
         if trunk_clusters not in ("all", "learned"):
             raise ValueError(f"trunk_clusters must be 'all' or 'learned', got {trunk_clusters!r}")
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-        unknown = sorted(set(memberships or {}) - set(MEMBERSHIP_DEFAULTS))
-        if unknown:
-            raise ValueError(f"unknown membership option(s) {', '.join(unknown)} "
-                             f"(known: {', '.join(MEMBERSHIP_DEFAULTS)})")
-        opts = {**MEMBERSHIP_DEFAULTS, **(memberships or {})}
-        for key, kinds in (("hidden_membership", ("bernoulli", "categorical", "towers")),
-                           ("class_membership", ("bernoulli", "categorical"))):
-            if opts[key] not in kinds:
-                raise ValueError(f"memberships[{key!r}] must be one of {', '.join(kinds)}, got {opts[key]!r}")
+        for label, given, known in (("membership", memberships, MEMBERSHIP_DEFAULTS),
+                                    ("recipe", recipe, RECIPE_OPTIONS)):
+            unknown = sorted(set(given or {}) - set(known))
+            if unknown:
+                raise ValueError(f"unknown {label} option(s) {', '.join(unknown)} (known: {', '.join(known)})")
+        if method in RECIPES and epochs is None:
+            raise ValueError(f"method {method!r} runs on a schedule of epochs: pass epochs=<the epochs you train>")
         self.method = method
         self.in_features, self.num_classes, self.clusters = in_features, num_classes, clusters
         self.hidden = () if method == "baseline" else hidden
-        self.mask = mask
-        self.mask_scale = float(mask_scale) if mask_scale is not None else (1.0 / clusters if mask == "count" else 1.0)
+        # the method's options, ours overridden by the caller's, validated in one place (TrainConfig)
+        model = {"method": method, "clusters": clusters, "depth": len(self.hidden), "trunk_clusters": trunk_clusters,
+                 "dropout": float(dropout), **({"nodes": max(self.hidden)} if self.hidden else {}),
+                 **({"mask": mask} if mask is not None else {}),
+                 **({"mask_scale": float(mask_scale)} if mask_scale is not None else {})}
+        try:
+            self.config = TrainConfig.from_dict({**model, **(memberships or {}), **(recipe or {}), "seed": seed,
+                                                 **({"epochs": epochs} if epochs is not None else {})},
+                                                source="BlockoutHead")
+        except UserError as exc:
+            raise ValueError(str(exc)) from None
+        cfg = self.config
+        self.mask = cfg.mask
+        self.mask_scale = float(cfg.mask_scale) if cfg.mask_scale is not None else (
+            1.0 / clusters if cfg.mask == "count" else 1.0)
         self.trunk_clusters = trunk_clusters
         self.dropout_p = float(dropout) if method == "dropout" else 0.0
-        self.membership_options = opts
+        self.membership_options = {k: getattr(cfg, k) for k in MEMBERSHIP_DEFAULTS}
         depth = len(self.hidden)
         self.set_sizes = [in_features, *self.hidden, num_classes]
         self.set_names = ["trunk"] + [f"h{i}" for i in range(1, depth + 1)] + ["classes"]
@@ -150,30 +189,129 @@ class BlockoutHead(nn.Module):
                                  options=self.membership_options)
 
         self.node_sets, self.fc, self.drop = build_fc_stack(
-            method, self.set_sizes, self.set_names, self.layer_names, mask=mask, mask_scale=self.mask_scale,
+            method, self.set_sizes, self.set_names, self.layer_names, mask=self.mask, mask_scale=self.mask_scale,
             dropout=self.dropout_p, make_set=make_set)
+        if self.is_blockout and cfg.fanin_init == "on":
+            self.fanin_rescale()
+        # our recipes, or recipe options on a paper method; otherwise none (categorical memberships
+        # asked for in `memberships` alone leave the usage term to the caller: usage_loss())
+        self.recipes: RecipeList = build_recipes(cfg) if (method in RECIPES or recipe) else RecipeList()
+        if len(self.recipes) and epochs is None:
+            raise ValueError(f"the recipe options {sorted(recipe or {})} run on a schedule of epochs: "
+                             "pass epochs=<the epochs you train>")
+        self.recipes.on_build(self)
+        if len(self.recipes):
+            # optimiser steps done, saved with the weights so that a reloaded head resumes its schedule
+            self.register_buffer("recipe_step", torch.zeros((), dtype=torch.long))
+        self._ctx = TrainContext(model=self, config=cfg, steps_per_epoch=steps_per_epoch or 0,
+                                 log=log or (lambda _msg: None))
+        self._epoch_started = False
+        self._prepared_step = -1
 
-    @property
-    def is_blockout(self) -> bool:
-        """Whether the layers are Blockout layers (``soft-learned``, ``hard-fixed``, ``hard-learned``)."""
-        return len(self.node_sets) > 0
-
+    # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_features)`` features (flattened if needed) -> ``(B, num_classes)`` logits."""
         h = x.flatten(1) if x.dim() > 2 else x
-        with shared_sampling(self):
-            last = len(self.layer_names) - 1
-            for i, lname in enumerate(self.layer_names):
-                if lname in self.drop:
-                    h = self.drop[lname](h)
-                h = self.fc[lname](h)
-                if i < last:
-                    h = torch.relu(h)
-        return h
+        if self.training and len(self.recipes):
+            self._before_step()
+        return self.forward_stack(h)
+
+    # ------------------------------------------------------------------ recipes in your loop
+    def start_epoch(self, epoch: int, *, steps_per_epoch: int | None = None,
+                    optimizer: torch.optim.Optimizer | None = None) -> None:
+        """Call at the start of every epoch (0-based ``epoch``) of a recipe's training.
+
+        Switches the recipe's phases (the co-clustered start's plain warm-up and its
+        co-clustering, the freeze). A no-op for the paper's methods. ``steps_per_epoch``
+        (optimiser steps per epoch) must be known here or from the constructor.
+        """
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+            raise ValueError(f"epoch must be an integer >= 0, got {epoch!r}")
+        if steps_per_epoch is not None:
+            if isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int) or steps_per_epoch < 1:
+                raise ValueError(f"steps_per_epoch must be a positive integer, got {steps_per_epoch!r}")
+            self._ctx.steps_per_epoch = steps_per_epoch
+        if not len(self.recipes):
+            return
+        if self._ctx.steps_per_epoch < 1:
+            raise ValueError(f"method {self.method!r}: pass steps_per_epoch (optimiser steps per epoch, e.g. "
+                             "len(loader)) to BlockoutHead(...) or to start_epoch(...)")
+        ctx = self._ctx
+        ctx.optimizer = optimizer if optimizer is not None else ctx.optimizer
+        ctx.epoch = ctx.epochs_done = epoch
+        ctx.step = int(self.recipe_step)
+        self.recipes.on_epoch_start(ctx)
+        self._epoch_started = True
+        self._prepared_step = -1
+
+    def _before_step(self) -> None:
+        if not self._epoch_started:
+            raise RuntimeError(f"BlockoutHead(method={self.method!r}) runs a recipe: call head.start_epoch(epoch) "
+                               "at the start of every epoch and head.end_step() after every optimiser step "
+                               "(blockout.lightning.BlockoutCallback does this for you)")
+        if self._prepared_step != self._ctx.step:  # once per step (a loop may call forward more than once)
+            self.recipes.before_step(self._ctx)
+            self._prepared_step = self._ctx.step
+
+    def extra_loss(self) -> torch.Tensor:
+        """The recipe's terms to add to your loss after the forward pass of a training step (0 without).
+
+        Usage balancing of categorical node sets (weighted by ``usage_weight``) and the
+        connection budgets' penalties. 0 for the paper's methods (categorical sets asked for in
+        ``memberships`` alone: add :meth:`usage_loss` yourself).
+        """
+        if not len(self.recipes) or not self.training:
+            return torch.zeros(())
+        self._before_step()
+        extra = self.recipes.extra_loss(self._ctx)
+        return torch.zeros(()) if extra is None else extra
+
+    def end_step(self) -> None:
+        """Call after every optimiser step of a recipe's training (the budgets' dual ascent)."""
+        if not len(self.recipes):
+            return
+        self.recipes.after_step(self._ctx)
+        self.recipe_step += 1
+        self._ctx.step = int(self.recipe_step)
+
+    def epoch_metrics(self) -> dict[str, Any]:
+        """What the recipe reports for ``metrics.jsonl`` at an epoch's end (e.g. the classes'
+        clusters after the co-clustering, the budgets' multipliers); ``{}`` without a recipe.
+        Pass it on: ``run_logger.log_metrics(step, epoch=e, **head.epoch_metrics())``."""
+        if not len(self.recipes):
+            return {}
+        self._ctx.epochs_done = self._ctx.epoch + 1
+        return self.recipes.epoch_metrics(self._ctx)
+
+    def snapshot_arrays(self) -> dict[str, np.ndarray]:
+        """``{layer: array}`` the recipe saves with every snapshot (the budgets' multipliers)."""
+        return self.recipes.snapshot_arrays(self)
+
+    def param_groups(self, lr: float, weight_decay: float = 0.0, theta_lr_mult: float | None = None) -> list[dict]:
+        """Optimiser groups as our trainer makes them: θ with ``lr * theta_lr_mult`` (default: the
+        method's, 10 for our recipes) and no weight decay, biases without decay.
+
+        >>> head = BlockoutHead(8, 3, hidden=(4,), clusters=2)
+        >>> [(g["name"], g["lr"]) for g in head.param_groups(0.1, theta_lr_mult=5)]
+        [('weights', 0.1), ('no_decay', 0.1), ('theta', 0.5)]
+        """
+        mult = self.config.theta_lr_mult if theta_lr_mult is None else float(theta_lr_mult)
+        return parameter_groups(self.parameters(), self.theta_parameters(), lr, weight_decay=weight_decay,
+                                theta_lr_mult=mult)
+
+    def recipe_config(self) -> dict[str, Any]:
+        """The resolved options of the head's method (flat, JSON-ready): what :class:`RunLogger`
+        stores as the run's config, so the dashboard marks the recipe's phases."""
+        flat = self.config.to_dict()
+        keep = [f.name for f in dataclasses.fields(ModelConfig) if f.name != "trunk"]  # the backbone is yours
+        keep += [f.name for f in dataclasses.fields(RecipeConfig)]
+        return {k: flat[k] for k in (*keep, "epochs", "theta_lr_mult", "seed") if k in flat}
 
     def usage_loss(self) -> torch.Tensor:
         """Sum of the usage-balancing terms ``KL(mean usage || uniform)`` of the categorical node
-        sets (ours; 0 without categorical sets). Add ``weight * head.usage_loss()`` to your loss.
+        sets (ours; 0 without categorical sets), unweighted. Our recipes add it with their
+        ``usage_weight`` in :meth:`extra_loss`; for a paper method with categorical memberships
+        add ``weight * head.usage_loss()`` to your loss.
 
         >>> BlockoutHead(8, 3, hidden=(4,)).usage_loss()
         tensor(0.)
@@ -183,20 +321,6 @@ class BlockoutHead(nn.Module):
         terms = [ns.usage_loss() for ns in self.node_sets.values()
                  if isinstance(ns, CategoricalClusters) and ns.theta.requires_grad]
         return torch.stack(terms).sum() if terms else torch.zeros(())
-
-    def set_mode(self, mode: str) -> None:
-        """Switch every Blockout layer to ``hard`` (sampled) or ``soft`` (expected) memberships."""
-        if mode not in ("hard", "soft"):
-            raise ValueError(f"mode must be 'hard' or 'soft', got {mode!r}")
-        for layer in self.fc.values():
-            if hasattr(layer, "invalidate_cache"):
-                layer.mode = mode
-                layer.invalidate_cache()
-
-    @torch.no_grad()
-    def node_set_probs(self) -> dict[str, np.ndarray]:
-        """P of every node set as float32 numpy ``(size, clusters)``."""
-        return {name: ns.probs.detach().float().cpu().numpy() for name, ns in self.node_sets.items()}
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, num_classes={self.num_classes}, hidden={self.hidden}, "

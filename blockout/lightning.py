@@ -27,6 +27,7 @@ import math
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from blockout.head import BlockoutHead
 from blockout.logger import RunLogger, _config_json
 
 __all__ = ["BlockoutCallback", "lightning_module", "TARGET_SNAPSHOTS"]
@@ -100,7 +101,10 @@ def _callback_class():
         (rank 0 writes); every ``snapshot_every`` optimiser steps it saves every node set's P; at
         the end of every training epoch (after its validation) it appends the epoch's logged
         metrics to ``metrics.jsonl`` and a snapshot with the weights, tagged ``last`` and, when
-        ``monitor`` improved, ``best``.
+        ``monitor`` improved, ``best``. A :class:`~blockout.head.BlockoutHead` running one of our
+        recipes (``hard-cocluster``, ``hard-budgeted``) is driven from here: ``start_epoch`` at
+        every epoch start, ``end_step`` after every optimiser step, its epoch metrics into
+        ``metrics.jsonl``; add ``head.extra_loss()`` to the loss of your ``training_step``.
 
         Parameters
         ----------
@@ -139,8 +143,23 @@ def _callback_class():
             self._best: float | None = None
             self._last_snap = -1
             self._validated = False
+            self._heads: list = []  # BlockoutHeads with a recipe, found at the start of fit
+            self._recipe_step = 0
+
+        @staticmethod
+        def _steps_per_epoch(trainer) -> int:
+            batches = trainer.num_training_batches
+            accumulate = max(1, int(getattr(trainer, "accumulate_grad_batches", 1) or 1))
+            return max(1, math.ceil(batches / accumulate)) if math.isfinite(batches) else 1
 
         def on_fit_start(self, trainer, pl_module) -> None:  # noqa: D102
+            # BlockoutHeads running one of our recipes: their phases follow the Trainer's epochs
+            self._heads = [m for m in pl_module.modules() if isinstance(m, BlockoutHead) and len(m.recipes)]
+            for head in self._heads:
+                if trainer.max_epochs not in (None, -1) and head.config.epochs != trainer.max_epochs:
+                    raise ValueError(f"BlockoutHead(method={head.method!r}, epochs={head.config.epochs}) but "
+                                     f"Trainer(max_epochs={trainer.max_epochs}): give the head the epochs you train")
+            self._recipe_step = int(trainer.global_step)
             config = self.config
             if config is None:
                 config = dict(getattr(pl_module, "hparams", {}) or {})
@@ -153,8 +172,17 @@ def _callback_class():
                 total = trainer.estimated_stepping_batches
                 self.every = max(1, round(total / TARGET_SNAPSHOTS)) if math.isfinite(total) else 100
 
+        def on_train_epoch_start(self, trainer, pl_module) -> None:  # noqa: D102
+            for head in self._heads:
+                head.start_epoch(int(trainer.current_epoch), steps_per_epoch=self._steps_per_epoch(trainer),
+                                 optimizer=trainer.optimizers[0] if trainer.optimizers else None)
+
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: D102
             step = int(trainer.global_step)
+            if step != self._recipe_step:  # an optimiser step happened (not on every batch when accumulating)
+                for head in self._heads:
+                    head.end_step()
+                self._recipe_step = step
             if self.run_logger is not None and step > 0 and step % self.every == 0 and step != self._last_snap:
                 self.run_logger.snapshot(step, epoch=int(trainer.current_epoch))
                 self._last_snap = step
@@ -173,6 +201,8 @@ def _callback_class():
             self._validated = False
             values.pop("step", None)
             values.pop("epoch", None)
+            for head in self._heads:
+                values.update(head.epoch_metrics())
             self.run_logger.log_metrics(step, epoch=epoch, **values)
             tags = ["last"]
             score = values.get(self.monitor)

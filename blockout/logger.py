@@ -310,6 +310,7 @@ class RunLogger:
         ``multipliers()`` returns ``{layer: array}`` to save with every snapshot (the step-0 one
         included) as ``multiplier__<layer>``: e.g. the per-row multipliers of a connection
         budget (``blockout train --method hard-budgeted`` saves them), which the dashboard shows.
+        Default: a :class:`BlockoutHead`'s recipe arrays (:meth:`BlockoutHead.snapshot_arrays`).
 
     Notes
     -----
@@ -371,6 +372,12 @@ class RunLogger:
         self.class_names, self.wnids = names, wn
         self.config = _config_json(config)
         head = next((m for _, m in _heads(model)), None)
+        if isinstance(head, BlockoutHead) and len(head.recipes):
+            # the recipe's resolved options (its phases show on the dashboard's curves) and its arrays
+            for key, value in head.recipe_config().items():
+                self.config.setdefault(key, value)
+            if self._multipliers is None:
+                self._multipliers = head.snapshot_arrays
         if head is not None:
             hidden = list(head.hidden) if isinstance(head, BlockoutHead) else [head.nodes] * head.depth
             self.config.setdefault("method", head.method)

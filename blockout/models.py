@@ -16,7 +16,6 @@ The trunk node set belongs to every cluster by default (the shared stem of a hie
 
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import Any, Callable, Mapping, Sequence
 
@@ -27,6 +26,7 @@ from torch import nn
 import blockout as _bo  # the layer API (NodeClusters, BlockoutLinear, shared_sampling)
 from blockout.config import ALL_METHODS, BLOCKOUT_METHODS, ModelConfig, RecipeConfig
 from blockout.errors import UserError
+from blockout.fcstack import FCStack
 
 #: the defaults of :class:`BlockoutNet`'s keywords (one place: :class:`blockout.config.ModelConfig`)
 _MODEL = ModelConfig()
@@ -202,7 +202,7 @@ def build_fc_stack(method: str, sizes: Sequence[int], set_names: Sequence[str], 
     return node_sets, fc, drop
 
 
-class BlockoutNet(nn.Module):
+class BlockoutNet(FCStack):
     """Trunk + FC stack + classifier for one of the paper's methods.
 
     Parameters
@@ -265,21 +265,12 @@ class BlockoutNet(nn.Module):
         self.trunk_clusters = trunk_clusters
         self.dropout_p = float(dropout) if method == "dropout" else 0.0
         self.trunk = build_trunk(self.trunk_kind, self.input_shape)
-        # plain: every Blockout layer acts as nn.Linear (W, b; no mask): the warm-up phase of the
-        # co-clustered warm start (ours). Not saved: the trainer sets it from the epoch.
-        self.plain = False
-        # mask_blend a in [0, 1]: every Blockout layer uses W * (a + (1 - a) M), the plain layer fading
-        # into the masked one after the co-clustering (ours). Not saved: the trainer sets it from the step.
-        self.mask_blend = 0.0
 
         sizes = [self.trunk.out_features] + [self.nodes] * self.depth + [self.num_classes]
         set_names = ["trunk"] + [f"h{i}" for i in range(1, self.depth + 1)] + ["classes"]
         layer_names = [f"fc{i}" for i in range(1, self.depth + 1)] + ["classifier"]
         self.set_names, self.layer_names, self.set_sizes = set_names, layer_names, sizes
 
-        self.is_blockout = method in BLOCKOUT_METHODS
-        if self.is_blockout:
-            self.base_mode = "soft" if method == "soft-learned" else "hard"
         self.node_sets, self.fc, self.drop = build_fc_stack(
             method, sizes, set_names, layer_names, mask=mask, mask_scale=self.mask_scale, dropout=self.dropout_p,
             make_set=self.make_node_set)
@@ -293,59 +284,9 @@ class BlockoutNet(nn.Module):
         return make_node_set(name, size, self.clusters, learned, trunk_clusters=self.trunk_clusters,
                              options=self.membership_options)
 
-    @torch.no_grad()
-    def fanin_rescale(self) -> dict[str, float]:
-        """Multiply each Blockout layer's weight by ``1/sqrt(mean expected mask)`` (ours).
-
-        A mask that keeps a share ``d`` of the connections shrinks the pre-activation variance
-        by ``d``; the rescale restores the ``nn.Linear`` start. Returns ``{layer: factor}``.
-        """
-        from blockout.functional import count_mask, union_mask
-
-        factors = {}
-        for lname, layer in self.fc.items():
-            if isinstance(layer, _bo.BlockoutLinear):
-                # the mean of sampled masks (exact in expectation for every membership kind;
-                # the closed-form union expectation assumes independent clusters)
-                fn = union_mask if layer.mask == "union" else count_mask
-                draws = [fn(layer.out_clusters.sample(), layer.in_clusters.sample()).mean() for _ in range(8)]
-                density = float(torch.stack(draws).mean()) * layer.scale
-                factor = 1.0 / math.sqrt(max(density, 1e-6))
-                layer.weight.mul_(factor)
-                layer.invalidate_cache()
-                factors[lname] = factor
-        return factors
-
-    def set_mode(self, mode: str) -> None:
-        """Switch every Blockout layer to ``hard`` (sampled) or ``soft`` (expected) memberships."""
-        if mode not in ("hard", "soft"):
-            raise ValueError(f"mode must be 'hard' or 'soft', got {mode!r}")
-        for layer in self.fc.values():
-            if isinstance(layer, _bo.BlockoutLinear):
-                layer.mode = mode
-                layer.invalidate_cache()
-
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, *input_shape) -> (B, classes) logits
-        h = self.trunk(x)  # (B, trunk features)
-        ctx = _bo.shared_sampling(self) if self.is_blockout else contextlib.nullcontext()
-        with ctx:
-            last = len(self.layer_names) - 1
-            for i, lname in enumerate(self.layer_names):
-                if lname in self.drop:
-                    h = self.drop[lname](h)
-                if self.plain and self.is_blockout:  # warm-up of the co-clustered start: a plain FC net
-                    layer = self.fc[lname]
-                    h = nn.functional.linear(h, layer.weight, layer.bias)
-                elif self.mask_blend > 0.0 and self.is_blockout:
-                    # a (W x + b) + (1 - a) ((W * M) x + b) = (W * (a + (1 - a) M)) x + b
-                    layer, a = self.fc[lname], float(self.mask_blend)
-                    h = a * nn.functional.linear(h, layer.weight, layer.bias) + (1.0 - a) * layer(h)
-                else:
-                    h = self.fc[lname](h)
-                if i < last:
-                    h = torch.relu(h)
-        return h
+        return self.forward_stack(self.trunk(x))  # trunk: (B, trunk features)
 
     def extra_repr(self) -> str:
         return (f"method={self.method!r}, trunk={self.trunk_kind!r}, nodes={self.nodes}, depth={self.depth}, "
@@ -353,10 +294,6 @@ class BlockoutNet(nn.Module):
                 + (f", mask_blend={self.mask_blend:.3g}" if self.mask_blend else ""))
 
     # ------------------------------------------------------------------ introspection
-    def theta_parameters(self) -> list[nn.Parameter]:
-        """Every membership parameter θ (trainable or not)."""
-        return [p for ns in self.node_sets.values() for p in ns.parameters()]
-
     def topology(self) -> dict[str, Any]:
         """The ``topology`` object of ``run.json`` (see :mod:`analysis.runfolder`)."""
         node_sets = []
@@ -390,22 +327,6 @@ class BlockoutNet(nn.Module):
             layers.append(item)
         return {"trunk": {"kind": self.trunk_kind, "out_features": int(self.trunk.out_features)},
                 "node_sets": node_sets, "layers": layers}
-
-    @torch.no_grad()
-    def node_set_probs(self) -> dict[str, np.ndarray]:
-        """P of every node set as float32 numpy ``(size, clusters)``."""
-        return {name: ns.probs.detach().float().cpu().numpy() for name, ns in self.node_sets.items()}
-
-    @torch.no_grad()
-    def layer_params(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-        """Raw weights ``(out, in)`` and biases ``(out,)`` of every FC layer, as float32 numpy."""
-        weights, biases = {}, {}
-        for lname in self.layer_names:
-            layer = self.fc[lname]
-            weights[lname] = layer.weight.detach().float().cpu().numpy()
-            if getattr(layer, "bias", None) is not None:
-                biases[lname] = layer.bias.detach().float().cpu().numpy()
-        return weights, biases
 
 
 def build_model(config: Any, input_shape: Sequence[int], num_classes: int, recipes: Any = None) -> BlockoutNet:

@@ -43,6 +43,7 @@ from blockout.checkpoint import capture_rng_state, load_train_state, restore_rng
 from blockout.config import TrainConfig, flat_config
 from blockout.data.augment import augment_batch, batch_generator, crop_padding, resolve_augment
 from blockout.errors import UserError
+from blockout.fcstack import parameter_groups
 from blockout.models import BlockoutNet, build_model
 from blockout.recipes import Recipe, TrainContext, build_recipes
 from blockout.logger import RunLogger
@@ -99,27 +100,9 @@ def log(msg: str) -> None:
 
 
 def param_groups(model: BlockoutNet, config: TrainConfig) -> list[dict]:
-    """Optimiser groups: weight matrices (decayed), biases/norms (no decay), θ (own lr, no decay)."""
-    theta_ids = {id(p) for p in model.theta_parameters()}
-    decay, no_decay, theta = [], [], []
-    for p in model.parameters():
-        if not p.requires_grad:
-            continue
-        if id(p) in theta_ids:
-            theta.append(p)
-        elif p.ndim >= 2:
-            decay.append(p)
-        else:
-            no_decay.append(p)
-    groups = [
-        {"name": "weights", "params": decay, "weight_decay": config.weight_decay, "base_lr": config.lr},
-        {"name": "no_decay", "params": no_decay, "weight_decay": 0.0, "base_lr": config.lr},
-        {"name": "theta", "params": theta, "weight_decay": 0.0, "base_lr": config.lr * config.theta_lr_mult},
-    ]
-    groups = [g for g in groups if g["params"]]
-    for g in groups:
-        g["lr"] = g["base_lr"]
-    return groups
+    """Optimiser groups of ``model`` (:func:`blockout.fcstack.parameter_groups`) with the config's lrs."""
+    return parameter_groups(model.parameters(), model.theta_parameters(), config.lr,
+                            weight_decay=config.weight_decay, theta_lr_mult=config.theta_lr_mult)
 
 
 def make_optimizer(model: BlockoutNet, config: TrainConfig) -> torch.optim.Optimizer:

@@ -31,12 +31,14 @@ L = lightning_module()  # lightning.pytorch (or pytorch_lightning when only that
 class Classifier(L.LightningModule):
     """A user's LightningModule: the small CNN backbone with a Blockout head."""
 
-    def __init__(self, clusters: int = 4, hidden: int = 128, lr: float = 2e-3, method: str = "hard-learned") -> None:
+    def __init__(self, clusters: int = 4, hidden: int = 128, lr: float = 2e-3, method: str = "hard-learned",
+                 epochs: int | None = None) -> None:
         super().__init__()
         self.save_hyperparameters()  # becomes run.json's config
         self.backbone = SmallCNN()
+        # epochs: our recipes (hard-cocluster, hard-budgeted) run on a schedule; the callback drives it
         self.head = BlockoutHead(self.backbone.out_features, len(CLASSES), hidden=(hidden,), clusters=clusters,
-                                 method=method)
+                                 method=method, epochs=epochs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))
@@ -50,7 +52,7 @@ class Classifier(L.LightningModule):
         return loss
 
     def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
+        return self._step(batch, "train") + self.head.extra_loss()  # a recipe's terms (0 for the paper's methods)
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, "val")
@@ -63,6 +65,8 @@ def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="checkpoints/example-lightning", help="run folder to write (new or empty)")
     parser.add_argument("--steps", type=int, default=default_steps(600), help="training steps")
+    parser.add_argument("--method", default="hard-learned",
+                        help="the head's method: one of the paper's, or our recipe hard-cocluster / hard-budgeted")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -73,11 +77,12 @@ def main(argv: list[str] | None = None) -> Path:
     test = DataLoader(TensorDataset(x_test, y_test), batch_size=500)
     callback = BlockoutCallback(args.out, class_names=CLASSES,
                                 dataset={**DATASET, "train_size": len(y_train), "test_size": len(y_test)})
-    trainer = L.Trainer(max_steps=args.steps, max_epochs=math.ceil(args.steps / len(train)), callbacks=[callback],
+    epochs = math.ceil(args.steps / len(train))
+    trainer = L.Trainer(max_steps=args.steps, max_epochs=epochs, callbacks=[callback],
                         val_check_interval=min(len(train), args.steps),  # a short run still validates
                         accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
-    trainer.fit(Classifier(), train, test)
+    trainer.fit(Classifier(method=args.method, epochs=epochs), train, test)
     print(f"run folder: {args.out}  (open it: blockout dashboard {args.out})")
     return Path(args.out)
 

@@ -69,8 +69,8 @@ class TestHead:
         assert backbone(torch.randn(2, 3, 8, 8)).shape == (2, 5)
 
     @pytest.mark.parametrize("kw,match", [
-        ({"method": "hard-budgeted"}, "needs our trainer.*blockout train --method hard-budgeted"),
-        ({"method": "hard-cocluster"}, "needs our trainer.*co-clustering"),
+        ({"method": "hard-budgeted"}, "hard-budgeted' runs on a schedule of epochs: pass epochs="),
+        ({"method": "hard-cocluster"}, "hard-cocluster' runs on a schedule of epochs: pass epochs="),
         ({"method": "magic"}, "method must be one of"),
         ({"num_classes": 1}, "num_classes must be an integer >= 2"),
         ({"hidden": (4, 0)}, "hidden must be a sequence of positive integers"),

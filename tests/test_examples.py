@@ -9,6 +9,7 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -134,3 +135,25 @@ def test_an_example_run_again_on_its_folder_is_one_line(tmp_path, script):
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and "error:" in proc.stderr
+
+
+def test_the_examples_run_our_recipes(tmp_path):
+    """`--method hard-cocluster` in the plain loop and `hard-budgeted` under Lightning: the head's
+    schedule runs in a user's loop and the run folder records it."""
+    out = _example("plain_loop").main(["--out", str(tmp_path / "cc"), "--steps", "60", "--batch-size", "50",
+                                       "--method", "hard-cocluster"])
+    run = load_run(out)
+    assert run.config["method"] == "hard-cocluster" and run.config["cocluster_at"] == 1
+    switched = [r for r in run.metrics if "cocluster_classes" in r]
+    assert [r["epoch"] for r in switched] == [2]  # reported once, the epoch after the warm-up
+    classes = run.probs()["classes"]  # (10, 4): P = 0.95 in the class's cluster, 0.15 elsewhere at the switch
+    assert np.array_equal(classes.argmax(1), switched[0]["cocluster_classes"])
+    assert cli(["inspect", str(out), "--permutations", "0"]) == 0
+
+    pytest.importorskip("lightning")
+    out = _example("lightning_loop").main(["--out", str(tmp_path / "budget"), "--steps", "80", "--batch-size", "50",
+                                           "--method", "hard-budgeted"])
+    run = load_run(out)
+    assert run.config["method"] == "hard-budgeted" and run.config["freeze_after"] == 1
+    assert set(run.multipliers()) == {"classifier"} and run.multipliers()["classifier"].any()  # dual ascent ran
+    assert all("multipliers" in r for r in run.metrics)

@@ -52,8 +52,8 @@ def learning_progress(step: int, steps_per_epoch: int, epochs: int, freeze_after
 
 def layer_sets(model: nn.Module) -> list[tuple[str, nn.Module, nn.Module, nn.Module]]:
     """``(layer name, BlockoutLinear, in node set, out node set)`` for every Blockout layer of a
-    :class:`~blockout.models.BlockoutNet` (empty for the plain methods)."""
-    if not getattr(model, "is_blockout", False):
+    :class:`~blockout.fcstack.FCStack` (a BlockoutNet or a BlockoutHead; empty for the plain methods)."""
+    if not model.is_blockout:
         return []
     out = []
     for i, lname in enumerate(model.layer_names):

@@ -28,13 +28,13 @@ from blockout.recipes.base import Recipe, TrainContext, layer_sets
 
 
 def attach_budgets(model: nn.Module, config: Any) -> None:
-    """Give ``model`` its budgets (``model.budgets``, a ModuleDict; empty when the budget is off).
+    """Fill ``model.budgets`` (a ModuleDict; left empty when the budget is off).
 
     ``config.budget_layers`` = "classifier" constrains the class layer, "all" every Blockout
     layer whose output memberships are learned.
     """
-    model.budgets = nn.ModuleDict()
-    rho = getattr(config, "budget_rho", None)
+    model.budgets.clear()
+    rho = config.budget_rho
     if rho is None:
         return
     layers = layer_sets(model)
@@ -50,13 +50,11 @@ def attach_budgets(model: nn.Module, config: Any) -> None:
             anneal_end=config.budget_anneal_end, name=lname)
 
 
-def _budgets(model: nn.Module) -> Mapping[str, ConnectionBudget]:
-    return getattr(model, "budgets", None) or {}
 
 
 def row_densities(model: nn.Module) -> dict[str, torch.Tensor]:
     """Expected live density of every row of every budgeted layer (differentiable in the rows)."""
-    budgets = _budgets(model)
+    budgets = model.budgets
     out = {}
     for lname, _layer, in_set, out_set in layer_sets(model):
         if lname not in budgets:
@@ -68,7 +66,7 @@ def row_densities(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def budget_terms(model: nn.Module, progress: float) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
     """Penalties of the budgets whose rows still train, and their densities (for :func:`update_budgets`)."""
-    budgets = _budgets(model)
+    budgets = model.budgets
     terms, densities = [], {}
     if model.plain or not len(budgets):  # warm-up of the co-clustered start: memberships unused
         return terms, densities
@@ -84,14 +82,14 @@ def budget_terms(model: nn.Module, progress: float) -> tuple[list[torch.Tensor],
 
 def update_budgets(model: nn.Module, densities: Mapping[str, torch.Tensor]) -> None:
     """Dual ascent of every budget whose densities were computed this step."""
-    budgets = _budgets(model)
+    budgets = model.budgets
     for lname, dens in densities.items():
         budgets[lname].update(dens)
 
 
 def multiplier_arrays(model: nn.Module) -> dict[str, np.ndarray]:
     """``{layer: multipliers}`` as float32 numpy, for the ``multiplier__<layer>`` snapshot arrays."""
-    return {name: b.multiplier.detach().float().cpu().numpy() for name, b in _budgets(model).items()}
+    return {name: b.multiplier.detach().float().cpu().numpy() for name, b in model.budgets.items()}
 
 
 @torch.no_grad()
@@ -101,7 +99,7 @@ def multiplier_summary(model: nn.Module) -> dict[str, dict[str, float]]:
     ``density`` is the mean expected live density of the layer's rows: the quantity the budget
     holds at ``rho`` (the dashboard plots both against the multipliers).
     """
-    budgets = _budgets(model)
+    budgets = model.budgets
     if not len(budgets):
         return {}
     dens = row_densities(model)
@@ -135,7 +133,7 @@ class ConnectionBudgetRecipe(Recipe):
 
     def before_step(self, ctx: TrainContext) -> None:
         progress = ctx.progress
-        for budget in _budgets(ctx.model).values():
+        for budget in ctx.model.budgets.values():
             budget.set_progress(progress)
 
     def extra_loss(self, ctx: TrainContext) -> list[torch.Tensor]:

@@ -101,7 +101,7 @@ def cocluster_memberships(model: nn.Module, config: Any) -> dict[str, np.ndarray
     names, layers = model.set_names, model.layer_names
     W_cls = model.fc[layers[-1]].weight.detach().float().cpu().numpy()  # (classes, h_last)
     counts = None  # hidden nodes per cluster: balanced, or (linkage) in proportion to the class groups
-    method = getattr(config, "cocluster_method", "spectral")
+    method = config.cocluster_method
     if method == "signed":
         # classes by their signed weight rows, then the last hidden set against those clusters
         rows = signed_row_clusters(W_cls, k, seed=int(config.seed))
@@ -155,14 +155,11 @@ def cocluster_memberships(model: nn.Module, config: Any) -> dict[str, np.ndarray
             # a cluster left empty by a chosen k dies: nobody is sampled into it, and the gradient through
             # a membership this far out (sigmoid/softmax ~ e^-30) is below Adam's eps, so it stays dead
             ns.theta[:, dead] = -DEAD_LOGIT
-    for layer in model.fc.values():
-        if hasattr(layer, "invalidate_cache"):
-            layer.invalidate_cache()
-    if getattr(config, "cocluster_rescale", "none") == "rownorm":
+    model.invalidate_caches()
+    if config.cocluster_rescale == "rownorm":
         rownorm_rescale(model)
-    if hasattr(model, "cocluster_done"):
-        model.cocluster_done.fill_(True)
-        model.cocluster_classes.copy_(torch.as_tensor(rows, dtype=torch.long))
+    model.cocluster_done.fill_(True)
+    model.cocluster_classes.copy_(torch.as_tensor(rows, dtype=torch.long))
     return assign
 
 
