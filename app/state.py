@@ -205,6 +205,21 @@ def open_run(path: str | os.PathLike) -> tuple[Run, str, tuple]:
         raise UserError(f"cannot read run folder {p}: {exc}") from None
 
 
+def first_openable(paths: list[str], limit: int = 20) -> int:
+    """Index of the first of ``paths`` (at most ``limit`` tried) whose run folder opens; 0 when none does.
+
+    The Compare page's default second run: a broken sibling listed first would otherwise greet
+    the page with nothing but its error box.
+    """
+    for i, path in enumerate(paths[:limit]):
+        try:
+            open_run(path)
+        except UserError:
+            continue
+        return i
+    return 0
+
+
 @st.cache_resource(show_spinner=False)
 def _sweep_once() -> int:
     """Delete the unpacked uploads of dashboards that were killed (once per server process)."""

@@ -169,6 +169,24 @@ class TestPages:
         assert charts(app) == 1
         assert len(app.dataframe) >= 3
 
+    def test_compare_defaults_to_a_run_that_opens(self, checkpoints, monkeypatch):
+        """Regression: a broken sibling sorted first was the default second run (only an error box)."""
+        broken = checkpoints / "aaa-broken"
+        broken.mkdir()
+        (broken / "run.json").write_text("{ not json")
+        try:
+            monkeypatch.setenv("BLOCKOUT_CHECKPOINTS", str(checkpoints))
+            monkeypatch.setenv("BLOCKOUT_RUN", str(checkpoints / "demo"))
+            at = AppTest.from_file(HOME, default_timeout=60)
+            ok(at.run())
+            ok(at.switch_page(PAGES[5]).run())
+            picker = at.selectbox(key="cmp_pick")
+            assert "aaa-broken" in picker.options[0] and "aaa-broken" not in picker.value
+            assert not at.error and charts(at) == 1
+        finally:
+            (broken / "run.json").unlink()
+            broken.rmdir()
+
     def test_export_buttons(self, app):
         ok(app.switch_page(PAGES[6]).run())
         buttons = app.get("download_button")

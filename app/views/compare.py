@@ -11,7 +11,7 @@ ctx = state.require_context()
 st.title("Compare runs")
 root = state.checkpoints_root()
 others = [str(p) for p in state.all_runs(root) if str(p.resolve()) != ctx.key]
-choice = st.selectbox("Second run", others + ["(type a path)"], key="cmp_pick",
+choice = st.selectbox("Second run", others + ["(type a path)"], key="cmp_pick", index=state.first_openable(others),
                       format_func=lambda s: s if s == "(type a path)" else state.run_label(s, root))
 path = st.text_input("Run folder", key="cmp_path") if choice == "(type a path)" else choice
 if not path:
