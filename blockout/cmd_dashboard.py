@@ -126,8 +126,9 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
             previous[sig] = signal.signal(sig, on_signal)
     proc = None
     try:
-        print(f"starting the dashboard server on {url} ...", file=sys.stderr, flush=True)
-        proc = subprocess.Popen(cmd, cwd=repo)
+        print(f"starting the dashboard server on port {port} ...", file=sys.stderr, flush=True)
+        # Streamlit's own banner (stdout) repeats the URL twice more; its log and errors go to stderr
+        proc = subprocess.Popen(cmd, cwd=repo, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + float(args.startup_timeout)
         while not server_answers(url + "/_stcore/health"):
             if proc.poll() is not None:

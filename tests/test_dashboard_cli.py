@@ -73,11 +73,13 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def url_line(proc) -> str:
-    """The CLI's URL line (Streamlit's own banner may come first); blocks until it or EOF."""
+def url_line(proc, before: list | None = None) -> str:
+    """The CLI's URL line; blocks until it or EOF. Lines printed before it go to ``before``."""
     for line in proc.stdout:
         if line.startswith("Blockout dashboard:"):
             return line
+        if before is not None:
+            before.append(line)
     return ""
 
 
@@ -101,7 +103,10 @@ def run_and_stop(sig, fake: bool):
     proc = start(port, fake)
     server = []
     try:
-        line = url_line(proc)  # blocks until the CLI prints the URL (or exits)
+        before = []
+        line = url_line(proc, before)  # blocks until the CLI prints the URL (or exits)
+        if not fake:  # regression: Streamlit's banner printed the URL twice more before ours
+            assert before == [], before
         # the URL is printed only once the health endpoint answers
         assert line.startswith(f"Blockout dashboard: http://127.0.0.1:{port}"), line
         assert server_answers(health)
