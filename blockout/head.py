@@ -15,6 +15,7 @@ method have the same layers, node sets and initialisation order.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -135,6 +136,8 @@ class BlockoutHead(FCStack):
         super().__init__()
         if method not in HEAD_METHODS:
             raise ValueError(f"method must be one of {', '.join(HEAD_METHODS)}, got {method!r}")
+        if isinstance(hidden, (str, bytes)) or not (isinstance(hidden, int) or hasattr(hidden, "__iter__")):
+            raise ValueError(f"hidden must be a sequence of positive integers, got {hidden!r}")
         hidden = (hidden,) if isinstance(hidden, int) else tuple(hidden)
         for label, value, low in (("in_features", in_features, 1), ("num_classes", num_classes, 2),
                                   ("clusters", clusters, 1), ("seed", seed, 0)):
@@ -149,10 +152,21 @@ class BlockoutHead(FCStack):
             raise ValueError(f"mask must be 'count' or 'union', got {mask!r}")
         if trunk_clusters not in ("all", "learned"):
             raise ValueError(f"trunk_clusters must be 'all' or 'learned', got {trunk_clusters!r}")
+        for label, value in (("dropout", dropout), ("mask_scale", mask_scale)):
+            if (value is not None or label == "dropout") and (
+                    isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+                raise ValueError(f"{label} must be a number, got {value!r}")
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        if log is not None and not callable(log):
+            raise ValueError(f"log must be a function taking a message (or None), got {log!r}")
         for label, given, known in (("membership", memberships, MEMBERSHIP_DEFAULTS),
                                     ("recipe", recipe, RECIPE_OPTIONS)):
+            if given is not None and not isinstance(given, Mapping):
+                hint = f"; our recipes by name go in method=, e.g. method={given!r}" if given in RECIPES else ""
+                example = "{'freeze_after': 8}" if label == "recipe" else "{'hidden_membership': 'categorical'}"
+                raise ValueError(f"{label if label == 'recipe' else 'memberships'} must be a mapping of options, "
+                                 f"e.g. {example}, got {given!r}{hint}")
             unknown = sorted(set(given or {}) - set(known))
             if unknown:
                 raise ValueError(f"unknown {label} option(s) {', '.join(unknown)} (known: {', '.join(known)})")
@@ -295,6 +309,11 @@ class BlockoutHead(FCStack):
         >>> [(g["name"], g["lr"]) for g in head.param_groups(0.1, theta_lr_mult=5)]
         [('weights', 0.1), ('no_decay', 0.1), ('theta', 0.5)]
         """
+        for label, value in (("lr", lr), ("weight_decay", weight_decay), ("theta_lr_mult", theta_lr_mult)):
+            if value is None and label == "theta_lr_mult":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{label} must be a number >= 0, got {value!r}")
         mult = self.config.theta_lr_mult if theta_lr_mult is None else float(theta_lr_mult)
         return parameter_groups(self.parameters(), self.theta_parameters(), lr, weight_decay=weight_decay,
                                 theta_lr_mult=mult)

@@ -77,11 +77,28 @@ class TestHead:
         ({"mask": "xor"}, "mask must be"),
         ({"memberships": {"colour": 1}}, "unknown membership option"),
         ({"memberships": {"hidden_membership": "tree"}}, "hidden_membership"),
+        # regression: these raised float()/iteration errors that did not name the argument
+        ({"dropout": "half"}, "dropout must be a number, got 'half'"),
+        ({"dropout": None}, "dropout must be a number, got None"),
+        ({"mask_scale": "1/k"}, "mask_scale must be a number, got '1/k'"),
+        ({"hidden": "128"}, "hidden must be a sequence of positive integers, got '128'"),
+        ({"hidden": None}, "hidden must be a sequence of positive integers, got None"),
+        ({"memberships": [("hidden_membership", "categorical")]}, "memberships must be a mapping of options"),
+        ({"recipe": "hard-cocluster"}, "recipe must be a mapping .* our recipes by name go in method=, "
+                                       "e.g. method='hard-cocluster'"),
+        ({"log": "stdout"}, "log must be a function"),
     ])
     def test_bad_arguments(self, kw, match):
         args = {"in_features": 4, "num_classes": 3, **kw}
         with pytest.raises(ValueError, match=match):
             BlockoutHead(**args)
+
+    @pytest.mark.parametrize("kw,match", [({"lr": "1e-3"}, "lr must be a number >= 0, got '1e-3'"),
+                                          ({"lr": -0.1}, "lr must be a number >= 0, got -0.1"),
+                                          ({"lr": 0.1, "theta_lr_mult": float("nan")}, "theta_lr_mult must be")])
+    def test_bad_param_groups(self, kw, match):
+        with pytest.raises(ValueError, match=match):
+            BlockoutHead(4, 3, hidden=(5,), clusters=2).param_groups(**kw)
 
     def test_categorical_memberships_and_usage_loss(self):
         torch.manual_seed(0)
