@@ -220,6 +220,7 @@ class BlockoutHead(FCStack):
         self._ctx = TrainContext(model=self, config=cfg, steps_per_epoch=steps_per_epoch or 0,
                                  log=log or (lambda _msg: None))
         self._epoch_started = False
+        self._epoch_start_step = 0
         self._prepared_step = -1
 
     # ------------------------------------------------------------------ forward
@@ -247,6 +248,9 @@ class BlockoutHead(FCStack):
             self._ctx.steps_per_epoch = steps_per_epoch
         if not len(self.recipes):
             return
+        if epoch >= self.config.epochs:
+            raise ValueError(f"start_epoch({epoch}) but BlockoutHead(method={self.method!r}, epochs={self.config.epochs}): "
+                             f"epochs count from 0 (0 .. {self.config.epochs - 1}); give the head the epochs you train")
         if self._ctx.steps_per_epoch < 1:
             raise ValueError(f"method {self.method!r}: pass steps_per_epoch (optimiser steps per epoch, e.g. "
                              "len(loader)) to BlockoutHead(...) or to start_epoch(...)")
@@ -256,6 +260,7 @@ class BlockoutHead(FCStack):
         ctx.step = int(self.recipe_step)
         self.recipes.on_epoch_start(ctx)
         self._epoch_started = True
+        self._epoch_start_step = ctx.step
         self._prepared_step = -1
 
     def _before_step(self) -> None:
@@ -263,6 +268,13 @@ class BlockoutHead(FCStack):
             raise RuntimeError(f"BlockoutHead(method={self.method!r}) runs a recipe: call head.start_epoch(epoch) "
                                "at the start of every epoch and head.end_step() after every optimiser step "
                                "(blockout.lightning.BlockoutCallback does this for you)")
+        spe = self._ctx.steps_per_epoch
+        if self._ctx.step - self._epoch_start_step >= 2 * spe:
+            # start_epoch called once, not every epoch: the phases would silently stop switching
+            raise RuntimeError(f"BlockoutHead(method={self.method!r}): {self._ctx.step - self._epoch_start_step} "
+                               f"optimiser steps since start_epoch({self._ctx.epoch}), two epochs of "
+                               f"steps_per_epoch={spe}: call head.start_epoch(epoch) at the start of every epoch "
+                               "(and give steps_per_epoch the optimiser steps of one epoch)")
         if self._prepared_step != self._ctx.step:  # once per step (a loop may call forward more than once)
             self.recipes.before_step(self._ctx)
             self._prepared_step = self._ctx.step

@@ -107,6 +107,24 @@ def test_forgetting_start_epoch_is_one_clear_error():
         head.start_epoch(0)
 
 
+def test_start_epoch_called_once_or_one_based_is_one_clear_error():
+    """Regression: start_epoch called only before the loop left the co-clustered start in its
+    warm-up for good, and a 1-based epoch past the head's epochs was taken, both silently."""
+    x, y = toy()
+    head = BlockoutHead(12, 4, hidden=(8,), clusters=2, method="hard-cocluster", epochs=3, steps_per_epoch=2, log=None)
+    opt = torch.optim.Adam(head.param_groups(lr=1e-2))
+    head.start_epoch(0)
+    for _ in range(4):  # two epochs without start_epoch(1)
+        loss = nn.functional.cross_entropy(head(x), y) + head.extra_loss()
+        opt.zero_grad(); loss.backward(); opt.step(); head.end_step()
+    with pytest.raises(RuntimeError, match=r"4 optimiser steps since start_epoch\(0\).*start of every epoch"):
+        head(x)
+    head.start_epoch(2)  # back on schedule
+    assert head(x).shape == (64, 4) and bool(head.cocluster_done)
+    with pytest.raises(ValueError, match=r"start_epoch\(3\) but .*epochs=3\): epochs count from 0 \(0 \.\. 2\)"):
+        head.start_epoch(3)
+
+
 @pytest.mark.parametrize("kw,match", [
     ({"method": "hard-cocluster"}, "runs on a schedule of epochs: pass epochs="),
     ({"recipe": {"soft_epochs": 1}}, "run on a schedule of epochs"),
@@ -164,3 +182,4 @@ def test_run_logger_stores_the_recipe(tmp_path):
     run = load_run(tmp_path / "run")
     assert run.config["method"] == "hard-budgeted" and run.config["freeze_after"] == 1
     assert set(run.multipliers(8)) == {"classifier"} and "multipliers" in run.metrics[-1]
+
