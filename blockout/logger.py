@@ -372,12 +372,13 @@ class RunLogger:
         self.class_names, self.wnids = names, wn
         self.config = _config_json(config)
         head = next((m for _, m in _heads(model)), None)
-        if isinstance(head, BlockoutHead) and len(head.recipes):
+        recipe_heads = [m for _, m in _heads(model) if isinstance(m, BlockoutHead) and len(m.recipes)]
+        if recipe_heads:
             # the recipe's resolved options (its phases show on the dashboard's curves) and its arrays
-            for key, value in head.recipe_config().items():
+            for key, value in recipe_heads[0].recipe_config().items():
                 self.config.setdefault(key, value)
             if self._multipliers is None:
-                self._multipliers = head.snapshot_arrays
+                self._multipliers = _head_arrays(recipe_heads, self.parts)
         if head is not None:
             hidden = list(head.hidden) if isinstance(head, BlockoutHead) else [head.nodes] * head.depth
             self.config.setdefault("method", head.method)
@@ -597,6 +598,17 @@ class RunLogger:
         w, b = self._weights() if with_weights else (None, None)
         writer.snapshot(step, self._epoch if epoch is None else _check_step(epoch, "snapshot(epoch=...)"),
                         self._probs(), w, b, multipliers=self._multiplier_arrays(), tags=tags)
+
+
+def _head_arrays(heads: list[BlockoutHead], parts: BlockoutParts) -> Callable[[], dict[str, np.ndarray]]:
+    """The recipe arrays of every head, under the layer names of ``parts`` (prefixed with the
+    head's path when the model has several heads, as the snapshots' other arrays are)."""
+    names = {id(layer): name for name, layer, _, _, _ in parts.layers}
+
+    def arrays() -> dict[str, np.ndarray]:
+        return {names[id(h.fc[layer])]: a for h in heads for layer, a in h.snapshot_arrays().items()}
+
+    return arrays
 
 
 def _structure(key: str, items: Any) -> list[tuple]:

@@ -1,6 +1,7 @@
 """Our recipes (hard-cocluster, hard-budgeted) as BlockoutHead methods, trained in a user's loop."""
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -183,3 +184,26 @@ def test_run_logger_stores_the_recipe(tmp_path):
     assert run.config["method"] == "hard-budgeted" and run.config["freeze_after"] == 1
     assert set(run.multipliers(8)) == {"classifier"} and "multipliers" in run.metrics[-1]
 
+
+def test_run_logger_keeps_the_multipliers_of_every_recipe_head(tmp_path):
+    """Regression: with two budgeted heads the snapshots held one ``multiplier__classifier`` (the
+    first head's, under a name no layer has) instead of one per head under its layer's name."""
+
+    class TwoHeads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fine = BlockoutHead(12, 4, hidden=(8,), clusters=2, method="hard-budgeted", epochs=2, log=None)
+            self.coarse = BlockoutHead(12, 2, hidden=(8,), clusters=2, method="hard-budgeted", epochs=2, log=None)
+
+    model = TwoHeads()
+    for head, value in ((model.fine, 1.0), (model.coarse, 2.0)):
+        for budget in head.budgets.values():
+            budget.multiplier.fill_(value)
+    with RunLogger(tmp_path / "run", model, class_names=list("abcd")) as log:
+        log.snapshot(1)
+    run = load_run(tmp_path / "run")
+    multipliers = run.multipliers(1)
+    assert set(multipliers) == {"fine.classifier", "coarse.classifier"}
+    layers = json.loads((tmp_path / "run" / "run.json").read_text())["topology"]["layers"]
+    assert set(multipliers) <= {layer["name"] for layer in layers}
+    assert multipliers["fine.classifier"].tolist() == [1.0] * 4 and multipliers["coarse.classifier"].tolist() == [2.0] * 2
