@@ -352,6 +352,40 @@ class TestLightning:
             trainer.fit(Module(), loader)
         assert not (tmp_path / "run" / "run.json").exists()  # nothing of a run written into it
 
+    def test_a_resumed_fit_with_accumulation_keeps_the_recipe_step(self, tmp_path):
+        """Regression: the callback read ``global_step`` at fit start, before Lightning restores
+        it from the checkpoint, so the first accumulating batch of a resumed fit counted as an
+        optimiser step: the head's schedule ran one step ahead of the Trainer (9 for 8)."""
+        pytest.importorskip("lightning")
+        from blockout.lightning import BlockoutCallback, lightning_module
+
+        L = lightning_module()
+
+        class Module(L.LightningModule):
+            def __init__(self):
+                super().__init__()
+                self.body = nn.Linear(7, 8)
+                self.head = BlockoutHead(8, 4, hidden=(6,), clusters=2, method="hard-budgeted", epochs=4, log=None)
+
+            def training_step(self, batch, _):
+                return nn.functional.cross_entropy(self.head(self.body(batch[0])), batch[1]) + self.head.extra_loss()
+
+            def configure_optimizers(self):
+                return torch.optim.Adam(self.parameters(), lr=1e-2)
+
+        data = torch.utils.data.TensorDataset(torch.randn(48, 7), torch.arange(48) % 4)
+        loader = torch.utils.data.DataLoader(data, batch_size=8)  # 6 batches, 2 optimiser steps an epoch
+        options = dict(max_epochs=4, accumulate_grad_batches=4, accelerator="cpu", logger=False,
+                       enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+        torch.manual_seed(0)
+        first = L.Trainer(max_steps=4, callbacks=[BlockoutCallback(tmp_path / "run")], **options)
+        first.fit(Module(), loader)  # stopped after 2 of 4 epochs, with a checkpoint
+        (ckpt,) = (tmp_path / "checkpoints").glob("*.ckpt")
+        module = Module()
+        second = L.Trainer(callbacks=[BlockoutCallback(tmp_path / "run", resume=True)], **options)
+        second.fit(module, loader, ckpt_path=ckpt)
+        assert second.global_step == 8 and int(module.head.recipe_step) == 8
+
 
 def test_lightning_missing_is_one_clear_error(monkeypatch):
     import blockout.lightning as bl
