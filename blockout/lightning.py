@@ -157,8 +157,12 @@ def _callback_class():
             self._heads = [m for m in pl_module.modules() if isinstance(m, BlockoutHead) and len(m.recipes)]
             for head in self._heads:
                 if trainer.max_epochs not in (None, -1) and head.config.epochs != trainer.max_epochs:
+                    # Lightning trains 1000 epochs when given neither max_epochs nor max_steps
+                    default = " (Lightning's default without max_epochs)" if (
+                        trainer.max_epochs == 1000 and trainer.max_steps == -1) else ""
                     raise ValueError(f"BlockoutHead(method={head.method!r}, epochs={head.config.epochs}) but "
-                                     f"Trainer(max_epochs={trainer.max_epochs}): give the head the epochs you train")
+                                     f"Trainer(max_epochs={trainer.max_epochs}){default}: give the head the epochs "
+                                     "you train and the Trainer the same max_epochs")
             config = self.config
             if config is None:
                 config = dict(getattr(pl_module, "hparams", {}) or {})

@@ -386,6 +386,35 @@ class TestLightning:
         second.fit(module, loader, ckpt_path=ckpt)
         assert second.global_step == 8 and int(module.head.recipe_step) == 8
 
+    @pytest.mark.parametrize("trainer_kw,match", [
+        ({"max_epochs": 3}, r"epochs=4\) but Trainer\(max_epochs=3\): give the head"),
+        ({}, r"Trainer\(max_epochs=1000\) \(Lightning's default without max_epochs\)"),
+    ])
+    def test_head_epochs_must_match_the_trainers(self, tmp_path, trainer_kw, match):
+        pytest.importorskip("lightning")
+        from blockout.lightning import BlockoutCallback, lightning_module
+
+        L = lightning_module()
+
+        class Module(L.LightningModule):
+            def __init__(self):
+                super().__init__()
+                self.head = BlockoutHead(7, 4, hidden=(6,), clusters=2, method="hard-cocluster", epochs=4, log=None)
+
+            def training_step(self, batch, _):
+                return nn.functional.cross_entropy(self.head(batch[0]), batch[1])
+
+            def configure_optimizers(self):
+                return torch.optim.Adam(self.parameters(), lr=1e-2)
+
+        loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(8, 7), torch.arange(8) % 4))
+        trainer = L.Trainer(callbacks=[BlockoutCallback(tmp_path / "run")], accelerator="cpu", logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                            **trainer_kw)
+        with pytest.raises(ValueError, match=match):
+            trainer.fit(Module(), loader)
+        assert not (tmp_path / "run").exists()
+
 
 def test_lightning_missing_is_one_clear_error(monkeypatch):
     import blockout.lightning as bl
