@@ -228,6 +228,10 @@ class TestRunLogger:
                 log.snapshot(-1)
             with pytest.raises(ValueError, match="tags must be among"):
                 log.snapshot(1, tag="favourite")
+            with pytest.raises(ValueError, match=r"log_metrics: epoch must be a whole number >= 0, got -1"):
+                log.log_metrics(1, epoch=-1)  # regression: the message named the step, not the epoch
+            with pytest.raises(ValueError, match=r"snapshot: epoch must be a whole number >= 0, got 1.5"):
+                log.snapshot(1, epoch=1.5)
             with pytest.raises(TypeError, match="one number"):
                 log.log_metrics(1, loss=torch.ones(3))
             with pytest.raises(UserError, match="being written by another"):
