@@ -313,21 +313,34 @@ class BlockoutHead(FCStack):
         """``{layer: array}`` the recipe saves with every snapshot (the budgets' multipliers)."""
         return self.recipes.snapshot_arrays(self)
 
-    def param_groups(self, lr: float, weight_decay: float = 0.0, theta_lr_mult: float | None = None) -> list[dict]:
+    def param_groups(self, lr: float, weight_decay: float = 0.0, theta_lr_mult: float | None = None, *,
+                     model: nn.Module | None = None) -> list[dict]:
         """Optimiser groups as our trainer makes them: θ with ``lr * theta_lr_mult`` (default: the
         method's, 10 for our recipes) and no weight decay, biases without decay.
+
+        The groups hold the head's parameters only; pass ``model`` (the network the head sits in)
+        to put all of its parameters in them, so that the backbone trains too.
 
         >>> head = BlockoutHead(8, 3, hidden=(4,), clusters=2)
         >>> [(g["name"], g["lr"]) for g in head.param_groups(0.1, theta_lr_mult=5)]
         [('weights', 0.1), ('no_decay', 0.1), ('theta', 0.5)]
+        >>> model = nn.Sequential(nn.Linear(5, 8), head)
+        >>> [len(g["params"]) for g in head.param_groups(0.1, model=model)]  # + the backbone's weight and bias
+        [3, 3, 2]
         """
+        if model is not None:
+            if not isinstance(model, nn.Module):
+                raise ValueError(f"model must be the torch.nn.Module the head is in, got {type(model).__name__}")
+            if not any(m is self for m in model.modules()):
+                raise ValueError("model must be the network that holds this head (the head is not among its modules)")
         for label, value in (("lr", lr), ("weight_decay", weight_decay), ("theta_lr_mult", theta_lr_mult)):
             if value is None and label == "theta_lr_mult":
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise ValueError(f"{label} must be a number >= 0, got {value!r}")
         mult = self.config.theta_lr_mult if theta_lr_mult is None else float(theta_lr_mult)
-        return parameter_groups(self.parameters(), self.theta_parameters(), lr, weight_decay=weight_decay,
+        params = (model if model is not None else self).parameters()
+        return parameter_groups(params, self.theta_parameters(), lr, weight_decay=weight_decay,
                                 theta_lr_mult=mult)
 
     def recipe_config(self) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import importlib
 import json
 import re
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,42 @@ def readme_snippet() -> str:
     m = re.search(r"<!-- own-model snippet[^>]*-->\s*```python\n(.*?)```", text, re.S)
     assert m, "the README lost its own-model snippet"
     return m.group(1)
+
+
+def readme_recipe_snippet() -> str:
+    text = (ROOT / "README.md").read_text()
+    m = re.search(r"<!-- recipe snippet[^>]*-->\s*```python\n(.*?)```", text, re.S)
+    assert m, "the README lost its recipe snippet"
+    return textwrap.dedent(m.group(1))
+
+
+def test_readme_recipe_snippet_trains_the_backbone_and_runs_the_schedule():
+    """Regression: the recipe snippet's optimiser held the head's parameters only
+    (``head.param_groups(lr)``), so a user's backbone silently never trained."""
+    from blockout import BlockoutHead
+
+    toy, conv = _example("toy_data"), _example("convert_classifier")
+    torch.manual_seed(0)
+    (x, y), _ = toy.make_splits(train_per_class=2, test_per_class=1)
+    loader = [(x[i:i + 5], y[i:i + 5]) for i in range(0, len(y), 5)]  # 4 batches an epoch
+    model = conv.TinyResNet(10, widths=(8, 16))
+    before = [p.detach().clone() for p in model.stem.parameters()]
+    namespace = {"torch": torch, "BlockoutHead": BlockoutHead, "model": model, "loader": loader,
+                 "class_names": toy.CLASSES, "epochs": 3}
+    exec(compile(readme_recipe_snippet(), "README.md recipe snippet", "exec"), namespace)
+    head = model.fc
+    assert head.method == "hard-cocluster" and int(head.recipe_step) == 12 and bool(head.cocluster_done)
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.stem.parameters()))  # the backbone trained
+    theta = next(g for g in namespace["optimizer"].param_groups if g["name"] == "theta")
+    assert theta["lr"] == pytest.approx(1e-2)
+
+
+def test_param_groups_refuse_a_model_without_the_head():
+    from blockout import BlockoutHead
+
+    head = BlockoutHead(4, 3, hidden=(5,), clusters=2)
+    with pytest.raises(ValueError, match="not among its modules"):
+        head.param_groups(1e-3, model=torch.nn.Linear(4, 3))
 
 
 def test_readme_snippet_adds_at_most_ten_lines():
