@@ -174,6 +174,30 @@ def test_an_example_run_again_on_its_folder_is_one_line(tmp_path, script):
     assert proc.stderr.strip().count("\n") == 0 and "error:" in proc.stderr
 
 
+@pytest.mark.parametrize("module,args,match", [
+    ("plain_loop", ["--method", "magic"], "argument --method: invalid choice: 'magic'"),
+    ("plain_loop", ["--steps", "0"], "argument --steps: expected a whole number >= 1, got '0'"),
+    ("convert_classifier", ["--pretrain-steps", "-1"], "argument --pretrain-steps: expected a whole number >= 0"),
+    ("convert_classifier", ["--batch-size", "x"], "argument --batch-size: expected a whole number >= 1, got 'x'"),
+])
+def test_an_examples_bad_option_is_one_line(tmp_path, capsys, module, args, match):
+    """Regression: a bad --method or --steps 0 ended in a BlockoutHead traceback (exit 1)."""
+    with pytest.raises(SystemExit) as exc:
+        _example(module).main(["--out", str(tmp_path / "out"), *args])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and re.search(match, err) and err.strip().count("\n") == 0, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_examples_batch_larger_than_the_data_is_refused(tmp_path):
+    """Regression: --batch-size above the 2000 training images made the batch generator loop forever."""
+    from blockout.errors import UserError
+
+    with pytest.raises(UserError, match="--batch-size must be between 1 and 2000"):
+        _example("plain_loop").main(["--out", str(tmp_path / "out"), "--batch-size", "2001"])
+    assert not (tmp_path / "out").exists()  # refused before the run folder is made
+
+
 def test_the_examples_run_our_recipes(tmp_path):
     """`--method hard-cocluster` in the plain loop and `hard-budgeted` under Lightning: the head's
     schedule runs in a user's loop and the run folder records it."""
