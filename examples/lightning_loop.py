@@ -20,6 +20,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from blockout import BlockoutHead
+from blockout.errors import UserError
 from blockout.head import HEAD_METHODS
 from blockout.lightning import BlockoutCallback, lightning_module
 from plain_loop import SmallCNN
@@ -82,7 +83,11 @@ def main(argv: list[str] | None = None) -> Path:
                         val_check_interval=min(len(train), args.steps),  # a short run still validates
                         accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
-    trainer.fit(Classifier(method=args.method, epochs=epochs), train, test)
+    try:
+        module = Classifier(method=args.method, epochs=epochs)
+    except ValueError as exc:  # e.g. a recipe whose schedule does not fit in --steps: one line, exit 2
+        raise UserError(f"--steps {args.steps} ({epochs} epoch(s)): {exc}") from None
+    trainer.fit(module, train, test)
     print(f"run folder: {args.out}  (open it: blockout dashboard {args.out})")
     return Path(args.out)
 

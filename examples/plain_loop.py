@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from blockout import BlockoutHead, RunLogger  # Blockout
+from blockout.errors import UserError
 from blockout.head import HEAD_METHODS
 from toy_data import (CLASSES, DATASET, ExampleParser, batches, count, default_steps, evaluate, make_splits,
                       run_main)
@@ -53,8 +54,11 @@ def main(argv: list[str] | None = None) -> Path:
     steps_per_epoch, snapshot_every = 20, max(1, args.steps // 30)
     epochs = -(-args.steps // steps_per_epoch)
     backbone = SmallCNN()
-    head = BlockoutHead(backbone.out_features, len(CLASSES), hidden=(128,), clusters=4,  # Blockout
-                        method=args.method, epochs=epochs, steps_per_epoch=steps_per_epoch)
+    try:
+        head = BlockoutHead(backbone.out_features, len(CLASSES), hidden=(128,), clusters=4,  # Blockout
+                            method=args.method, epochs=epochs, steps_per_epoch=steps_per_epoch)
+    except ValueError as exc:  # e.g. a recipe whose schedule does not fit in --steps: one line, exit 2
+        raise UserError(f"--steps {args.steps} ({epochs} epoch(s) of {steps_per_epoch} steps): {exc}") from None
     model = nn.Sequential(backbone, head)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     best = -1.0

@@ -189,6 +189,15 @@ def test_an_examples_bad_option_is_one_line(tmp_path, capsys, module, args, matc
     assert not (tmp_path / "out").exists()
 
 
+def test_a_recipe_schedule_that_does_not_fit_the_steps_is_one_line(tmp_path):
+    """Regression: hard-cocluster over one epoch (--steps 10) never left its plain warm-up, silently."""
+    from blockout.errors import UserError
+
+    with pytest.raises(UserError, match=r"--steps 10 \(1 epoch\(s\) of 20 steps\): .*never would: train at least 2"):
+        _example("plain_loop").main(["--out", str(tmp_path / "out"), "--steps", "10", "--method", "hard-cocluster"])
+    assert not (tmp_path / "out").exists()
+
+
 def test_an_examples_batch_larger_than_the_data_is_refused(tmp_path):
     """Regression: --batch-size above the 2000 training images made the batch generator loop forever."""
     from blockout.errors import UserError
