@@ -163,7 +163,8 @@ class BlockoutHead(FCStack):
         for label, given, known in (("membership", memberships, MEMBERSHIP_DEFAULTS),
                                     ("recipe", recipe, RECIPE_OPTIONS)):
             if given is not None and not isinstance(given, Mapping):
-                hint = f"; our recipes by name go in method=, e.g. method={given!r}" if given in RECIPES else ""
+                hint = (f"; our recipes by name go in method=, e.g. method={given!r}"
+                        if isinstance(given, str) and given in RECIPES else "")
                 example = "{'freeze_after': 8}" if label == "recipe" else "{'hidden_membership': 'categorical'}"
                 raise ValueError(f"{label if label == 'recipe' else 'memberships'} must be a mapping of options, "
                                  f"e.g. {example}, got {given!r}{hint}")
@@ -226,6 +227,9 @@ class BlockoutHead(FCStack):
                                  log=log or (lambda _msg: None))
         self._epoch_started = False
         self._epoch_start_step = 0
+        # a user's loop may forget start_epoch; the Lightning callback calls it every epoch itself and
+        # clears this, as its steps per epoch are only a guess (1) for data of unknown length
+        self._check_epochs = True
         self._prepared_step = -1
 
     # ------------------------------------------------------------------ forward
@@ -254,8 +258,9 @@ class BlockoutHead(FCStack):
         if not len(self.recipes):
             return
         if epoch >= self.config.epochs:
-            raise ValueError(f"start_epoch({epoch}) but BlockoutHead(method={self.method!r}, epochs={self.config.epochs}): "
-                             f"epochs count from 0 (0 .. {self.config.epochs - 1}); give the head the epochs you train")
+            raise ValueError(f"start_epoch({epoch}) but BlockoutHead(method={self.method!r}, "
+                             f"epochs={self.config.epochs}): epochs count from 0 (0 .. {self.config.epochs - 1}); "
+                             "give the head the epochs you train")
         if self._ctx.steps_per_epoch < 1:
             raise ValueError(f"method {self.method!r}: pass steps_per_epoch (optimiser steps per epoch, e.g. "
                              "len(loader)) to BlockoutHead(...) or to start_epoch(...)")
@@ -274,7 +279,7 @@ class BlockoutHead(FCStack):
                                "at the start of every epoch and head.end_step() after every optimiser step "
                                "(blockout.lightning.BlockoutCallback does this for you)")
         spe = self._ctx.steps_per_epoch
-        if self._ctx.step - self._epoch_start_step >= 2 * spe:
+        if self._check_epochs and self._ctx.step - self._epoch_start_step >= 2 * spe:
             # start_epoch called once, not every epoch: the phases would silently stop switching
             raise RuntimeError(f"BlockoutHead(method={self.method!r}): {self._ctx.step - self._epoch_start_step} "
                                f"optimiser steps since start_epoch({self._ctx.epoch}), two epochs of "

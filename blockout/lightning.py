@@ -156,6 +156,7 @@ def _callback_class():
             # BlockoutHeads running one of our recipes: their phases follow the Trainer's epochs
             self._heads = [m for m in pl_module.modules() if isinstance(m, BlockoutHead) and len(m.recipes)]
             for head in self._heads:
+                head._check_epochs = False  # start_epoch comes from here, every epoch
                 if trainer.max_epochs not in (None, -1) and head.config.epochs != trainer.max_epochs:
                     # Lightning trains 1000 epochs when given neither max_epochs nor max_steps
                     default = " (Lightning's default without max_epochs)" if (

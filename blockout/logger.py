@@ -350,7 +350,8 @@ class RunLogger:
             raise TypeError("multipliers must be a function returning {layer: array}")
         self.run_dir = Path(run_dir)
         self.model = model
-        self.resume_at_step = None if resume_at_step is None else _check_step(resume_at_step, "RunLogger", "resume_at_step")
+        self.resume_at_step = (None if resume_at_step is None
+                               else _check_step(resume_at_step, "RunLogger", "resume_at_step"))
         self.resume = bool(resume) or self.resume_at_step is not None
         self._lock_option = lock
         self._multipliers = multipliers

@@ -390,6 +390,38 @@ class TestLightning:
         second.fit(module, loader, ckpt_path=ckpt)
         assert second.global_step == 8 and int(module.head.recipe_step) == 8
 
+    def test_a_recipe_head_trains_on_data_of_unknown_length(self, tmp_path):
+        """An IterableDataset has no length, so the callback's steps per epoch are a guess (1): the
+        head's check for a forgotten start_epoch must not fire, as the callback calls it every epoch."""
+        pytest.importorskip("lightning")
+        from blockout.lightning import BlockoutCallback, lightning_module
+
+        L = lightning_module()
+
+        class Stream(torch.utils.data.IterableDataset):
+            def __iter__(self):
+                g = torch.Generator().manual_seed(0)
+                for i in range(5):
+                    yield torch.randn(4, 7, generator=g), torch.arange(4) % 4
+
+        class Module(L.LightningModule):
+            def __init__(self):
+                super().__init__()
+                self.head = BlockoutHead(7, 4, hidden=(6,), clusters=2, method="hard-budgeted", epochs=2, log=None)
+
+            def training_step(self, batch, _):
+                return nn.functional.cross_entropy(self.head(batch[0]), batch[1]) + self.head.extra_loss()
+
+            def configure_optimizers(self):
+                return torch.optim.Adam(self.parameters(), lr=1e-2)
+
+        module = Module()
+        trainer = L.Trainer(max_epochs=2, callbacks=[BlockoutCallback(tmp_path / "run")], accelerator="cpu",
+                            logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False)
+        trainer.fit(module, torch.utils.data.DataLoader(Stream(), batch_size=None))
+        assert trainer.global_step == 10 and int(module.head.recipe_step) == 10
+
     @pytest.mark.parametrize("trainer_kw,match", [
         ({"max_epochs": 3}, r"epochs=4\) but Trainer\(max_epochs=3\): give the head"),
         ({}, r"Trainer\(max_epochs=1000\) \(Lightning's default without max_epochs\)"),
