@@ -1,7 +1,6 @@
 """Our recipes (hard-cocluster, hard-budgeted) as BlockoutHead methods, trained in a user's loop."""
 
 import io
-import json
 
 import numpy as np
 import pytest
@@ -9,6 +8,7 @@ import torch
 from torch import nn
 
 from analysis.run import load_run
+from analysis.runformat import read_run
 from blockout import BlockoutHead, RunLogger
 from blockout.config import TrainConfig
 from blockout.models import build_model
@@ -207,6 +207,5 @@ def test_run_logger_keeps_the_multipliers_of_every_recipe_head(tmp_path):
     run = load_run(tmp_path / "run")
     multipliers = run.multipliers(1)
     assert set(multipliers) == {"fine.classifier", "coarse.classifier"}
-    layers = json.loads((tmp_path / "run" / "run.json").read_text())["topology"]["layers"]
-    assert set(multipliers) <= {layer["name"] for layer in layers}
+    assert set(multipliers) <= {layer.name for layer in read_run(tmp_path / "run").topology.layers}
     assert multipliers["fine.classifier"].tolist() == [1.0] * 4 and multipliers["coarse.classifier"].tolist() == [2.0] * 2
