@@ -374,8 +374,8 @@ class TestLightning:
             def training_step(self, batch, _):
                 return nn.functional.cross_entropy(self.head(self.body(batch[0])), batch[1]) + self.head.extra_loss()
 
-            def configure_optimizers(self):
-                return torch.optim.Adam(self.parameters(), lr=1e-2)
+            def configure_optimizers(self):  # the README's: all of the module, θ at 10 × lr
+                return torch.optim.Adam(self.head.param_groups(1e-2, model=self))
 
         data = torch.utils.data.TensorDataset(torch.randn(48, 7), torch.arange(48) % 4)
         loader = torch.utils.data.DataLoader(data, batch_size=8)  # 6 batches, 2 optimiser steps an epoch
