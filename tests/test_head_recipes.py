@@ -209,3 +209,10 @@ def test_run_logger_keeps_the_multipliers_of_every_recipe_head(tmp_path):
     assert set(multipliers) == {"fine.classifier", "coarse.classifier"}
     assert set(multipliers) <= {layer.name for layer in read_run(tmp_path / "run").topology.layers}
     assert multipliers["fine.classifier"].tolist() == [1.0] * 4 and multipliers["coarse.classifier"].tolist() == [2.0] * 2
+    # regression: `blockout inspect` ran the prefixed names into the role column ("fine.classesclasses")
+    from analysis.summary import summarize_run
+    from analysis.summary_report import format_summary
+
+    rows = {line.split()[0]: line.split()[1] for line in format_summary(summarize_run(tmp_path / "run")).splitlines()
+            if line.startswith("    ") and line.split()[0].startswith(("fine.", "coarse."))}
+    assert rows["fine.classes"] == "classes" and rows["coarse.trunk"] == "trunk" and len(rows) == 6
