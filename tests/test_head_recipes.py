@@ -177,6 +177,23 @@ def test_a_reloaded_head_resumes_its_schedule(tmp_path):
     assert np.array_equal(again.node_set_probs()["classes"], probs)
 
 
+def test_a_reloaded_budgeted_head_freezes_again_without_announcing_it():
+    """Regression: a head reloaded after its freeze logged "memberships frozen" a second time."""
+    logs = []
+    head = train(BlockoutHead(12, 4, hidden=(16,), clusters=2, method="hard-budgeted", epochs=4, log=logs.append),
+                 epochs=3, steps=4)
+    buf = io.BytesIO()
+    torch.save(head.state_dict(), buf)
+    buf.seek(0)
+    again = BlockoutHead(12, 4, hidden=(16,), clusters=2, method="hard-budgeted", epochs=4, log=logs.append)
+    again.load_state_dict(torch.load(buf, weights_only=True))
+    probs = again.node_set_probs()
+    again.start_epoch(3, steps_per_epoch=4)
+    assert sum("frozen" in line for line in logs) == 1
+    assert not any(p.requires_grad for p in again.theta_parameters())  # frozen again, quietly
+    assert all(np.array_equal(again.node_set_probs()[k], v) for k, v in probs.items())
+
+
 def test_run_logger_stores_the_recipe(tmp_path):
     head = BlockoutHead(12, 4, hidden=(16,), clusters=2, method="hard-budgeted", epochs=2, log=None)
     model = nn.Sequential(nn.Identity(), head)
