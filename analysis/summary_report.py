@@ -53,15 +53,16 @@ def format_summary(s: dict[str, Any]) -> str:
         lines.append("  no node sets (a plain network: no cluster memberships)")
         return "\n".join(lines)
     lines.append(f"  node sets at step {snap['step'] if snap else '-'}, threshold {s['threshold']}:")
-    head = f"    {'node set':<10}{'role':<9}{'size':>6}{'k':>4}{'mean P':>8}{'P<0.1':>8}{'P>0.9':>8}{'dead':>6}  nodes per cluster"
+    w = max(10, *(len(str(ns["name"])) + 2 for ns in s["node_sets"]))  # a model's several heads prefix the names
+    head = f"    {'node set':<{w}}{'role':<9}{'size':>6}{'k':>4}{'mean P':>8}{'P<0.1':>8}{'P>0.9':>8}{'dead':>6}  nodes per cluster"
     lines.append(head)
     for ns in s["node_sets"]:
         if "mean" not in ns:
-            lines.append(f"    {ns['name']:<10}{ns['role']:<9}{ns['size']:>6}{ns['clusters']:>4}  (no snapshot)")
+            lines.append(f"    {ns['name']:<{w}}{ns['role']:<9}{ns['size']:>6}{ns['clusters']:>4}  (no snapshot)")
             continue
         per = ns["nodes_per_cluster"]
         per_s = " ".join(str(c) for c in per[:16]) + (" ..." if len(per) > 16 else "")
-        lines.append(f"    {ns['name']:<10}{ns['role']:<9}{ns['size']:>6}{ns['clusters']:>4}{ns['mean']:>8.3f}"
+        lines.append(f"    {ns['name']:<{w}}{ns['role']:<9}{ns['size']:>6}{ns['clusters']:>4}{ns['mean']:>8.3f}"
                      f"{ns['frac_below_0.1']:>8.3f}{ns['frac_above_0.9']:>8.3f}{ns['dead_nodes']:>6}  {per_s}")
     live = [f"{l['name']} {l['live_fraction']:.2f}" for l in s["layers"] if l.get("live_fraction") is not None]
     if live:

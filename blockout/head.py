@@ -15,6 +15,7 @@ method have the same layers, node sets and initialisation order.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -135,6 +136,8 @@ class BlockoutHead(FCStack):
         super().__init__()
         if method not in HEAD_METHODS:
             raise ValueError(f"method must be one of {', '.join(HEAD_METHODS)}, got {method!r}")
+        if isinstance(hidden, (str, bytes)) or not (isinstance(hidden, int) or hasattr(hidden, "__iter__")):
+            raise ValueError(f"hidden must be a sequence of positive integers, got {hidden!r}")
         hidden = (hidden,) if isinstance(hidden, int) else tuple(hidden)
         for label, value, low in (("in_features", in_features, 1), ("num_classes", num_classes, 2),
                                   ("clusters", clusters, 1), ("seed", seed, 0)):
@@ -149,10 +152,22 @@ class BlockoutHead(FCStack):
             raise ValueError(f"mask must be 'count' or 'union', got {mask!r}")
         if trunk_clusters not in ("all", "learned"):
             raise ValueError(f"trunk_clusters must be 'all' or 'learned', got {trunk_clusters!r}")
+        for label, value in (("dropout", dropout), ("mask_scale", mask_scale)):
+            if (value is not None or label == "dropout") and (
+                    isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+                raise ValueError(f"{label} must be a number, got {value!r}")
         if not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        if log is not None and not callable(log):
+            raise ValueError(f"log must be a function taking a message (or None), got {log!r}")
         for label, given, known in (("membership", memberships, MEMBERSHIP_DEFAULTS),
                                     ("recipe", recipe, RECIPE_OPTIONS)):
+            if given is not None and not isinstance(given, Mapping):
+                hint = (f"; our recipes by name go in method=, e.g. method={given!r}"
+                        if isinstance(given, str) and given in RECIPES else "")
+                example = "{'freeze_after': 8}" if label == "recipe" else "{'hidden_membership': 'categorical'}"
+                raise ValueError(f"{label if label == 'recipe' else 'memberships'} must be a mapping of options, "
+                                 f"e.g. {example}, got {given!r}{hint}")
             unknown = sorted(set(given or {}) - set(known))
             if unknown:
                 raise ValueError(f"unknown {label} option(s) {', '.join(unknown)} (known: {', '.join(known)})")
@@ -173,6 +188,11 @@ class BlockoutHead(FCStack):
         except UserError as exc:
             raise ValueError(str(exc)) from None
         cfg = self.config
+        if (method in RECIPES or recipe) and cfg.cocluster_at is not None and cfg.cocluster_at >= cfg.epochs:
+            # the whole run would be the plain warm-up: a plain network recorded as a co-clustered one
+            raise ValueError(f"BlockoutHead(method={method!r}, epochs={cfg.epochs}) co-clusters after "
+                             f"cocluster_at={cfg.cocluster_at} epoch(s) of warm-up, so it never would: train at least "
+                             f"{cfg.cocluster_at + 1} epochs or pass recipe={{'cocluster_at': ...}} below epochs")
         self.mask = cfg.mask
         self.mask_scale = float(cfg.mask_scale) if cfg.mask_scale is not None else (
             1.0 / clusters if cfg.mask == "count" else 1.0)
@@ -206,6 +226,10 @@ class BlockoutHead(FCStack):
         self._ctx = TrainContext(model=self, config=cfg, steps_per_epoch=steps_per_epoch or 0,
                                  log=log or (lambda _msg: None))
         self._epoch_started = False
+        self._epoch_start_step = 0
+        # a user's loop may forget start_epoch; the Lightning callback calls it every epoch itself and
+        # clears this, as its steps per epoch are only a guess (1) for data of unknown length
+        self._check_epochs = True
         self._prepared_step = -1
 
     # ------------------------------------------------------------------ forward
@@ -233,6 +257,10 @@ class BlockoutHead(FCStack):
             self._ctx.steps_per_epoch = steps_per_epoch
         if not len(self.recipes):
             return
+        if epoch >= self.config.epochs:
+            raise ValueError(f"start_epoch({epoch}) but BlockoutHead(method={self.method!r}, "
+                             f"epochs={self.config.epochs}): epochs count from 0 (0 .. {self.config.epochs - 1}); "
+                             "give the head the epochs you train")
         if self._ctx.steps_per_epoch < 1:
             raise ValueError(f"method {self.method!r}: pass steps_per_epoch (optimiser steps per epoch, e.g. "
                              "len(loader)) to BlockoutHead(...) or to start_epoch(...)")
@@ -242,6 +270,7 @@ class BlockoutHead(FCStack):
         ctx.step = int(self.recipe_step)
         self.recipes.on_epoch_start(ctx)
         self._epoch_started = True
+        self._epoch_start_step = ctx.step
         self._prepared_step = -1
 
     def _before_step(self) -> None:
@@ -249,6 +278,13 @@ class BlockoutHead(FCStack):
             raise RuntimeError(f"BlockoutHead(method={self.method!r}) runs a recipe: call head.start_epoch(epoch) "
                                "at the start of every epoch and head.end_step() after every optimiser step "
                                "(blockout.lightning.BlockoutCallback does this for you)")
+        spe = self._ctx.steps_per_epoch
+        if self._check_epochs and self._ctx.step - self._epoch_start_step >= 2 * spe:
+            # start_epoch called once, not every epoch: the phases would silently stop switching
+            raise RuntimeError(f"BlockoutHead(method={self.method!r}): {self._ctx.step - self._epoch_start_step} "
+                               f"optimiser steps since start_epoch({self._ctx.epoch}), two epochs of "
+                               f"steps_per_epoch={spe}: call head.start_epoch(epoch) at the start of every epoch "
+                               "(and give steps_per_epoch the optimiser steps of one epoch)")
         if self._prepared_step != self._ctx.step:  # once per step (a loop may call forward more than once)
             self.recipes.before_step(self._ctx)
             self._prepared_step = self._ctx.step
@@ -287,16 +323,34 @@ class BlockoutHead(FCStack):
         """``{layer: array}`` the recipe saves with every snapshot (the budgets' multipliers)."""
         return self.recipes.snapshot_arrays(self)
 
-    def param_groups(self, lr: float, weight_decay: float = 0.0, theta_lr_mult: float | None = None) -> list[dict]:
+    def param_groups(self, lr: float, weight_decay: float = 0.0, theta_lr_mult: float | None = None, *,
+                     model: nn.Module | None = None) -> list[dict]:
         """Optimiser groups as our trainer makes them: θ with ``lr * theta_lr_mult`` (default: the
         method's, 10 for our recipes) and no weight decay, biases without decay.
+
+        The groups hold the head's parameters only; pass ``model`` (the network the head sits in)
+        to put all of its parameters in them, so that the backbone trains too.
 
         >>> head = BlockoutHead(8, 3, hidden=(4,), clusters=2)
         >>> [(g["name"], g["lr"]) for g in head.param_groups(0.1, theta_lr_mult=5)]
         [('weights', 0.1), ('no_decay', 0.1), ('theta', 0.5)]
+        >>> model = nn.Sequential(nn.Linear(5, 8), head)
+        >>> [len(g["params"]) for g in head.param_groups(0.1, model=model)]  # + the backbone's weight and bias
+        [3, 3, 2]
         """
+        if model is not None:
+            if not isinstance(model, nn.Module):
+                raise ValueError(f"model must be the torch.nn.Module the head is in, got {type(model).__name__}")
+            if not any(m is self for m in model.modules()):
+                raise ValueError("model must be the network that holds this head (the head is not among its modules)")
+        for label, value in (("lr", lr), ("weight_decay", weight_decay), ("theta_lr_mult", theta_lr_mult)):
+            if value is None and label == "theta_lr_mult":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{label} must be a number >= 0, got {value!r}")
         mult = self.config.theta_lr_mult if theta_lr_mult is None else float(theta_lr_mult)
-        return parameter_groups(self.parameters(), self.theta_parameters(), lr, weight_decay=weight_decay,
+        params = (model if model is not None else self).parameters()
+        return parameter_groups(params, self.theta_parameters(), lr, weight_decay=weight_decay,
                                 theta_lr_mult=mult)
 
     def recipe_config(self) -> dict[str, Any]:

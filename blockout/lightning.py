@@ -156,10 +156,14 @@ def _callback_class():
             # BlockoutHeads running one of our recipes: their phases follow the Trainer's epochs
             self._heads = [m for m in pl_module.modules() if isinstance(m, BlockoutHead) and len(m.recipes)]
             for head in self._heads:
+                head._check_epochs = False  # start_epoch comes from here, every epoch
                 if trainer.max_epochs not in (None, -1) and head.config.epochs != trainer.max_epochs:
+                    # Lightning trains 1000 epochs when given neither max_epochs nor max_steps
+                    default = " (Lightning's default without max_epochs)" if (
+                        trainer.max_epochs == 1000 and trainer.max_steps == -1) else ""
                     raise ValueError(f"BlockoutHead(method={head.method!r}, epochs={head.config.epochs}) but "
-                                     f"Trainer(max_epochs={trainer.max_epochs}): give the head the epochs you train")
-            self._recipe_step = int(trainer.global_step)
+                                     f"Trainer(max_epochs={trainer.max_epochs}){default}: give the head the epochs "
+                                     "you train and the Trainer the same max_epochs")
             config = self.config
             if config is None:
                 config = dict(getattr(pl_module, "hparams", {}) or {})
@@ -171,6 +175,11 @@ def _callback_class():
             if self.snapshot_every is None:
                 total = trainer.estimated_stepping_batches
                 self.every = max(1, round(total / TARGET_SNAPSHOTS)) if math.isfinite(total) else 100
+
+        def on_train_start(self, trainer, pl_module) -> None:  # noqa: D102
+            # here, not at fit start: a fit resumed from a checkpoint has its global_step restored
+            # only after on_fit_start, and a stale 0 made the first accumulating batch count as a step
+            self._recipe_step = int(trainer.global_step)
 
         def on_train_epoch_start(self, trainer, pl_module) -> None:  # noqa: D102
             for head in self._heads:

@@ -246,11 +246,11 @@ def _config_json(config: Any) -> dict[str, Any]:
     return json.loads(json.dumps({str(k): v for k, v in config.items()}, default=str, allow_nan=False))
 
 
-def _check_step(step: Any, what: str) -> int:
+def _check_step(step: Any, what: str, name: str = "step") -> int:
     if isinstance(step, torch.Tensor) and step.numel() == 1:
         step = step.item()
     if isinstance(step, bool) or not isinstance(step, (int, np.integer)) or step < 0:
-        raise ValueError(f"{what}: step must be a whole number >= 0, got {step!r}")
+        raise ValueError(f"{what}: {name} must be a whole number >= 0, got {step!r}")
     return int(step)
 
 
@@ -350,7 +350,8 @@ class RunLogger:
             raise TypeError("multipliers must be a function returning {layer: array}")
         self.run_dir = Path(run_dir)
         self.model = model
-        self.resume_at_step = None if resume_at_step is None else _check_step(resume_at_step, "resume_at_step")
+        self.resume_at_step = (None if resume_at_step is None
+                               else _check_step(resume_at_step, "RunLogger", "resume_at_step"))
         self.resume = bool(resume) or self.resume_at_step is not None
         self._lock_option = lock
         self._multipliers = multipliers
@@ -372,12 +373,13 @@ class RunLogger:
         self.class_names, self.wnids = names, wn
         self.config = _config_json(config)
         head = next((m for _, m in _heads(model)), None)
-        if isinstance(head, BlockoutHead) and len(head.recipes):
+        recipe_heads = [m for _, m in _heads(model) if isinstance(m, BlockoutHead) and len(m.recipes)]
+        if recipe_heads:
             # the recipe's resolved options (its phases show on the dashboard's curves) and its arrays
-            for key, value in head.recipe_config().items():
+            for key, value in recipe_heads[0].recipe_config().items():
                 self.config.setdefault(key, value)
             if self._multipliers is None:
-                self._multipliers = head.snapshot_arrays
+                self._multipliers = _head_arrays(recipe_heads, self.parts)
         if head is not None:
             hidden = list(head.hidden) if isinstance(head, BlockoutHead) else [head.nodes] * head.depth
             self.config.setdefault("method", head.method)
@@ -557,7 +559,7 @@ class RunLogger:
         for key, value in values.items():
             record[key] = _json_value(key, value)
         if record.get("epoch") is not None:
-            self._epoch = _check_step(record["epoch"], "log_metrics(epoch=...)")
+            self._epoch = _check_step(record["epoch"], "log_metrics", "epoch")
         record.setdefault("seconds", round(self._seconds0 + time.perf_counter() - self._t0, 3))
         if self.parts.node_sets and "probs" not in record:
             record["probs"] = self.probs_summary()
@@ -595,8 +597,19 @@ class RunLogger:
             return
         self._before_write(step)
         w, b = self._weights() if with_weights else (None, None)
-        writer.snapshot(step, self._epoch if epoch is None else _check_step(epoch, "snapshot(epoch=...)"),
+        writer.snapshot(step, self._epoch if epoch is None else _check_step(epoch, "snapshot", "epoch"),
                         self._probs(), w, b, multipliers=self._multiplier_arrays(), tags=tags)
+
+
+def _head_arrays(heads: list[BlockoutHead], parts: BlockoutParts) -> Callable[[], dict[str, np.ndarray]]:
+    """The recipe arrays of every head, under the layer names of ``parts`` (prefixed with the
+    head's path when the model has several heads, as the snapshots' other arrays are)."""
+    names = {id(layer): name for name, layer, _, _, _ in parts.layers}
+
+    def arrays() -> dict[str, np.ndarray]:
+        return {names[id(h.fc[layer])]: a for h in heads for layer, a in h.snapshot_arrays().items()}
+
+    return arrays
 
 
 def _structure(key: str, items: Any) -> list[tuple]:

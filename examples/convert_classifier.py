@@ -12,14 +12,14 @@ The model first trains as it is (standing in for a pretrained network), then its
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from blockout import BlockoutHead, RunLogger
-from toy_data import CLASSES, DATASET, batches, default_steps, evaluate, make_splits, run_main
+from toy_data import (CLASSES, DATASET, ExampleParser, batches, count, default_steps, evaluate, make_splits,
+                      run_main)
 
 
 class BasicBlock(nn.Module):
@@ -74,13 +74,14 @@ def train_steps(model, optimizer, data, steps):
 
 
 def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ExampleParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="checkpoints/example-convert", help="run folder to write (new or empty)")
-    parser.add_argument("--steps", type=int, default=default_steps(400), help="fine-tuning steps with the Blockout head")
-    parser.add_argument("--pretrain-steps", type=int, default=None, help="steps of the original model first "
+    parser.add_argument("--steps", type=count(1), default=default_steps(400),
+                        help="fine-tuning steps with the Blockout head")
+    parser.add_argument("--pretrain-steps", type=count(0), default=None, help="steps of the original model first "
                         "(default: half of --steps)")
-    parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=count(1), default=100)
+    parser.add_argument("--seed", type=count(0), default=0)
     args = parser.parse_args(argv)
     pretrain = args.steps // 2 if args.pretrain_steps is None else args.pretrain_steps
 

@@ -12,7 +12,6 @@ the dashboard plots), P about 30 times per run, and the weights tagged ``best`` 
 
 from __future__ import annotations
 
-import argparse
 import math
 from pathlib import Path
 
@@ -21,9 +20,11 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from blockout import BlockoutHead
+from blockout.errors import UserError
+from blockout.head import HEAD_METHODS
 from blockout.lightning import BlockoutCallback, lightning_module
 from plain_loop import SmallCNN
-from toy_data import CLASSES, DATASET, default_steps, make_splits, run_main
+from toy_data import CLASSES, DATASET, ExampleParser, count, default_steps, make_splits, run_main
 
 L = lightning_module()  # lightning.pytorch (or pytorch_lightning when only that is installed)
 
@@ -62,13 +63,13 @@ class Classifier(L.LightningModule):
 
 
 def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ExampleParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="checkpoints/example-lightning", help="run folder to write (new or empty)")
-    parser.add_argument("--steps", type=int, default=default_steps(600), help="training steps")
-    parser.add_argument("--method", default="hard-learned",
+    parser.add_argument("--steps", type=count(1), default=default_steps(600), help="training steps")
+    parser.add_argument("--method", default="hard-learned", choices=HEAD_METHODS, metavar="METHOD",
                         help="the head's method: one of the paper's, or our recipe hard-cocluster / hard-budgeted")
-    parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=count(1), default=100)
+    parser.add_argument("--seed", type=count(0), default=0)
     args = parser.parse_args(argv)
 
     L.seed_everything(args.seed, verbose=False)
@@ -82,7 +83,11 @@ def main(argv: list[str] | None = None) -> Path:
                         val_check_interval=min(len(train), args.steps),  # a short run still validates
                         accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
-    trainer.fit(Classifier(method=args.method, epochs=epochs), train, test)
+    try:
+        module = Classifier(method=args.method, epochs=epochs)
+    except ValueError as exc:  # e.g. a recipe whose schedule does not fit in --steps: one line, exit 2
+        raise UserError(f"--steps {args.steps} ({epochs} epoch(s)): {exc}") from None
+    trainer.fit(module, train, test)
     print(f"run folder: {args.out}  (open it: blockout dashboard {args.out})")
     return Path(args.out)
 

@@ -12,14 +12,16 @@ drive a recipe (``start_epoch``, ``extra_loss``, ``end_step``) do nothing for th
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from blockout import BlockoutHead, RunLogger  # Blockout
-from toy_data import CLASSES, DATASET, batches, default_steps, evaluate, make_splits, run_main
+from blockout.errors import UserError
+from blockout.head import HEAD_METHODS
+from toy_data import (CLASSES, DATASET, ExampleParser, batches, count, default_steps, evaluate, make_splits,
+                      run_main)
 
 
 class SmallCNN(nn.Module):
@@ -38,13 +40,13 @@ class SmallCNN(nn.Module):
 
 
 def main(argv: list[str] | None = None) -> Path:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ExampleParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="checkpoints/example-plain", help="run folder to write (new or empty)")
-    parser.add_argument("--steps", type=int, default=default_steps(600), help="training steps")
-    parser.add_argument("--method", default="hard-learned",
+    parser.add_argument("--steps", type=count(1), default=default_steps(600), help="training steps")
+    parser.add_argument("--method", default="hard-learned", choices=HEAD_METHODS, metavar="METHOD",
                         help="the head's method: one of the paper's, or our recipe hard-cocluster / hard-budgeted")
-    parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch-size", type=count(1), default=100)
+    parser.add_argument("--seed", type=count(0), default=0)
     args = parser.parse_args(argv)
 
     torch.manual_seed(args.seed)
@@ -52,16 +54,19 @@ def main(argv: list[str] | None = None) -> Path:
     steps_per_epoch, snapshot_every = 20, max(1, args.steps // 30)
     epochs = -(-args.steps // steps_per_epoch)
     backbone = SmallCNN()
-    head = BlockoutHead(backbone.out_features, len(CLASSES), hidden=(128,), clusters=4,  # Blockout
-                        method=args.method, epochs=epochs, steps_per_epoch=steps_per_epoch)
+    try:
+        head = BlockoutHead(backbone.out_features, len(CLASSES), hidden=(128,), clusters=4,  # Blockout
+                            method=args.method, epochs=epochs, steps_per_epoch=steps_per_epoch)
+    except ValueError as exc:  # e.g. a recipe whose schedule does not fit in --steps: one line, exit 2
+        raise UserError(f"--steps {args.steps} ({epochs} epoch(s) of {steps_per_epoch} steps): {exc}") from None
     model = nn.Sequential(backbone, head)
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     best = -1.0
 
     config = {**vars(args), "lr": 2e-3, "batch_size": args.batch_size, "epochs": epochs}
     dataset = {**DATASET, "train_size": len(y_train), "test_size": len(y_test)}
+    data = batches(x_train, y_train, batch_size=args.batch_size, seed=args.seed)
     with RunLogger(args.out, model, class_names=CLASSES, config=config, dataset=dataset) as log:  # Blockout
-        data = batches(x_train, y_train, batch_size=args.batch_size, seed=args.seed)
         running = []
         for step in range(1, args.steps + 1):
             x, y = next(data)

@@ -7,6 +7,7 @@ hierarchy to find (``blockout compare RUN --reference coarse`` scores it).
 
 from __future__ import annotations
 
+import argparse
 import os
 
 import torch
@@ -34,12 +35,20 @@ def make_splits(train_per_class: int = 200, test_per_class: int = 50, seed: int 
 
 def batches(x: torch.Tensor, y: torch.Tensor, batch_size: int, seed: int = 0):
     """Shuffled mini-batches, epoch after epoch, without end."""
-    g = torch.Generator().manual_seed(seed)
-    while True:
-        order = torch.randperm(len(y), generator=g)
-        for i in range(0, len(y) - batch_size + 1, batch_size):
-            idx = order[i:i + batch_size]
-            yield x[idx], y[idx]
+    from blockout.errors import UserError
+
+    if not 1 <= batch_size <= len(y):  # a larger batch than the data would yield nothing, forever
+        raise UserError(f"--batch-size must be between 1 and {len(y)} (the training images), got {batch_size}")
+
+    def endless():
+        g = torch.Generator().manual_seed(seed)
+        while True:
+            order = torch.randperm(len(y), generator=g)
+            for i in range(0, len(y) - batch_size + 1, batch_size):
+                idx = order[i:i + batch_size]
+                yield x[idx], y[idx]
+
+    return endless()
 
 
 def default_steps(fallback: int) -> int:
@@ -54,6 +63,28 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[
     logits = model(x)
     model.train()
     return torch.nn.functional.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()
+
+
+class ExampleParser(argparse.ArgumentParser):
+    """The examples' argument parser: a bad option is one line on stderr and exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def count(low: int):
+    """argparse type: a whole number >= ``low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {low}, got {text!r}")
+        return value
+
+    return parse
 
 
 def run_main(main) -> None:

@@ -77,11 +77,28 @@ class TestHead:
         ({"mask": "xor"}, "mask must be"),
         ({"memberships": {"colour": 1}}, "unknown membership option"),
         ({"memberships": {"hidden_membership": "tree"}}, "hidden_membership"),
+        # regression: these raised float()/iteration errors that did not name the argument
+        ({"dropout": "half"}, "dropout must be a number, got 'half'"),
+        ({"dropout": None}, "dropout must be a number, got None"),
+        ({"mask_scale": "1/k"}, "mask_scale must be a number, got '1/k'"),
+        ({"hidden": "128"}, "hidden must be a sequence of positive integers, got '128'"),
+        ({"hidden": None}, "hidden must be a sequence of positive integers, got None"),
+        ({"memberships": [("hidden_membership", "categorical")]}, "memberships must be a mapping of options"),
+        ({"recipe": "hard-cocluster"}, "recipe must be a mapping .* our recipes by name go in method=, "
+                                       "e.g. method='hard-cocluster'"),
+        ({"log": "stdout"}, "log must be a function"),
     ])
     def test_bad_arguments(self, kw, match):
         args = {"in_features": 4, "num_classes": 3, **kw}
         with pytest.raises(ValueError, match=match):
             BlockoutHead(**args)
+
+    @pytest.mark.parametrize("kw,match", [({"lr": "1e-3"}, "lr must be a number >= 0, got '1e-3'"),
+                                          ({"lr": -0.1}, "lr must be a number >= 0, got -0.1"),
+                                          ({"lr": 0.1, "theta_lr_mult": float("nan")}, "theta_lr_mult must be")])
+    def test_bad_param_groups(self, kw, match):
+        with pytest.raises(ValueError, match=match):
+            BlockoutHead(4, 3, hidden=(5,), clusters=2).param_groups(**kw)
 
     def test_categorical_memberships_and_usage_loss(self):
         torch.manual_seed(0)
@@ -211,6 +228,10 @@ class TestRunLogger:
                 log.snapshot(-1)
             with pytest.raises(ValueError, match="tags must be among"):
                 log.snapshot(1, tag="favourite")
+            with pytest.raises(ValueError, match=r"log_metrics: epoch must be a whole number >= 0, got -1"):
+                log.log_metrics(1, epoch=-1)  # regression: the message named the step, not the epoch
+            with pytest.raises(ValueError, match=r"snapshot: epoch must be a whole number >= 0, got 1.5"):
+                log.snapshot(1, epoch=1.5)
             with pytest.raises(TypeError, match="one number"):
                 log.log_metrics(1, loss=torch.ones(3))
             with pytest.raises(UserError, match="being written by another"):
@@ -334,6 +355,101 @@ class TestLightning:
         with pytest.raises(UserError, match="already exists"):
             trainer.fit(Module(), loader)
         assert not (tmp_path / "run" / "run.json").exists()  # nothing of a run written into it
+
+    def test_a_resumed_fit_with_accumulation_keeps_the_recipe_step(self, tmp_path):
+        """Regression: the callback read ``global_step`` at fit start, before Lightning restores
+        it from the checkpoint, so the first accumulating batch of a resumed fit counted as an
+        optimiser step: the head's schedule ran one step ahead of the Trainer (9 for 8)."""
+        pytest.importorskip("lightning")
+        from blockout.lightning import BlockoutCallback, lightning_module
+
+        L = lightning_module()
+
+        class Module(L.LightningModule):
+            def __init__(self):
+                super().__init__()
+                self.body = nn.Linear(7, 8)
+                self.head = BlockoutHead(8, 4, hidden=(6,), clusters=2, method="hard-budgeted", epochs=4, log=None)
+
+            def training_step(self, batch, _):
+                return nn.functional.cross_entropy(self.head(self.body(batch[0])), batch[1]) + self.head.extra_loss()
+
+            def configure_optimizers(self):  # the README's: all of the module, θ at 10 × lr
+                return torch.optim.Adam(self.head.param_groups(1e-2, model=self))
+
+        data = torch.utils.data.TensorDataset(torch.randn(48, 7), torch.arange(48) % 4)
+        loader = torch.utils.data.DataLoader(data, batch_size=8)  # 6 batches, 2 optimiser steps an epoch
+        options = dict(max_epochs=4, accumulate_grad_batches=4, accelerator="cpu", logger=False,
+                       enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+        torch.manual_seed(0)
+        first = L.Trainer(max_steps=4, callbacks=[BlockoutCallback(tmp_path / "run")], **options)
+        first.fit(Module(), loader)  # stopped after 2 of 4 epochs, with a checkpoint
+        (ckpt,) = (tmp_path / "checkpoints").glob("*.ckpt")
+        module = Module()
+        second = L.Trainer(callbacks=[BlockoutCallback(tmp_path / "run", resume=True)], **options)
+        second.fit(module, loader, ckpt_path=ckpt)
+        assert second.global_step == 8 and int(module.head.recipe_step) == 8
+
+    def test_a_recipe_head_trains_on_data_of_unknown_length(self, tmp_path):
+        """An IterableDataset has no length, so the callback's steps per epoch are a guess (1): the
+        head's check for a forgotten start_epoch must not fire, as the callback calls it every epoch."""
+        pytest.importorskip("lightning")
+        from blockout.lightning import BlockoutCallback, lightning_module
+
+        L = lightning_module()
+
+        class Stream(torch.utils.data.IterableDataset):
+            def __iter__(self):
+                g = torch.Generator().manual_seed(0)
+                for i in range(5):
+                    yield torch.randn(4, 7, generator=g), torch.arange(4) % 4
+
+        class Module(L.LightningModule):
+            def __init__(self):
+                super().__init__()
+                self.head = BlockoutHead(7, 4, hidden=(6,), clusters=2, method="hard-budgeted", epochs=2, log=None)
+
+            def training_step(self, batch, _):
+                return nn.functional.cross_entropy(self.head(batch[0]), batch[1]) + self.head.extra_loss()
+
+            def configure_optimizers(self):
+                return torch.optim.Adam(self.parameters(), lr=1e-2)
+
+        module = Module()
+        trainer = L.Trainer(max_epochs=2, callbacks=[BlockoutCallback(tmp_path / "run")], accelerator="cpu",
+                            logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False)
+        trainer.fit(module, torch.utils.data.DataLoader(Stream(), batch_size=None))
+        assert trainer.global_step == 10 and int(module.head.recipe_step) == 10
+
+    @pytest.mark.parametrize("trainer_kw,match", [
+        ({"max_epochs": 3}, r"epochs=4\) but Trainer\(max_epochs=3\): give the head"),
+        ({}, r"Trainer\(max_epochs=1000\) \(Lightning's default without max_epochs\)"),
+    ])
+    def test_head_epochs_must_match_the_trainers(self, tmp_path, trainer_kw, match):
+        pytest.importorskip("lightning")
+        from blockout.lightning import BlockoutCallback, lightning_module
+
+        L = lightning_module()
+
+        class Module(L.LightningModule):
+            def __init__(self):
+                super().__init__()
+                self.head = BlockoutHead(7, 4, hidden=(6,), clusters=2, method="hard-cocluster", epochs=4, log=None)
+
+            def training_step(self, batch, _):
+                return nn.functional.cross_entropy(self.head(batch[0]), batch[1])
+
+            def configure_optimizers(self):
+                return torch.optim.Adam(self.parameters(), lr=1e-2)
+
+        loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(8, 7), torch.arange(8) % 4))
+        trainer = L.Trainer(callbacks=[BlockoutCallback(tmp_path / "run")], accelerator="cpu", logger=False,
+                            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                            **trainer_kw)
+        with pytest.raises(ValueError, match=match):
+            trainer.fit(Module(), loader)
+        assert not (tmp_path / "run").exists()
 
 
 def test_lightning_missing_is_one_clear_error(monkeypatch):

@@ -7,6 +7,7 @@ import importlib
 import json
 import re
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +89,42 @@ def readme_snippet() -> str:
     return m.group(1)
 
 
+def readme_recipe_snippet() -> str:
+    text = (ROOT / "README.md").read_text()
+    m = re.search(r"<!-- recipe snippet[^>]*-->\s*```python\n(.*?)```", text, re.S)
+    assert m, "the README lost its recipe snippet"
+    return textwrap.dedent(m.group(1))
+
+
+def test_readme_recipe_snippet_trains_the_backbone_and_runs_the_schedule():
+    """Regression: the recipe snippet's optimiser held the head's parameters only
+    (``head.param_groups(lr)``), so a user's backbone silently never trained."""
+    from blockout import BlockoutHead
+
+    toy, conv = _example("toy_data"), _example("convert_classifier")
+    torch.manual_seed(0)
+    (x, y), _ = toy.make_splits(train_per_class=2, test_per_class=1)
+    loader = [(x[i:i + 5], y[i:i + 5]) for i in range(0, len(y), 5)]  # 4 batches an epoch
+    model = conv.TinyResNet(10, widths=(8, 16))
+    before = [p.detach().clone() for p in model.stem.parameters()]
+    namespace = {"torch": torch, "BlockoutHead": BlockoutHead, "model": model, "loader": loader,
+                 "class_names": toy.CLASSES, "epochs": 3}
+    exec(compile(readme_recipe_snippet(), "README.md recipe snippet", "exec"), namespace)
+    head = model.fc
+    assert head.method == "hard-cocluster" and int(head.recipe_step) == 12 and bool(head.cocluster_done)
+    assert all(not torch.equal(a, b) for a, b in zip(before, model.stem.parameters()))  # the backbone trained
+    theta = next(g for g in namespace["optimizer"].param_groups if g["name"] == "theta")
+    assert theta["lr"] == pytest.approx(1e-2)
+
+
+def test_param_groups_refuse_a_model_without_the_head():
+    from blockout import BlockoutHead
+
+    head = BlockoutHead(4, 3, hidden=(5,), clusters=2)
+    with pytest.raises(ValueError, match="not among its modules"):
+        head.param_groups(1e-3, model=torch.nn.Linear(4, 3))
+
+
 def test_readme_snippet_adds_at_most_ten_lines():
     added = [line for line in readme_snippet().splitlines() if re.search(r"#\s*\+", line)]
     assert 1 <= len(added) <= 10, added
@@ -135,6 +172,39 @@ def test_an_example_run_again_on_its_folder_is_one_line(tmp_path, script):
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().count("\n") == 0 and "error:" in proc.stderr
+
+
+@pytest.mark.parametrize("module,args,match", [
+    ("plain_loop", ["--method", "magic"], "argument --method: invalid choice: 'magic'"),
+    ("plain_loop", ["--steps", "0"], "argument --steps: expected a whole number >= 1, got '0'"),
+    ("convert_classifier", ["--pretrain-steps", "-1"], "argument --pretrain-steps: expected a whole number >= 0"),
+    ("convert_classifier", ["--batch-size", "x"], "argument --batch-size: expected a whole number >= 1, got 'x'"),
+])
+def test_an_examples_bad_option_is_one_line(tmp_path, capsys, module, args, match):
+    """Regression: a bad --method or --steps 0 ended in a BlockoutHead traceback (exit 1)."""
+    with pytest.raises(SystemExit) as exc:
+        _example(module).main(["--out", str(tmp_path / "out"), *args])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and re.search(match, err) and err.strip().count("\n") == 0, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_recipe_schedule_that_does_not_fit_the_steps_is_one_line(tmp_path):
+    """Regression: hard-cocluster over one epoch (--steps 10) never left its plain warm-up, silently."""
+    from blockout.errors import UserError
+
+    with pytest.raises(UserError, match=r"--steps 10 \(1 epoch\(s\) of 20 steps\): .*never would: train at least 2"):
+        _example("plain_loop").main(["--out", str(tmp_path / "out"), "--steps", "10", "--method", "hard-cocluster"])
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_examples_batch_larger_than_the_data_is_refused(tmp_path):
+    """Regression: --batch-size above the 2000 training images made the batch generator loop forever."""
+    from blockout.errors import UserError
+
+    with pytest.raises(UserError, match="--batch-size must be between 1 and 2000"):
+        _example("plain_loop").main(["--out", str(tmp_path / "out"), "--batch-size", "2001"])
+    assert not (tmp_path / "out").exists()  # refused before the run folder is made
 
 
 def test_the_examples_run_our_recipes(tmp_path):

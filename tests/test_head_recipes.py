@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from analysis.run import load_run
+from analysis.runformat import read_run
 from blockout import BlockoutHead, RunLogger
 from blockout.config import TrainConfig
 from blockout.models import build_model
@@ -107,12 +108,33 @@ def test_forgetting_start_epoch_is_one_clear_error():
         head.start_epoch(0)
 
 
+def test_start_epoch_called_once_or_one_based_is_one_clear_error():
+    """Regression: start_epoch called only before the loop left the co-clustered start in its
+    warm-up for good, and a 1-based epoch past the head's epochs was taken, both silently."""
+    x, y = toy()
+    head = BlockoutHead(12, 4, hidden=(8,), clusters=2, method="hard-cocluster", epochs=3, steps_per_epoch=2, log=None)
+    opt = torch.optim.Adam(head.param_groups(lr=1e-2))
+    head.start_epoch(0)
+    for _ in range(4):  # two epochs without start_epoch(1)
+        loss = nn.functional.cross_entropy(head(x), y) + head.extra_loss()
+        opt.zero_grad(); loss.backward(); opt.step(); head.end_step()
+    with pytest.raises(RuntimeError, match=r"4 optimiser steps since start_epoch\(0\).*start of every epoch"):
+        head(x)
+    head.start_epoch(2)  # back on schedule
+    assert head(x).shape == (64, 4) and bool(head.cocluster_done)
+    with pytest.raises(ValueError, match=r"start_epoch\(3\) but .*epochs=3\): epochs count from 0 \(0 \.\. 2\)"):
+        head.start_epoch(3)
+
+
 @pytest.mark.parametrize("kw,match", [
     ({"method": "hard-cocluster"}, "runs on a schedule of epochs: pass epochs="),
     ({"recipe": {"soft_epochs": 1}}, "run on a schedule of epochs"),
     ({"recipe": {"membership_warmup": 2}, "epochs": 3}, "unknown recipe option.*membership_warmup"),
     ({"recipe": {"cocluster_method": "magic"}, "method": "hard-cocluster", "epochs": 3}, "cocluster_method"),
     ({"method": "hard-cocluster", "epochs": 0}, "epochs must be a positive integer"),
+    # regression: a co-clustering at or after the last epoch never happened, and the run was a plain network
+    ({"method": "hard-cocluster", "epochs": 1}, r"cocluster_at=1 epoch\(s\) of warm-up, so it never would"),
+    ({"method": "hard-cocluster", "epochs": 4, "recipe": {"cocluster_at": 4}}, "train at least 5 epochs"),
 ])
 def test_bad_recipe_arguments(kw, match):
     with pytest.raises(ValueError, match=match):
@@ -155,6 +177,23 @@ def test_a_reloaded_head_resumes_its_schedule(tmp_path):
     assert np.array_equal(again.node_set_probs()["classes"], probs)
 
 
+def test_a_reloaded_budgeted_head_freezes_again_without_announcing_it():
+    """Regression: a head reloaded after its freeze logged "memberships frozen" a second time."""
+    logs = []
+    head = train(BlockoutHead(12, 4, hidden=(16,), clusters=2, method="hard-budgeted", epochs=4, log=logs.append),
+                 epochs=3, steps=4)
+    buf = io.BytesIO()
+    torch.save(head.state_dict(), buf)
+    buf.seek(0)
+    again = BlockoutHead(12, 4, hidden=(16,), clusters=2, method="hard-budgeted", epochs=4, log=logs.append)
+    again.load_state_dict(torch.load(buf, weights_only=True))
+    probs = again.node_set_probs()
+    again.start_epoch(3, steps_per_epoch=4)
+    assert sum("frozen" in line for line in logs) == 1
+    assert not any(p.requires_grad for p in again.theta_parameters())  # frozen again, quietly
+    assert all(np.array_equal(again.node_set_probs()[k], v) for k, v in probs.items())
+
+
 def test_run_logger_stores_the_recipe(tmp_path):
     head = BlockoutHead(12, 4, hidden=(16,), clusters=2, method="hard-budgeted", epochs=2, log=None)
     model = nn.Sequential(nn.Identity(), head)
@@ -164,3 +203,33 @@ def test_run_logger_stores_the_recipe(tmp_path):
     run = load_run(tmp_path / "run")
     assert run.config["method"] == "hard-budgeted" and run.config["freeze_after"] == 1
     assert set(run.multipliers(8)) == {"classifier"} and "multipliers" in run.metrics[-1]
+
+
+def test_run_logger_keeps_the_multipliers_of_every_recipe_head(tmp_path):
+    """Regression: with two budgeted heads the snapshots held one ``multiplier__classifier`` (the
+    first head's, under a name no layer has) instead of one per head under its layer's name."""
+
+    class TwoHeads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fine = BlockoutHead(12, 4, hidden=(8,), clusters=2, method="hard-budgeted", epochs=2, log=None)
+            self.coarse = BlockoutHead(12, 2, hidden=(8,), clusters=2, method="hard-budgeted", epochs=2, log=None)
+
+    model = TwoHeads()
+    for head, value in ((model.fine, 1.0), (model.coarse, 2.0)):
+        for budget in head.budgets.values():
+            budget.multiplier.fill_(value)
+    with RunLogger(tmp_path / "run", model, class_names=list("abcd")) as log:
+        log.snapshot(1)
+    run = load_run(tmp_path / "run")
+    multipliers = run.multipliers(1)
+    assert set(multipliers) == {"fine.classifier", "coarse.classifier"}
+    assert set(multipliers) <= {layer.name for layer in read_run(tmp_path / "run").topology.layers}
+    assert multipliers["fine.classifier"].tolist() == [1.0] * 4 and multipliers["coarse.classifier"].tolist() == [2.0] * 2
+    # regression: `blockout inspect` ran the prefixed names into the role column ("fine.classesclasses")
+    from analysis.summary import summarize_run
+    from analysis.summary_report import format_summary
+
+    rows = {line.split()[0]: line.split()[1] for line in format_summary(summarize_run(tmp_path / "run")).splitlines()
+            if line.startswith("    ") and line.split()[0].startswith(("fine.", "coarse."))}
+    assert rows["fine.classes"] == "classes" and rows["coarse.trunk"] == "trunk" and len(rows) == 6

@@ -33,7 +33,9 @@ class FreezeAndRescue(Recipe):
 
     def on_epoch_start(self, ctx: TrainContext) -> None:
         if ctx.epoch >= self.after:
-            self.freeze(ctx.model, ctx, quiet=False)
+            # announced at the switch only: a later epoch gets here first for a head reloaded from its
+            # state_dict (values frozen, θ trainable again), which is no new freeze
+            self.freeze(ctx.model, ctx, quiet=ctx.epoch > self.after)
 
     def freeze(self, model: nn.Module, ctx: TrainContext, quiet: bool) -> None:
         """Freeze the learned memberships (idempotent)."""
