@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> Path:
     # the conversion: the final nn.Linear becomes a Blockout head with one hidden layer and k = 4
     model.fc = BlockoutHead(model.fc.in_features, len(CLASSES), hidden=(128,), clusters=4)
 
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = torch.optim.Adam(model.fc.param_groups(1e-3, model=model))  # θ at 10 × lr, as our trainer
     per_eval, best = max(5, args.steps // 10), -1.0  # about 10 evaluations
     config = {**vars(args), "lr": 1e-3, "batch_size": args.batch_size, "epochs": -(-args.steps // per_eval)}
     with RunLogger(args.out, model, class_names=CLASSES, config=config,

@@ -59,7 +59,7 @@ class Classifier(L.LightningModule):
         self._step(batch, "val")
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        return torch.optim.Adam(self.head.param_groups(self.hparams.lr, model=self))  # θ at 10 × lr, as our trainer
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> Path:
     except ValueError as exc:  # e.g. a recipe whose schedule does not fit in --steps: one line, exit 2
         raise UserError(f"--steps {args.steps} ({epochs} epoch(s) of {steps_per_epoch} steps): {exc}") from None
     model = nn.Sequential(backbone, head)
-    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    optimizer = torch.optim.Adam(head.param_groups(2e-3, model=model))  # θ at 10 × lr, as our trainer
     best = -1.0
 
     config = {**vars(args), "lr": 2e-3, "batch_size": args.batch_size, "epochs": epochs}

@@ -407,6 +407,15 @@ class TestCoclusterPhase:
         with pytest.raises(UserError, match=r"cocluster_class_low/high .* \(0.9, 0.1\)"):
             TrainConfig(cocluster_class_low=0.9, cocluster_class_high=0.1)
 
+    def test_a_switch_after_the_last_epoch_is_refused(self):
+        """Regression: `--cocluster-at` >= `--epochs` trained a plain network under a co-clustered method's name."""
+        with pytest.raises(UserError, match="cocluster_at=5 .* epochs=5: train at least 6 epochs"):
+            TrainConfig(method="hard-learned", cocluster_at=5, epochs=5)
+        with pytest.raises(UserError, match="cocluster_at=1 .* epochs=1"):
+            TrainConfig.hard_cocluster(epochs=1)
+        assert TrainConfig.hard_cocluster(epochs=2).cocluster_at == 1
+        assert TrainConfig(method="fc", cocluster_at=5, epochs=5).cocluster_at == 5  # plain methods ignore it
+
     def test_plain_mode_is_a_plain_fc_net(self):
         cfg = TrainConfig.from_dict({"method": "hard-cocluster", "clusters": 3, "nodes": 6, "epochs": 3})
         torch.manual_seed(0)
