@@ -110,6 +110,7 @@ def sweep(full: bool) -> list[tuple[str, dict]]:
     ]
     cocluster += r5_auto_rows(cc, unb)
     cocluster += nested_sweep()
+    cocluster += r5_confusion_rows(cc, unb)
     return quick + [
         ("paper + union mask", {"method": "hard-learned", "mask": "union"}),
         ("paper + theta lr x1", {"method": "hard-learned", "theta_lr_mult": 1.0}),
@@ -170,6 +171,31 @@ def r5_auto_rows(cc: dict, unb: dict) -> list[tuple[str, dict]]:
         ("r5 fashion: linkage k auto (capacity 6)", {**FASHION, **auto, "clusters": 6}),
     ]
     return rows
+
+
+def r5_confusion_rows(cc: dict, unb: dict) -> list[tuple[str, dict]]:
+    """Round-5 rows of ``--cocluster-source confusion``: the classes grouped by the soft confusion matrix of
+    the last warm-up epoch instead of the warm-up weights, on the unbalanced, nested and Fashion-MNIST
+    shapes of the rows above (labels without commas)."""
+    conf = {**cc, "cocluster_method": "linkage", "cocluster_source": "confusion"}
+    nest = {"hierarchy": str(NESTED.relative_to(ROOT)), "clusters": 10, "depth": 2, "nodes": 160}
+    return [
+        ("r5 unbalanced: confusion k 9", {**unb, **conf}),
+        ("r5 unbalanced: confusion k auto (capacity 12)", {**unb, **conf, "clusters": 12, "cocluster_k": "auto"}),
+        ("r5 nested: confusion nested", {**nest, **conf, "cocluster_method": "nested"}),
+        ("r5 nested: confusion nested coarse 4", {**nest, **conf, "cocluster_method": "nested", "cocluster_coarse": 4}),
+        ("r5 fashion: confusion k 4", {**FASHION, **conf}),
+        ("r5 fashion: confusion k auto (capacity 6)", {**FASHION, **conf, "clusters": 6, "cocluster_k": "auto"}),
+    ]
+
+
+def tree_stats(run_dir: Path) -> dict:
+    """Depth of a Blockout run's branch tree at tau 0.5 (0 for the plain methods)."""
+    from analysis.graphs import branch_tree
+    from analysis.verdict import branch_depth
+
+    run = load_run(run_dir)
+    return {"tree_depth": 0 if run.class_set is None else branch_depth(branch_tree(run, 0.5))}
 
 
 def reference_groupings(run) -> dict[str, np.ndarray]:
@@ -288,7 +314,7 @@ def summarise(rows: list[dict]) -> list[dict]:
             vals = [v for v in vals if v is not None]
             item[key] = _json_num(np.mean(vals)) if vals else None
             item[key + "_sd"] = _json_num(np.std(vals)) if len(vals) > 1 else None
-        for key in ("p_w", "p_cc", "k_chosen", "classes_moved", "ari_cc_vs_final_w"):  # round 5
+        for key in ("p_w", "p_cc", "k_chosen", "classes_moved", "ari_cc_vs_final_w", "tree_depth"):  # round 5
             vals = [r["stats"].get(key) for r in rs if r["stats"].get(key) is not None]
             item[key] = _json_num(np.mean(vals)) if vals else None
             item[key + "_sd"] = _json_num(np.std(vals)) if len(vals) > 1 else None
@@ -574,6 +600,8 @@ def main(argv=None) -> int:
             stats = analyse(run_dir, args.permutations, seed)
             if label.startswith("r5 nested"):
                 stats.update(analyse_nested(run_dir, args.permutations, seed))
+            elif label.startswith("r5 "):
+                stats.update(tree_stats(run_dir))
             rows.append({"label": label, "seed": seed, "config": cfg,
                          "seconds": None if seconds is None else round(seconds, 1), "stats": stats})
             print(json.dumps({"label": label, "seed": seed, **{k: v for k, v in stats.items() if k != "node_sets"}}),

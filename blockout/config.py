@@ -199,6 +199,12 @@ class RecipeConfig:
                             "gap / silhouette = read off the weight dendrogram (largest gap between merge heights / "
                             "best mean silhouette), at most --clusters, the unused clusters left empty (dead); "
                             "auto = the rule that measured best (silhouette)", ("given", "auto", "gap", "silhouette"))
+    cocluster_source: str = _opt("weights", "what the linkage / nested co-clustering groups the classes by: the "
+                                 "class weight rows (cosine), or confusion = the soft confusion matrix of the warm-up "
+                                 "network over the training batches of the last warm-up epoch (classes mixed up "
+                                 "together group together; average linkage on 1 - symmetric confusion / its "
+                                 "maximum); the hidden nodes are assigned from the weights either way",
+                                 ("weights", "confusion"))
     cocluster_scale: float = _opt(5.0, "categorical logits after the co-clustering: scale * onehot(cluster)")
     cocluster_class_high: float = _opt(0.9, "Bernoulli P of a node in its co-clustered cluster")
     cocluster_class_low: float = _opt(0.1, "Bernoulli P of a node in the other clusters after the co-clustering")
@@ -489,6 +495,9 @@ class TrainConfig:
         if not 0.0 < self.cocluster_class_low < self.cocluster_class_high < 1.0:
             raise UserError(f"cocluster_class_low/high must satisfy 0 < low < high < 1, got "
                             f"({self.cocluster_class_low!r}, {self.cocluster_class_high!r})")
+        if self.cocluster_source != "weights" and self.cocluster_method not in ("linkage", "nested"):
+            raise UserError(f"cocluster_source={self.cocluster_source!r} groups the classes by a dendrogram: it needs "
+                            f"cocluster_method 'linkage' or 'nested', got {self.cocluster_method!r}")
         if self.cocluster_coarse is not None and not 1 <= self.cocluster_coarse <= self.clusters:
             raise UserError(f"cocluster_coarse must be in [1, clusters={self.clusters}] (or null), "
                             f"got {self.cocluster_coarse!r}")

@@ -495,6 +495,7 @@ class _Session:
                         with self.autocast():
                             logits = self.ddp_model(x)
                             loss = nn.functional.cross_entropy(logits.float(), y)
+                        recipes.after_forward(ctx, logits, y)
                         total_loss = recipes.total_loss(loss, ctx)
                         stop_now = self._check_step(total_loss, loss, epoch, stop)
                         opt.zero_grad(set_to_none=True)
