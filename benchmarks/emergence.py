@@ -184,6 +184,9 @@ def r5_confusion_rows(cc: dict, unb: dict) -> list[tuple[str, dict]]:
         ("r5 unbalanced: confusion k auto (capacity 12)", {**unb, **conf, "clusters": 12, "cocluster_k": "auto"}),
         ("r5 nested: confusion nested", {**nest, **conf, "cocluster_method": "nested"}),
         ("r5 nested: confusion nested coarse 4", {**nest, **conf, "cocluster_method": "nested", "cocluster_coarse": 4}),
+        # the fine count read off the confusion dendrogram too (capacity 12 > the planted 10), coarse given
+        ("r5 nested: confusion nested k auto coarse 4 (capacity 12)",
+         {**nest, **conf, "cocluster_method": "nested", "cocluster_coarse": 4, "clusters": 12, "cocluster_k": "auto"}),
         ("r5 fashion: confusion k 4", {**FASHION, **conf}),
         ("r5 fashion: confusion k auto (capacity 6)", {**FASHION, **conf, "clusters": 6, "cocluster_k": "auto"}),
     ]

@@ -195,10 +195,12 @@ class RecipeConfig:
     cocluster_coarse: int | None = _opt(None, "with --cocluster-method nested: the number of coarse groups, 1 to "
                                         "clusters (null: chosen from the class dendrogram, the widest gap between "
                                         "its merge heights among cuts into 2 to clusters-1 groups)")
-    cocluster_k: str = _opt("given", "number of class groups of the linkage co-clustering: given = --clusters; "
-                            "gap / silhouette = read off the weight dendrogram (largest gap between merge heights / "
+    cocluster_k: str = _opt("given", "number of class groups of the linkage co-clustering (fine groups of the "
+                            "nested one): given = --clusters; "
+                            "gap / silhouette = read off the class dendrogram (largest gap between merge heights / "
                             "best mean silhouette), at most --clusters, the unused clusters left empty (dead); "
-                            "auto = the rule that measured best (silhouette)", ("given", "auto", "gap", "silhouette"))
+                            "auto = the rule that measured best on that dendrogram (silhouette on the weights, gap "
+                            "on the confusion)", ("given", "auto", "gap", "silhouette"))
     cocluster_source: str = _opt("weights", "what the linkage / nested co-clustering groups the classes by: the "
                                  "class weight rows (cosine), or confusion = the soft confusion matrix of the warm-up "
                                  "network over the training batches of the last warm-up epoch (classes mixed up "
@@ -487,9 +489,9 @@ class TrainConfig:
         if self.cocluster_anneal_epochs and self.cocluster_at is None:
             raise UserError(f"cocluster_anneal_epochs={self.cocluster_anneal_epochs!r} needs cocluster_at "
                             "(the mask fades in after the co-clustering)")
-        if self.cocluster_k != "given" and self.cocluster_method != "linkage":
-            raise UserError(f"cocluster_k={self.cocluster_k!r} reads the number of groups off the weight dendrogram: "
-                            f"it needs cocluster_method 'linkage', got {self.cocluster_method!r}")
+        if self.cocluster_k != "given" and self.cocluster_method not in ("linkage", "nested"):
+            raise UserError(f"cocluster_k={self.cocluster_k!r} reads the number of groups off the class dendrogram: "
+                            f"it needs cocluster_method 'linkage' (or 'nested'), got {self.cocluster_method!r}")
         if not 0.0 <= self.cocluster_scale < float("inf"):
             raise UserError(f"cocluster_scale must be a finite number >= 0, got {self.cocluster_scale!r}")
         if not 0.0 < self.cocluster_class_low < self.cocluster_class_high < 1.0:

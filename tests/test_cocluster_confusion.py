@@ -179,3 +179,24 @@ class TestTraining:
         assert float(state["confusion_counts"].sum()) == 16  # the two batches of epoch 1 so far
         assert train(resume_config(tmp_path / "b"), resume=True).status == "finished"
         assert metrics(tmp_path / "a") == metrics(tmp_path / "b")
+
+    def test_nested_with_a_chosen_fine_count_leaves_the_rest_dead(self, hier, tmp_path, monkeypatch):
+        # force 3 fine groups of a capacity of 5: clusters 3-4 get no class and no node in any set
+        import blockout.recipes.cocluster as rc
+
+        monkeypatch.setattr(rc, "_fine_count", lambda W, k, rule, D: 3)
+        seen = {}
+
+        def record(step, model):
+            seen["P"] = {n: ns.probs.detach().clone() for n, ns in model.node_sets.items()
+                         if isinstance(ns.theta, torch.nn.Parameter)}
+
+        cfg = confusion_run(hier, tmp_path / "run", clusters=5, depth=2, cocluster_method="nested",
+                            cocluster_k="gap", cocluster_coarse=2)
+        assert train(cfg, on_step=record).status == "finished"
+        records = rf.read_jsonl(tmp_path / "run" / rf.METRICS)
+        assert records[2]["cocluster_k"] == 3 and set(records[2]["cocluster_classes"]) == {0, 1, 2}
+        assert set(seen["P"]) == {"h1", "h2", "classes"}
+        for name, P in seen["P"].items():
+            assert P[:, 3:].max() < 1e-6, name
+        assert (seen["P"]["h1"][:, :3] > 0.5).sum(1).float().mean() > 1  # coarse nodes span several fine clusters

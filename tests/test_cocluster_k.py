@@ -98,7 +98,7 @@ class TestConfigAndTraining:
         cfg = TrainConfig.from_dict({"method": "hard-cocluster", "cocluster_method": "linkage", "cocluster_k": "auto"})
         assert cfg.cocluster_k == "auto"
         assert TrainConfig.from_dict({"method": "hard-cocluster"}).cocluster_k == "given"  # preset unchanged
-        with pytest.raises(UserError, match="needs cocluster_method 'linkage'"):
+        with pytest.raises(UserError, match="needs cocluster_method 'linkage' \\(or 'nested'\\)"):
             TrainConfig.from_dict({"method": "hard-cocluster", "cocluster_k": "gap"})
         with pytest.raises(UserError, match="cocluster_k"):
             TrainConfig.from_dict({"method": "hard-cocluster", "cocluster_method": "linkage", "cocluster_k": "many"})

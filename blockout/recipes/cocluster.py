@@ -130,10 +130,14 @@ def cocluster_memberships(model: nn.Module, config: Any,
         # sets a coarse group per node (every fine cluster of the group: m > 1), classes fine
         first = next(j for j, n in enumerate(names) if n != "trunk")  # first node set with memberships
         ws = [model.fc[layers[j]].weight.detach().float().cpu().numpy() for j in range(first, len(layers))]
-        nested = nested_cocluster(ws, k, config.cocluster_coarse, class_linkage=_distance_linkage(class_distances))
+        # cocluster_k != "given": k fine groups read off the class dendrogram, the clusters beyond die
+        k_fine = _fine_count(W_cls, k, config.cocluster_k, class_distances)
+        coarse = None if config.cocluster_coarse is None else min(int(config.cocluster_coarse), k_fine)
+        nested = nested_cocluster(ws, k_fine, coarse, class_linkage=_distance_linkage(class_distances))
         rows = nested.assign[-1]
-        members = dict(zip(names[first:], nested.members))
+        members = {name: np.pad(m, ((0, 0), (0, k - k_fine))) for name, m in zip(names[first:], nested.members)}
         assign = dict(zip(names[first:], nested.assign))
+        counts = np.bincount(rows, minlength=k) if k_fine < k else None
     else:
         rows, cols = spectral_cocluster(W_cls, k, seed=int(config.seed))
     if method != "nested":
@@ -180,6 +184,18 @@ def _distance_classes(D: np.ndarray, k: int, rule: str) -> np.ndarray:
     from blockout.cocluster import distance_class_groups
 
     return distance_class_groups(D, k, rule)
+
+
+def _fine_count(W_cls: np.ndarray, k: int, rule: str, D: np.ndarray | None) -> int:
+    """Number of fine groups of the nested co-clustering: ``k``, or with ``rule`` other than ``"given"``
+    read off the class dendrogram of the distances ``D`` (or of the weight rows ``W_cls``), at most ``k``."""
+    from blockout.cocluster import K_RULE_AUTO, choose_k, distance_class_groups
+
+    if rule == "given":
+        return k
+    if D is not None:
+        return int(distance_class_groups(D, k, rule).max()) + 1
+    return choose_k(W_cls, k, rule=K_RULE_AUTO if rule == "auto" else rule)
 
 
 def _distance_linkage(D: np.ndarray | None) -> np.ndarray | None:
