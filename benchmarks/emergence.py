@@ -434,17 +434,17 @@ def analyse_nested(run_dir: Path, permutations: int = 199, seed: int = 0) -> dic
 
     def score(truth, groups):
         stats = compare_partition(truth, groups, perms)["ari"]
-        return _json_num(stats.observed), _json_num(stats.z)
+        return _json_num(stats.observed), _json_num(stats.z), _json_num(stats.p)
 
     hw = class_hierarchy(run, "weights")
     hp = class_hierarchy(run, "probability") if run.class_set is not None else None
     G = branch_tree(run, 0.5) if run.class_set is not None else None
     for d, (name, truth) in enumerate(levels.items(), start=1):
         n = int(np.unique(truth).size)
-        out[f"w_{name}"], out[f"zw_{name}"] = score(truth, hw.groups(n_groups=n))
+        out[f"w_{name}"], out[f"zw_{name}"], out[f"pw_{name}"] = score(truth, hw.groups(n_groups=n))
         if G is not None:
-            out[f"m_{name}"], out[f"zm_{name}"] = score(truth, tree_class_groups(G, depth=d))
-            out[f"p_{name}"], out[f"zp_{name}"] = score(truth, hp.groups(n_groups=n))
+            out[f"m_{name}"], out[f"zm_{name}"], out[f"pm_{name}"] = score(truth, tree_class_groups(G, depth=d))
+            out[f"p_{name}"], out[f"zp_{name}"], _ = score(truth, hp.groups(n_groups=n))
     if G is not None:
         out["tree_depth"] = branch_depth(G)
         out["k_used"] = clusters_used(run.probs()[run.class_set.name], 0.5)
@@ -453,8 +453,9 @@ def analyse_nested(run_dir: Path, permutations: int = 199, seed: int = 0) -> dic
     return out
 
 
-NESTED_KEYS = ("acc", "m_coarse", "zm_coarse", "m_fine", "zm_fine", "p_coarse", "p_fine", "w_coarse", "zw_coarse",
-               "w_fine", "zw_fine", "tree_depth", "k_used", "coarse_branches")
+NESTED_KEYS = ("acc", "m_coarse", "zm_coarse", "pm_coarse", "m_fine", "zm_fine", "pm_fine", "p_coarse", "p_fine",
+               "w_coarse", "zw_coarse", "pw_coarse", "w_fine", "zw_fine", "pw_fine", "tree_depth", "k_used",
+               "k_chosen", "coarse_branches")
 
 
 def nested_markdown(rows: list[dict]) -> str:
@@ -515,8 +516,8 @@ def r5_markdown(table: list[dict]) -> str:
            "of groups (P); weights = the final classifier rows' dendrogram cut the same way; p = permutation p of each "
            "seed; acc − fc = against the fc row of the same family.", "",
            "| configuration | reference | test acc (− fc) | membership ARI cc (p) | membership ARI P (p) | "
-           "weights ARI (p) | chosen k | classes moved by θ | switch vs final weights |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "weights ARI (p) | chosen k | classes moved by θ | switch vs final weights | tree depth |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for it in table:
         if not it["label"].startswith("r5 "):
             continue
@@ -537,7 +538,8 @@ def r5_markdown(table: list[dict]) -> str:
             out.append(f"| {it['label']} | {ref} | {acc} | {pm(d.get('ari_cc'), d.get('ari_cc_sd'))} "
                        f"({ps(d.get('p_cc_each'))}) | {pm(d.get('ari_p'), d.get('ari_p_sd'))}"
                        f"{'' if not d.get('p_p_each') else ' (' + ps(d.get('p_p_each')) + ')'} | "
-                       f"{pm(d.get('ari_w'), d.get('ari_w_sd'))} ({ps(d.get('p_w_each'))}) | {k} | {moved} | {sw} |")
+                       f"{pm(d.get('ari_w'), d.get('ari_w_sd'))} ({ps(d.get('p_w_each'))}) | {k} | {moved} | {sw} | "
+                       f"{pm(it.get('tree_depth'), it.get('tree_depth_sd'), 1)} |")
     return "\n".join(out) + "\n"
 
 
