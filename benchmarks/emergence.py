@@ -106,7 +106,8 @@ def sweep(full: bool) -> list[tuple[str, dict]]:
     cocluster += [
         ("r5 unbalanced: fc", {**unb, "method": "fc"}),
         ("r5 unbalanced: hard-cocluster (signed, shipped)", {**unb, **cc}),
-        ("r5 unbalanced: hard-cocluster --cocluster-method linkage", {**unb, **cc, "cocluster_method": "linkage"}),
+        ("r5 unbalanced: hard-cocluster --cocluster-method linkage", {**unb, **cc, "cocluster_method": "linkage",
+                                                                      "cocluster_source": "weights"}),
     ]
     cocluster += r5_auto_rows(cc, unb)
     cocluster += nested_sweep()
@@ -152,7 +153,7 @@ FASHION_REFS = ("wordnet_d5", "wordnet_d7")
 def r5_auto_rows(cc: dict, unb: dict) -> list[tuple[str, dict]]:
     """Round-5 rows of the k-from-data option and the Fashion-MNIST comparison (own block; labels without
     commas, which ``--only`` splits on)."""
-    auto = {**cc, "cocluster_method": "linkage", "cocluster_k": "auto"}
+    auto = {**cc, "cocluster_method": "linkage", "cocluster_k": "auto", "cocluster_source": "weights"}
     rows = [
         # --clusters is the capacity: 12 > the planted 9, the rule picks k
         ("r5 unbalanced: linkage k auto (capacity 12)", {**unb, **auto, "clusters": 12}),
@@ -167,7 +168,7 @@ def r5_auto_rows(cc: dict, unb: dict) -> list[tuple[str, dict]]:
         ("r5 fashion: fc", {**FASHION, "method": "fc"}),
         ("r5 fashion: hard-learned", {**FASHION, "method": "hard-learned"}),
         ("r5 fashion: hard-cocluster", {**FASHION, **cc}),
-        ("r5 fashion: linkage k 4", {**FASHION, **cc, "cocluster_method": "linkage"}),
+        ("r5 fashion: linkage k 4", {**FASHION, **cc, "cocluster_method": "linkage", "cocluster_source": "weights"}),
         ("r5 fashion: linkage k auto (capacity 6)", {**FASHION, **auto, "clusters": 6}),
     ]
     return rows
@@ -393,7 +394,7 @@ def nested_sweep() -> list[tuple[str, dict]]:
     of the epochs (the preset) or at epoch 15.
     """
     nest = {"hierarchy": str(NESTED.relative_to(ROOT)), "clusters": 10, "depth": 2, "nodes": 160}
-    cc = {"method": "hard-cocluster"}
+    cc = {"method": "hard-cocluster", "cocluster_source": "weights"}  # the preset's nested now uses the confusion
     return [
         ("r5 nested: fc", {**nest, "method": "fc"}),
         ("r5 nested: hard-cocluster (signed, shipped)", {**nest, **cc}),

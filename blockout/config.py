@@ -327,6 +327,10 @@ METHOD_PRESETS: dict[str, dict[str, Any]] = {
         "class_membership": "bernoulli", "cocluster_at": EpochShare(1, 3), "freeze_after": None, "rescue_dead": "on",
         "cocluster_method": "signed", "cocluster_scale": 8.0, "cocluster_class_high": 0.95,
         "cocluster_class_low": 0.15, "cocluster_rescale": "none", "theta_lr_mult": 10.0,
+        # with the dendrogram methods (linkage, nested) the preset groups the classes by the warm-up
+        # network's soft confusion matrix instead (TrainConfig.from_dict): round 5 measured it above the
+        # weight rows on every planted seed at equal accuracy (docs/emergence.md)
+        "cocluster_source": "weights",
     },
 }
 
@@ -560,6 +564,8 @@ class TrainConfig:
         preset = _resolve_preset(METHOD_PRESETS.get(data.get("method"), {}), data)
         if data.get("cocluster_method") == "nested" and "hidden_membership" in preset:
             preset["hidden_membership"] = "bernoulli"  # nested hidden nodes sit in several clusters (m > 1)
+        if data.get("cocluster_method") in ("linkage", "nested") and "cocluster_source" in preset:
+            preset["cocluster_source"] = "confusion"  # see the hard-cocluster preset
         return cls(**{**preset, **data})
 
     @classmethod

@@ -273,6 +273,7 @@ def resume_config(run_dir: str | Path, overrides: Mapping[str, Any] | None = Non
                         f"no run to continue")
     saved = flat_config(saved, source)  # nested (new) or flat (every run before nesting) alike
     saved.setdefault("augment", "none")  # runs saved before --augment existed trained without augmentation
+    saved.setdefault("cocluster_source", "weights")  # runs saved before --cocluster-source clustered the weights
     config = TrainConfig.from_dict(saved, source=source)
     changes = {}
     for key, value in (overrides or {}).items():

@@ -129,6 +129,16 @@ def confusion_run(hier, out, **kw):
 class TestTraining:
     def test_config(self):
         assert TrainConfig.from_dict({"method": "hard-cocluster"}).cocluster_source == "weights"  # preset unchanged
+        assert TrainConfig.demo().cocluster_source == "weights" and TrainConfig.demo().cocluster_method == "signed"
+        # the preset's dendrogram methods group by the confusion unless told otherwise
+        for method in ("linkage", "nested"):
+            c = TrainConfig.from_dict({"method": "hard-cocluster", "cocluster_method": method, "depth": 2})
+            assert c.cocluster_source == "confusion"
+            c = TrainConfig.from_dict({"method": "hard-cocluster", "cocluster_method": method, "depth": 2,
+                                       "cocluster_source": "weights"})
+            assert c.cocluster_source == "weights"
+        assert TrainConfig.from_dict({"method": "hard-learned", "cocluster_method": "linkage"}).cocluster_source \
+            == "weights"  # the plain default outside the preset
         cfg = TrainConfig.from_dict({"method": "hard-cocluster", "cocluster_method": "nested", "depth": 2,
                                      "cocluster_source": "confusion"})
         assert cfg.cocluster_source == "confusion"
@@ -179,6 +189,23 @@ class TestTraining:
         assert float(state["confusion_counts"].sum()) == 16  # the two batches of epoch 1 so far
         assert train(resume_config(tmp_path / "b"), resume=True).status == "finished"
         assert metrics(tmp_path / "a") == metrics(tmp_path / "b")
+
+    def test_a_run_saved_before_the_option_resumes_with_the_weights(self, hier, tmp_path):
+        # a linkage run of the preset from before --cocluster-source grouped by the weights: its resume must too
+        cfg = confusion_run(hier, tmp_path / "old", cocluster_source="weights")
+
+        def stop_at_2(step, model):
+            if step == 2:
+                raise KeyboardInterrupt
+
+        assert train(cfg, on_step=stop_at_2).status == "interrupted"
+        state_path = tmp_path / "old" / rf.TRAIN_STATE
+        state = load_train_state(state_path)
+        flat = state["config"]
+        for section in flat.values() if all(isinstance(v, dict) for v in flat.values()) else [flat]:
+            section.pop("cocluster_source", None)
+        torch.save(state, state_path)
+        assert resume_config(tmp_path / "old").cocluster_source == "weights"
 
     def test_nested_with_a_chosen_fine_count_leaves_the_rest_dead(self, hier, tmp_path, monkeypatch):
         # force 3 fine groups of a capacity of 5: clusters 3-4 get no class and no node in any set
