@@ -15,8 +15,9 @@ never used in training), then read back from its run folder with the analysis pa
 
 Round-5 rows (``r5 ...``, issue 12) add the chosen k, the permutation p of each seed, how many classes
 theta moved after the switch, the agreement of the switch's partition with the final weights', and for
-Fashion-MNIST the same statistics against WordNet depths 5 and 7 (``refs``); their own table closes the
-``.md``.
+Fashion-MNIST the same statistics against WordNet depths 5 and 7 (``refs``), and the branch tree's depth;
+their own table closes the ``.md``. The ``confusion`` rows group the classes by the warm-up network's soft
+confusion matrix (``--cocluster-source confusion``) instead of its weight rows.
 
 Writes ``benchmarks/results/emergence[_quick].json`` and ``.md`` (atomic writes). Modes:
 
