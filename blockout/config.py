@@ -205,8 +205,8 @@ class RecipeConfig:
                                  "class weight rows (cosine), or confusion = the soft confusion matrix of the warm-up "
                                  "network over the training batches of the last warm-up epoch (classes mixed up "
                                  "together group together; average linkage on 1 - symmetric confusion / its "
-                                 "maximum); the hidden nodes are assigned from the weights either way",
-                                 ("weights", "confusion"))
+                                 "maximum); the hidden nodes are assigned from the weights either way; --method "
+                                 "hard-cocluster picks confusion with linkage or nested", ("weights", "confusion"))
     cocluster_scale: float = _opt(5.0, "categorical logits after the co-clustering: scale * onehot(cluster)")
     cocluster_class_high: float = _opt(0.9, "Bernoulli P of a node in its co-clustered cluster")
     cocluster_class_low: float = _opt(0.1, "Bernoulli P of a node in the other clusters after the co-clustering")
