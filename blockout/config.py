@@ -328,8 +328,9 @@ METHOD_PRESETS: dict[str, dict[str, Any]] = {
         "cocluster_method": "signed", "cocluster_scale": 8.0, "cocluster_class_high": 0.95,
         "cocluster_class_low": 0.15, "cocluster_rescale": "none", "theta_lr_mult": 10.0,
         # with the dendrogram methods (linkage, nested) the preset groups the classes by the warm-up
-        # network's soft confusion matrix instead (TrainConfig.from_dict): round 5 measured it above the
-        # weight rows on every planted seed at equal accuracy (docs/emergence.md)
+        # network's soft confusion matrix instead (TrainConfig.from_dict): round 5 measured its memberships
+        # above the weight rows' on every unbalanced planted seed and at the fine level of every two-level
+        # seed, at about the same accuracy (docs/emergence.md)
         "cocluster_source": "weights",
     },
 }
