@@ -15,8 +15,9 @@ never used in training), then read back from its run folder with the analysis pa
 
 Round-5 rows (``r5 ...``, issue 12) add the chosen k, the permutation p of each seed, how many classes
 theta moved after the switch, the agreement of the switch's partition with the final weights', and for
-Fashion-MNIST the same statistics against WordNet depths 5 and 7 (``refs``); their own table closes the
-``.md``.
+Fashion-MNIST the same statistics against WordNet depths 5 and 7 (``refs``), and the branch tree's depth;
+their own table closes the ``.md``. The ``confusion`` rows group the classes by the warm-up network's soft
+confusion matrix (``--cocluster-source confusion``) instead of its weight rows.
 
 Writes ``benchmarks/results/emergence[_quick].json`` and ``.md`` (atomic writes). Modes:
 
@@ -106,10 +107,12 @@ def sweep(full: bool) -> list[tuple[str, dict]]:
     cocluster += [
         ("r5 unbalanced: fc", {**unb, "method": "fc"}),
         ("r5 unbalanced: hard-cocluster (signed, shipped)", {**unb, **cc}),
-        ("r5 unbalanced: hard-cocluster --cocluster-method linkage", {**unb, **cc, "cocluster_method": "linkage"}),
+        ("r5 unbalanced: hard-cocluster --cocluster-method linkage", {**unb, **cc, "cocluster_method": "linkage",
+                                                                      "cocluster_source": "weights"}),
     ]
     cocluster += r5_auto_rows(cc, unb)
     cocluster += nested_sweep()
+    cocluster += r5_confusion_rows(cc, unb)
     return quick + [
         ("paper + union mask", {"method": "hard-learned", "mask": "union"}),
         ("paper + theta lr x1", {"method": "hard-learned", "theta_lr_mult": 1.0}),
@@ -151,7 +154,7 @@ FASHION_REFS = ("wordnet_d5", "wordnet_d7")
 def r5_auto_rows(cc: dict, unb: dict) -> list[tuple[str, dict]]:
     """Round-5 rows of the k-from-data option and the Fashion-MNIST comparison (own block; labels without
     commas, which ``--only`` splits on)."""
-    auto = {**cc, "cocluster_method": "linkage", "cocluster_k": "auto"}
+    auto = {**cc, "cocluster_method": "linkage", "cocluster_k": "auto", "cocluster_source": "weights"}
     rows = [
         # --clusters is the capacity: 12 > the planted 9, the rule picks k
         ("r5 unbalanced: linkage k auto (capacity 12)", {**unb, **auto, "clusters": 12}),
@@ -166,10 +169,38 @@ def r5_auto_rows(cc: dict, unb: dict) -> list[tuple[str, dict]]:
         ("r5 fashion: fc", {**FASHION, "method": "fc"}),
         ("r5 fashion: hard-learned", {**FASHION, "method": "hard-learned"}),
         ("r5 fashion: hard-cocluster", {**FASHION, **cc}),
-        ("r5 fashion: linkage k 4", {**FASHION, **cc, "cocluster_method": "linkage"}),
+        ("r5 fashion: linkage k 4", {**FASHION, **cc, "cocluster_method": "linkage", "cocluster_source": "weights"}),
         ("r5 fashion: linkage k auto (capacity 6)", {**FASHION, **auto, "clusters": 6}),
     ]
     return rows
+
+
+def r5_confusion_rows(cc: dict, unb: dict) -> list[tuple[str, dict]]:
+    """Round-5 rows of ``--cocluster-source confusion``: the classes grouped by the soft confusion matrix of
+    the last warm-up epoch instead of the warm-up weights, on the unbalanced, nested and Fashion-MNIST
+    shapes of the rows above (labels without commas)."""
+    conf = {**cc, "cocluster_method": "linkage", "cocluster_source": "confusion"}
+    nest = {"hierarchy": str(NESTED.relative_to(ROOT)), "clusters": 10, "depth": 2, "nodes": 160}
+    return [
+        ("r5 unbalanced: confusion k 9", {**unb, **conf}),
+        ("r5 unbalanced: confusion k auto (capacity 12)", {**unb, **conf, "clusters": 12, "cocluster_k": "auto"}),
+        ("r5 nested: confusion nested", {**nest, **conf, "cocluster_method": "nested"}),
+        ("r5 nested: confusion nested coarse 4", {**nest, **conf, "cocluster_method": "nested", "cocluster_coarse": 4}),
+        # the fine count read off the confusion dendrogram too (capacity 12 > the planted 10), coarse given
+        ("r5 nested: confusion nested k auto coarse 4 (capacity 12)",
+         {**nest, **conf, "cocluster_method": "nested", "cocluster_coarse": 4, "clusters": 12, "cocluster_k": "auto"}),
+        ("r5 fashion: confusion k 4", {**FASHION, **conf}),
+        ("r5 fashion: confusion k auto (capacity 6)", {**FASHION, **conf, "clusters": 6, "cocluster_k": "auto"}),
+    ]
+
+
+def tree_stats(run_dir: Path) -> dict:
+    """Depth of a Blockout run's branch tree at tau 0.5 (0 for the plain methods)."""
+    from analysis.graphs import branch_tree
+    from analysis.verdict import branch_depth
+
+    run = load_run(run_dir)
+    return {"tree_depth": 0 if run.class_set is None else branch_depth(branch_tree(run, 0.5))}
 
 
 def reference_groupings(run) -> dict[str, np.ndarray]:
@@ -288,7 +319,7 @@ def summarise(rows: list[dict]) -> list[dict]:
             vals = [v for v in vals if v is not None]
             item[key] = _json_num(np.mean(vals)) if vals else None
             item[key + "_sd"] = _json_num(np.std(vals)) if len(vals) > 1 else None
-        for key in ("p_w", "p_cc", "k_chosen", "classes_moved", "ari_cc_vs_final_w"):  # round 5
+        for key in ("p_w", "p_cc", "k_chosen", "classes_moved", "ari_cc_vs_final_w", "tree_depth"):  # round 5
             vals = [r["stats"].get(key) for r in rs if r["stats"].get(key) is not None]
             item[key] = _json_num(np.mean(vals)) if vals else None
             item[key + "_sd"] = _json_num(np.std(vals)) if len(vals) > 1 else None
@@ -364,7 +395,7 @@ def nested_sweep() -> list[tuple[str, dict]]:
     of the epochs (the preset) or at epoch 15.
     """
     nest = {"hierarchy": str(NESTED.relative_to(ROOT)), "clusters": 10, "depth": 2, "nodes": 160}
-    cc = {"method": "hard-cocluster"}
+    cc = {"method": "hard-cocluster", "cocluster_source": "weights"}  # the preset's nested now uses the confusion
     return [
         ("r5 nested: fc", {**nest, "method": "fc"}),
         ("r5 nested: hard-cocluster (signed, shipped)", {**nest, **cc}),
@@ -405,17 +436,17 @@ def analyse_nested(run_dir: Path, permutations: int = 199, seed: int = 0) -> dic
 
     def score(truth, groups):
         stats = compare_partition(truth, groups, perms)["ari"]
-        return _json_num(stats.observed), _json_num(stats.z)
+        return _json_num(stats.observed), _json_num(stats.z), _json_num(stats.p)
 
     hw = class_hierarchy(run, "weights")
     hp = class_hierarchy(run, "probability") if run.class_set is not None else None
     G = branch_tree(run, 0.5) if run.class_set is not None else None
     for d, (name, truth) in enumerate(levels.items(), start=1):
         n = int(np.unique(truth).size)
-        out[f"w_{name}"], out[f"zw_{name}"] = score(truth, hw.groups(n_groups=n))
+        out[f"w_{name}"], out[f"zw_{name}"], out[f"pw_{name}"] = score(truth, hw.groups(n_groups=n))
         if G is not None:
-            out[f"m_{name}"], out[f"zm_{name}"] = score(truth, tree_class_groups(G, depth=d))
-            out[f"p_{name}"], out[f"zp_{name}"] = score(truth, hp.groups(n_groups=n))
+            out[f"m_{name}"], out[f"zm_{name}"], out[f"pm_{name}"] = score(truth, tree_class_groups(G, depth=d))
+            out[f"p_{name}"], out[f"zp_{name}"], _ = score(truth, hp.groups(n_groups=n))
     if G is not None:
         out["tree_depth"] = branch_depth(G)
         out["k_used"] = clusters_used(run.probs()[run.class_set.name], 0.5)
@@ -424,8 +455,9 @@ def analyse_nested(run_dir: Path, permutations: int = 199, seed: int = 0) -> dic
     return out
 
 
-NESTED_KEYS = ("acc", "m_coarse", "zm_coarse", "m_fine", "zm_fine", "p_coarse", "p_fine", "w_coarse", "zw_coarse",
-               "w_fine", "zw_fine", "tree_depth", "k_used", "coarse_branches")
+NESTED_KEYS = ("acc", "m_coarse", "zm_coarse", "pm_coarse", "m_fine", "zm_fine", "pm_fine", "p_coarse", "p_fine",
+               "w_coarse", "zw_coarse", "pw_coarse", "w_fine", "zw_fine", "pw_fine", "tree_depth", "k_used",
+               "k_chosen", "coarse_branches")
 
 
 def nested_markdown(rows: list[dict]) -> str:
@@ -486,8 +518,8 @@ def r5_markdown(table: list[dict]) -> str:
            "of groups (P); weights = the final classifier rows' dendrogram cut the same way; p = permutation p of each "
            "seed; acc − fc = against the fc row of the same family.", "",
            "| configuration | reference | test acc (− fc) | membership ARI cc (p) | membership ARI P (p) | "
-           "weights ARI (p) | chosen k | classes moved by θ | switch vs final weights |",
-           "|---|---|---|---|---|---|---|---|---|"]
+           "weights ARI (p) | chosen k | classes moved by θ | switch vs final weights | tree depth |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
     for it in table:
         if not it["label"].startswith("r5 "):
             continue
@@ -508,7 +540,8 @@ def r5_markdown(table: list[dict]) -> str:
             out.append(f"| {it['label']} | {ref} | {acc} | {pm(d.get('ari_cc'), d.get('ari_cc_sd'))} "
                        f"({ps(d.get('p_cc_each'))}) | {pm(d.get('ari_p'), d.get('ari_p_sd'))}"
                        f"{'' if not d.get('p_p_each') else ' (' + ps(d.get('p_p_each')) + ')'} | "
-                       f"{pm(d.get('ari_w'), d.get('ari_w_sd'))} ({ps(d.get('p_w_each'))}) | {k} | {moved} | {sw} |")
+                       f"{pm(d.get('ari_w'), d.get('ari_w_sd'))} ({ps(d.get('p_w_each'))}) | {k} | {moved} | {sw} | "
+                       f"{pm(it.get('tree_depth'), it.get('tree_depth_sd'), 1)} |")
     return "\n".join(out) + "\n"
 
 
@@ -574,6 +607,8 @@ def main(argv=None) -> int:
             stats = analyse(run_dir, args.permutations, seed)
             if label.startswith("r5 nested"):
                 stats.update(analyse_nested(run_dir, args.permutations, seed))
+            elif label.startswith("r5 "):
+                stats.update(tree_stats(run_dir))
             rows.append({"label": label, "seed": seed, "config": cfg,
                          "seconds": None if seconds is None else round(seconds, 1), "stats": stats})
             print(json.dumps({"label": label, "seed": seed, **{k: v for k, v in stats.items() if k != "node_sets"}}),

@@ -62,7 +62,8 @@ def study_one(seed: int, epochs: int, image_size: int, threads: int) -> dict:
         cfg = TrainConfig.from_dict({
             "dataset": "synthetic", "hierarchy": str(UNBALANCED), "clusters": K, "nodes": 160, "depth": 1,
             "batch_size": 128, "num_workers": 0, "device": "cpu", "epochs": epochs, "image_size": image_size,
-            "seed": seed, "method": "hard-cocluster", "cocluster_method": "linkage", "out": str(out_dir / "run")},
+            "seed": seed, "method": "hard-cocluster", "cocluster_method": "linkage",
+            "cocluster_source": "weights", "out": str(out_dir / "run")},
             source="benchmark")
         by_step: dict[int, np.ndarray] = {}
 

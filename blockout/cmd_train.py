@@ -45,7 +45,7 @@ FLAG_GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
       "theta_init_high", "fanin_init", "membership_warmup", "soft_epochs", "budget_rho", "budget_layers",
       "budget_scope", "budget_step", "budget_max_step", "budget_anneal_start", "budget_anneal_end", "freeze_after",
       "cocluster_at", "cocluster_anneal_epochs", "cocluster_method", "cocluster_coarse", "cocluster_k",
-      "cocluster_scale", "cocluster_class_high", "cocluster_class_low", "cocluster_rescale", "rescue_dead")),
+      "cocluster_source", "cocluster_scale", "cocluster_class_high", "cocluster_class_low", "cocluster_rescale", "rescue_dead")),
 )
 
 

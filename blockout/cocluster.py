@@ -31,7 +31,8 @@ from scipy.optimize import linear_sum_assignment
 __all__ = ["balanced_assign", "capacity_assign", "proportional_counts", "spectral_cocluster", "signed_row_clusters",
            "linkage_row_clusters", "assign_inputs", "cosine_linkage", "gap_cluster_count", "nested_row_clusters",
            "group_memberships", "nested_cocluster", "NestedClusters", "K_RULES", "K_RULE_AUTO", "cosine_row_distances",
-           "gap_k", "silhouette_k", "choose_k"]
+           "gap_k", "silhouette_k", "choose_k", "soft_confusion", "confusion_distances", "distance_linkage",
+           "distance_class_groups", "K_RULE_AUTO_CONFUSION"]
 
 
 def balanced_assign(cost: np.ndarray, capacity: int | None = None) -> np.ndarray:
@@ -273,7 +274,8 @@ def gap_cluster_count(Z: np.ndarray, k_min: int = 2, k_max: int | None = None) -
     return gap_k(Z[:, 2], k_max, k_min)
 
 
-def nested_row_clusters(W: np.ndarray, k_fine: int, k_coarse: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def nested_row_clusters(W: np.ndarray, k_fine: int, k_coarse: int | None = None,
+                        Z: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Two nested cuts of the rows' cosine dendrogram (:func:`cosine_linkage`): fine and coarse groups.
 
     Parameters
@@ -285,6 +287,9 @@ def nested_row_clusters(W: np.ndarray, k_fine: int, k_coarse: int | None = None)
     k_coarse : int, optional
         Coarse groups, ``1 <= k_coarse <= k_fine``; default: chosen from the dendrogram
         (:func:`gap_cluster_count` between 2 and ``k_fine - 1`` groups).
+    Z : ndarray (rows - 1, 4), optional
+        The dendrogram to cut instead of the rows' own (e.g. :func:`distance_linkage` of
+        :func:`confusion_distances`); ``W`` then only gives the number of rows.
 
     Returns
     -------
@@ -304,7 +309,10 @@ def nested_row_clusters(W: np.ndarray, k_fine: int, k_coarse: int | None = None)
         raise ValueError(f"W must be a finite (rows, in) matrix with at least k={k_fine} rows, got shape {W.shape}")
     if W.shape[0] < 2:
         return np.zeros(W.shape[0], dtype=np.int64), np.zeros(k_fine, dtype=np.int64)
-    Z = cosine_linkage(W)
+    if Z is None:
+        Z = cosine_linkage(W)
+    elif np.shape(Z) != (W.shape[0] - 1, 4):
+        raise ValueError(f"Z must be the linkage matrix of the {W.shape[0]} rows, got shape {np.shape(Z)}")
     if k_coarse is None:
         k_coarse = gap_cluster_count(Z, 2, k_fine - 1) if k_fine > 2 else 1
     if not 1 <= k_coarse <= k_fine:
@@ -352,7 +360,8 @@ class NestedClusters(NamedTuple):
     k_coarse: int
 
 
-def nested_cocluster(weights: Sequence[np.ndarray], k: int, k_coarse: int | None = None) -> NestedClusters:
+def nested_cocluster(weights: Sequence[np.ndarray], k: int, k_coarse: int | None = None,
+                     class_linkage: np.ndarray | None = None) -> NestedClusters:
     """Nested memberships of the hidden node sets and the classes from the weights.
 
     Parameters
@@ -364,6 +373,10 @@ def nested_cocluster(weights: Sequence[np.ndarray], k: int, k_coarse: int | None
         Fine clusters (the network's k).
     k_coarse : int, optional
         Coarse groups; default chosen from the class dendrogram (:func:`nested_row_clusters`).
+    class_linkage : ndarray, optional
+        The class dendrogram to cut (e.g. from the soft confusion matrix, :func:`distance_linkage`);
+        default: the class weight rows' own (:func:`cosine_linkage`). The hidden nodes are always
+        assigned from the weights.
 
     Returns
     -------
@@ -384,7 +397,7 @@ def nested_cocluster(weights: Sequence[np.ndarray], k: int, k_coarse: int | None
     if len(weights) < 1:
         raise ValueError("nested_cocluster needs the weights of at least one layer")
     W_cls = np.asarray(weights[-1], dtype=np.float64)
-    fine, coarse_of_fine = nested_row_clusters(W_cls, k, k_coarse)
+    fine, coarse_of_fine = nested_row_clusters(W_cls, k, k_coarse, Z=class_linkage)
     kc = int(coarse_of_fine.max()) + 1
     sizes = np.bincount(fine, minlength=k)
     coarse_sizes = np.bincount(coarse_of_fine, weights=sizes, minlength=kc)
@@ -539,3 +552,106 @@ def choose_k(W: np.ndarray, k_max: int, rule: str = "gap", k_min: int = 2) -> in
     if rule == "gap":
         return gap_k(Z[:, 2], k_max, k_min)
     return silhouette_k(cosine_row_distances(W), Z, min(k_max, n - 1), k_min)
+
+
+# --- a data-driven class affinity (issue 12, round 5) ----------------------------------------------
+# Every rule above clusters the classifier's weight rows, and a cut of the weights cannot beat the
+# weights: where the rows separate the groups weakly, so do the memberships. The soft confusion
+# matrix of the warm-up network (HD-CNN, Yan et al. 2015, builds its coarse categories from it) asks
+# the data instead: classes the network mixes up share features, whatever the rows look like.
+
+#: The rule ``--cocluster-k auto`` uses on the confusion dendrogram (the one that measured best there,
+#: docs/emergence.md Round 5; on the weight dendrogram it is :data:`K_RULE_AUTO`).
+K_RULE_AUTO_CONFUSION = "gap"
+
+
+def soft_confusion(prob_sums: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Soft confusion matrix ``C[i, j]`` = mean predicted probability of class ``j`` over the samples of class ``i``.
+
+    Parameters
+    ----------
+    prob_sums : ndarray (classes, classes)
+        Row ``i``: the sum of the softmax outputs over the samples whose label is ``i``.
+    counts : ndarray (classes,)
+        Samples per label. A class with no sample gets a zero row (no evidence either way).
+
+    >>> soft_confusion(np.array([[1.5, 0.5], [0., 0.]]), np.array([2, 0])).tolist()
+    [[0.75, 0.25], [0.0, 0.0]]
+    """
+    S = np.asarray(prob_sums, dtype=np.float64)
+    n = np.asarray(counts, dtype=np.float64)
+    if S.ndim != 2 or S.shape[0] != S.shape[1] or n.shape != (S.shape[0],):
+        raise ValueError(f"prob_sums must be (classes, classes) and counts (classes,), got {S.shape} and {n.shape}")
+    return S / np.maximum(n, 1.0)[:, None]
+
+
+def confusion_distances(C: np.ndarray) -> np.ndarray:
+    """``(n, n)`` class distances from a soft confusion matrix: ``1 - A / max(A)``, ``A`` its symmetric
+    off-diagonal part.
+
+    ``A[i, j] = (C[i, j] + C[j, i]) / 2``: how much the two classes are mixed up, either way. The
+    most confused pair is at distance 0, classes never confused at 1; the diagonal is 0. Without any
+    confusion every pair is at 1 (no evidence of groups).
+
+    >>> C = np.array([[.8, .2, 0.], [.1, .9, 0.], [0., 0., 1.]])
+    >>> confusion_distances(C).round(2).tolist()
+    [[0.0, 0.0, 1.0], [0.0, 0.0, 1.0], [1.0, 1.0, 0.0]]
+    """
+    C = np.asarray(C, dtype=np.float64)
+    if C.ndim != 2 or C.shape[0] != C.shape[1] or not np.isfinite(C).all() or (C < 0).any():
+        raise ValueError(f"C must be a finite non-negative (classes, classes) matrix, got shape {C.shape}")
+    A = (C + C.T) / 2
+    np.fill_diagonal(A, 0.0)
+    top = A.max() if A.size else 0.0
+    D = np.ones_like(A) if top <= 0 else 1.0 - A / top
+    np.fill_diagonal(D, 0.0)
+    return D
+
+
+def distance_linkage(D: np.ndarray) -> np.ndarray:
+    """Average-linkage dendrogram of ``n`` items from their ``(n, n)`` distances (scipy's linkage matrix).
+
+    >>> distance_linkage(np.array([[0., .1, 1.], [.1, 0., .9], [1., .9, 0.]]))[:, 2].round(2).tolist()
+    [0.1, 0.95]
+    """
+    import scipy.cluster.hierarchy as sch
+    from scipy.spatial.distance import squareform
+
+    D = np.asarray(D, dtype=np.float64)
+    if D.ndim != 2 or D.shape[0] != D.shape[1] or D.shape[0] < 2 or not np.isfinite(D).all():
+        raise ValueError(f"D must be a finite (n, n) distance matrix with n >= 2, got shape {D.shape}")
+    D = (D + D.T) / 2
+    np.fill_diagonal(D, 0.0)
+    return sch.linkage(squareform(D, checks=False), method="average")
+
+
+def distance_class_groups(D: np.ndarray, k_max: int, rule: str = "given") -> np.ndarray:
+    """Class groups of the average-linkage dendrogram of distances ``D`` (n, n), e.g. :func:`confusion_distances`.
+
+    ``rule`` ``"given"`` cuts into exactly ``k_max`` groups; ``"gap"`` / ``"silhouette"`` read the
+    number off the dendrogram (:func:`gap_k`, :func:`silhouette_k`; at most ``k_max``), ``"auto"``
+    is :data:`K_RULE_AUTO_CONFUSION`. Groups are numbered by first appearance in row order, so the
+    clusters beyond the chosen number stay empty. Deterministic.
+
+    >>> C = np.kron(np.eye(3), np.full((2, 2), .3)) + .4 * np.eye(6)  # 3 pairs confused within
+    >>> distance_class_groups(confusion_distances(C), 5, "gap").tolist()
+    [0, 0, 1, 1, 2, 2]
+    """
+    D = np.asarray(D, dtype=np.float64)
+    rule = K_RULE_AUTO_CONFUSION if rule == "auto" else rule
+    if rule not in ("given",) + K_RULES:
+        raise ValueError(f"rule must be given, auto or one of {', '.join(K_RULES)}, got {rule!r}")
+    n = D.shape[0] if D.ndim == 2 else 0
+    if n < 1 or int(k_max) < 1:
+        raise ValueError(f"need at least one class and k_max >= 1, got shape {D.shape}, k_max {k_max}")
+    k_max = min(int(k_max), n)
+    if n < 3 or k_max == 1:
+        return np.zeros(n, dtype=np.int64) if k_max == 1 else np.arange(n, dtype=np.int64)
+    Z = distance_linkage(D)
+    if rule == "given":
+        k = k_max
+    elif rule == "gap":
+        k = gap_k(Z[:, 2], k_max)
+    else:
+        k = silhouette_k(D, Z, min(k_max, n - 1)) if k_max > 2 else 2
+    return _cut(Z, k)

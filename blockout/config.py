@@ -195,10 +195,18 @@ class RecipeConfig:
     cocluster_coarse: int | None = _opt(None, "with --cocluster-method nested: the number of coarse groups, 1 to "
                                         "clusters (null: chosen from the class dendrogram, the widest gap between "
                                         "its merge heights among cuts into 2 to clusters-1 groups)")
-    cocluster_k: str = _opt("given", "number of class groups of the linkage co-clustering: given = --clusters; "
-                            "gap / silhouette = read off the weight dendrogram (largest gap between merge heights / "
+    cocluster_k: str = _opt("given", "number of class groups of the linkage co-clustering (fine groups of the "
+                            "nested one): given = --clusters; "
+                            "gap / silhouette = read off the class dendrogram (largest gap between merge heights / "
                             "best mean silhouette), at most --clusters, the unused clusters left empty (dead); "
-                            "auto = the rule that measured best (silhouette)", ("given", "auto", "gap", "silhouette"))
+                            "auto = the rule that measured best on that dendrogram (silhouette on the weights, gap "
+                            "on the confusion)", ("given", "auto", "gap", "silhouette"))
+    cocluster_source: str = _opt("weights", "what the linkage / nested co-clustering groups the classes by: the "
+                                 "class weight rows (cosine), or confusion = the soft confusion matrix of the warm-up "
+                                 "network over the training batches of the last warm-up epoch (classes mixed up "
+                                 "together group together; average linkage on 1 - symmetric confusion / its "
+                                 "maximum); the hidden nodes are assigned from the weights either way; --method "
+                                 "hard-cocluster picks confusion with linkage or nested", ("weights", "confusion"))
     cocluster_scale: float = _opt(5.0, "categorical logits after the co-clustering: scale * onehot(cluster)")
     cocluster_class_high: float = _opt(0.9, "Bernoulli P of a node in its co-clustered cluster")
     cocluster_class_low: float = _opt(0.1, "Bernoulli P of a node in the other clusters after the co-clustering")
@@ -319,6 +327,11 @@ METHOD_PRESETS: dict[str, dict[str, Any]] = {
         "class_membership": "bernoulli", "cocluster_at": EpochShare(1, 3), "freeze_after": None, "rescue_dead": "on",
         "cocluster_method": "signed", "cocluster_scale": 8.0, "cocluster_class_high": 0.95,
         "cocluster_class_low": 0.15, "cocluster_rescale": "none", "theta_lr_mult": 10.0,
+        # with the dendrogram methods (linkage, nested) the preset groups the classes by the warm-up
+        # network's soft confusion matrix instead (TrainConfig.from_dict): round 5 measured its memberships
+        # above the weight rows' on every unbalanced planted seed and at the fine level of every two-level
+        # seed, at about the same accuracy (docs/emergence.md)
+        "cocluster_source": "weights",
     },
 }
 
@@ -486,14 +499,17 @@ class TrainConfig:
         if self.cocluster_anneal_epochs and self.cocluster_at is None:
             raise UserError(f"cocluster_anneal_epochs={self.cocluster_anneal_epochs!r} needs cocluster_at "
                             "(the mask fades in after the co-clustering)")
-        if self.cocluster_k != "given" and self.cocluster_method != "linkage":
-            raise UserError(f"cocluster_k={self.cocluster_k!r} reads the number of groups off the weight dendrogram: "
-                            f"it needs cocluster_method 'linkage', got {self.cocluster_method!r}")
+        if self.cocluster_k != "given" and self.cocluster_method not in ("linkage", "nested"):
+            raise UserError(f"cocluster_k={self.cocluster_k!r} reads the number of groups off the class dendrogram: "
+                            f"it needs cocluster_method 'linkage' (or 'nested'), got {self.cocluster_method!r}")
         if not 0.0 <= self.cocluster_scale < float("inf"):
             raise UserError(f"cocluster_scale must be a finite number >= 0, got {self.cocluster_scale!r}")
         if not 0.0 < self.cocluster_class_low < self.cocluster_class_high < 1.0:
             raise UserError(f"cocluster_class_low/high must satisfy 0 < low < high < 1, got "
                             f"({self.cocluster_class_low!r}, {self.cocluster_class_high!r})")
+        if self.cocluster_source != "weights" and self.cocluster_method not in ("linkage", "nested"):
+            raise UserError(f"cocluster_source={self.cocluster_source!r} groups the classes by a dendrogram: it needs "
+                            f"cocluster_method 'linkage' or 'nested', got {self.cocluster_method!r}")
         if self.cocluster_coarse is not None and not 1 <= self.cocluster_coarse <= self.clusters:
             raise UserError(f"cocluster_coarse must be in [1, clusters={self.clusters}] (or null), "
                             f"got {self.cocluster_coarse!r}")
@@ -554,6 +570,8 @@ class TrainConfig:
         preset = _resolve_preset(METHOD_PRESETS.get(data.get("method"), {}), data)
         if data.get("cocluster_method") == "nested" and "hidden_membership" in preset:
             preset["hidden_membership"] = "bernoulli"  # nested hidden nodes sit in several clusters (m > 1)
+        if data.get("cocluster_method") in ("linkage", "nested") and "cocluster_source" in preset:
+            preset["cocluster_source"] = "confusion"  # see the hard-cocluster preset
         return cls(**{**preset, **data})
 
     @classmethod

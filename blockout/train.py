@@ -256,6 +256,7 @@ def resume_config(run_dir: str | Path, overrides: Mapping[str, Any] | None = Non
                         f"no run to continue")
     saved = flat_config(saved, source)  # nested (new) or flat (every run before nesting) alike
     saved.setdefault("augment", "none")  # runs saved before --augment existed trained without augmentation
+    saved.setdefault("cocluster_source", "weights")  # runs saved before --cocluster-source clustered the weights
     config = TrainConfig.from_dict(saved, source=source)
     changes = {}
     for key, value in (overrides or {}).items():
@@ -478,6 +479,7 @@ class _Session:
                         with self.autocast():
                             logits = self.ddp_model(x)
                             loss = nn.functional.cross_entropy(logits.float(), y)
+                        recipes.after_forward(ctx, logits, y)
                         total_loss = recipes.total_loss(loss, ctx)
                         stop_now = self._check_step(total_loss, loss, epoch, stop)
                         opt.zero_grad(set_to_none=True)

@@ -98,7 +98,7 @@ class TestConfigAndTraining:
         cfg = TrainConfig.from_dict({"method": "hard-cocluster", "cocluster_method": "linkage", "cocluster_k": "auto"})
         assert cfg.cocluster_k == "auto"
         assert TrainConfig.from_dict({"method": "hard-cocluster"}).cocluster_k == "given"  # preset unchanged
-        with pytest.raises(UserError, match="needs cocluster_method 'linkage'"):
+        with pytest.raises(UserError, match="needs cocluster_method 'linkage' \\(or 'nested'\\)"):
             TrainConfig.from_dict({"method": "hard-cocluster", "cocluster_k": "gap"})
         with pytest.raises(UserError, match="cocluster_k"):
             TrainConfig.from_dict({"method": "hard-cocluster", "cocluster_method": "linkage", "cocluster_k": "many"})
@@ -120,7 +120,7 @@ class TestConfigAndTraining:
         cfg = TrainConfig.from_dict(dict(
             hierarchy=str(hier), samples_per_class=4, test_samples_per_class=2, image_size=8, nodes=12, clusters=5,
             epochs=2, batch_size=8, device="cpu", out=str(tmp_path / "run"), method="hard-cocluster",
-            cocluster_at=1, cocluster_method="linkage", cocluster_k="gap"))
+            cocluster_at=1, cocluster_method="linkage", cocluster_k="gap", cocluster_source="weights"))
         assert train(cfg, on_step=record).status == "finished"
         records = rf.read_jsonl(tmp_path / "run" / rf.METRICS)
         assert records[1]["cocluster_k"] == 2 and set(records[1]["cocluster_classes"]) == {0, 1}
@@ -147,7 +147,7 @@ class TestConfigAndTraining:
         cfg = TrainConfig.from_dict(dict(
             hierarchy=str(hier), samples_per_class=4, test_samples_per_class=2, image_size=8, nodes=12, clusters=3,
             epochs=2, batch_size=8, device="cpu", out=str(tmp_path / "run"), method="hard-cocluster",
-            cocluster_at=1, cocluster_method="linkage"))
+            cocluster_at=1, cocluster_method="linkage", cocluster_source="weights"))
         assert train(cfg).status == "finished"
         records = rf.read_jsonl(tmp_path / "run" / rf.METRICS)
         assert records[1]["cocluster_k"] == 3

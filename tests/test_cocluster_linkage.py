@@ -115,7 +115,7 @@ class TestConfigAndTraining:
         cfg = TrainConfig.from_dict(dict(
             hierarchy=str(hier), samples_per_class=4, test_samples_per_class=2, image_size=8, nodes=12, clusters=3,
             epochs=3, batch_size=8, device="cpu", out=str(tmp_path / "run"), method="hard-cocluster",
-            cocluster_at=1, cocluster_method="linkage"))
+            cocluster_at=1, cocluster_method="linkage", cocluster_source="weights"))
         assert train(cfg, on_step=record).status == "finished"
         records = rf.read_jsonl(tmp_path / "run" / rf.METRICS)
         classes = np.asarray(records[1]["cocluster_classes"])

@@ -217,7 +217,7 @@ def test_tiny_nested_run_has_depth_two(tmp_path):
     cfg = TrainConfig.from_dict(dict(
         hierarchy=str(hier), samples_per_class=6, test_samples_per_class=2, image_size=8, nodes=16, clusters=4,
         depth=2, epochs=3, batch_size=16, device="cpu", out=str(tmp_path / "run"), method="hard-cocluster",
-        cocluster_at=1, cocluster_method="nested", cocluster_coarse=2))
+        cocluster_at=1, cocluster_method="nested", cocluster_coarse=2, cocluster_source="weights"))
     assert train(cfg).status == "finished"
     run = load_run(tmp_path / "run")
     P = run.probs()

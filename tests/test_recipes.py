@@ -223,8 +223,8 @@ class Counter(Recipe):
     name = "counter"
 
     def __init__(self):
-        self.calls = {"on_build": 0, "on_epoch_start": 0, "before_step": 0, "extra_loss": 0, "after_step": 0,
-                      "on_resume": 0}
+        self.calls = {"on_build": 0, "on_epoch_start": 0, "before_step": 0, "after_forward": 0, "extra_loss": 0,
+                      "after_step": 0, "on_resume": 0}
         self.steps_seen = 0
 
     def on_build(self, model):
@@ -240,6 +240,10 @@ class Counter(Recipe):
     def before_step(self, ctx):
         self.calls["before_step"] += 1
         assert ctx.step == self.steps_seen  # the step about to run
+
+    def after_forward(self, ctx, logits, targets):
+        self.calls["after_forward"] += 1
+        assert logits.shape == (len(targets), ctx.model.num_classes) and ctx.step == self.steps_seen
 
     def extra_loss(self, ctx):
         self.calls["extra_loss"] += 1
@@ -283,8 +287,8 @@ class TestUserRecipe:
         result = train(tiny(hier, tmp_path / "a"), recipes=[counter])
         steps = result.step
         assert steps == 8
-        assert counter.calls == {"on_build": 1, "on_epoch_start": 2, "before_step": steps, "extra_loss": steps,
-                                 "after_step": steps, "on_resume": 0}
+        assert counter.calls == {"on_build": 1, "on_epoch_start": 2, "before_step": steps, "after_forward": steps,
+                                 "extra_loss": steps, "after_step": steps, "on_resume": 0}
         records = rf.read_jsonl(tmp_path / "a" / rf.METRICS)
         assert [r["counter_steps"] for r in records] == [4, 8]
         state = load_train_state(tmp_path / "a" / rf.TRAIN_STATE)

@@ -15,6 +15,9 @@ order the loop calls them:
 ``on_epoch_start(ctx)``    at the start of every epoch (phases: soft/hard, plain/masked, freezing)
 ``before_step(ctx)``       before every forward pass, after the learning rates are set
                            (schedules that are functions of the step; the lr of θ)
+``after_forward(ctx, logits, targets)`` after the forward pass of a training step, before the
+                           loss: see the batch's outputs and labels (data-driven statistics,
+                           e.g. a confusion matrix); nothing may change the graph
 ``extra_loss(ctx)``        after the forward pass: a term (or terms) added to the loss, or None
 ``after_step(ctx)``        after the optimiser step (e.g. dual ascent)
 ``epoch_metrics(ctx)``     after the evaluation at the end of an epoch: keys for ``metrics.jsonl``
@@ -116,6 +119,11 @@ class Recipe:
     def before_step(self, ctx: TrainContext) -> None:
         """Before the forward pass of step ``ctx.step`` (learning rates already set)."""
 
+    def after_forward(self, ctx: TrainContext, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        """After the forward pass of step ``ctx.step``: the batch's ``logits`` (B, classes) and
+        ``targets`` (B,) of this rank. A recipe that accumulates from them must put the sums in its
+        :meth:`state_dict` (or the model) so that a resume mid-epoch continues them exactly."""
+
     def extra_loss(self, ctx: TrainContext) -> torch.Tensor | Sequence[torch.Tensor] | None:
         """A scalar term (or several) to add to the loss of this step, or None."""
         return None
@@ -181,6 +189,10 @@ class RecipeList(Recipe):
     def before_step(self, ctx: TrainContext) -> None:
         for r in self.recipes:
             r.before_step(ctx)
+
+    def after_forward(self, ctx: TrainContext, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        for r in self.recipes:
+            r.after_forward(ctx, logits, targets)
 
     def loss_terms(self, ctx: TrainContext) -> list[torch.Tensor]:
         """Every recipe's extra terms, in order."""

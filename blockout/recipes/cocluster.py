@@ -24,7 +24,7 @@ from torch import nn
 from blockout.membership import CategoricalClusters
 from blockout.recipes.base import Recipe, TrainContext, layer_sets
 
-__all__ = ["CoclusteredStart", "anneal_blend", "cocluster_memberships", "rownorm_rescale"]
+__all__ = ["CoclusteredStart", "ConfusionAccumulator", "anneal_blend", "cocluster_memberships", "rownorm_rescale"]
 
 
 def anneal_blend(step: int, steps_per_epoch: int, cocluster_at: int | None, anneal_epochs: int) -> float:
@@ -73,7 +73,8 @@ DEAD_LOGIT = 30.0
 
 
 @torch.no_grad()
-def cocluster_memberships(model: nn.Module, config: Any) -> dict[str, np.ndarray]:
+def cocluster_memberships(model: nn.Module, config: Any,
+                          class_distances: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Set every learned membership from a balanced co-clustering of the weights (ours).
 
     The class layer ``|W|`` (classes, h_last) is co-clustered (:func:`blockout.cocluster.spectral_cocluster`,
@@ -92,7 +93,11 @@ def cocluster_memberships(model: nn.Module, config: Any) -> dict[str, np.ndarray
     (:func:`rownorm_rescale`). Marks the model's ``cocluster_done`` buffer. With ``linkage`` and
     ``config.cocluster_k`` other than ``"given"`` the number of groups is read off the dendrogram
     (:func:`blockout.cocluster.choose_k`, at most k); the clusters it leaves empty get θ = −:data:`DEAD_LOGIT`
-    in every node set (no node is ever sampled into them). Returns ``{node set: assignment (n,)}``.
+    in every node set (no node is ever sampled into them). With ``class_distances`` (classes, classes),
+    e.g. :func:`blockout.cocluster.confusion_distances` (``cocluster_source confusion``), ``linkage``
+    and ``nested`` cut the average-linkage dendrogram of those distances instead of the weight rows'
+    (:func:`_distance_classes`); the hidden nodes are still assigned from the weights. Returns
+    ``{node set: assignment (n,)}``.
     """
     from blockout.cocluster import (K_RULE_AUTO, assign_inputs, choose_k, linkage_row_clusters, nested_cocluster,
                                     proportional_counts, signed_row_clusters, spectral_cocluster)
@@ -112,8 +117,11 @@ def cocluster_memberships(model: nn.Module, config: Any) -> dict[str, np.ndarray
         # cocluster_k != "given" the number of groups is read off the dendrogram (at most k):
         # the clusters beyond it get no classes and no nodes (they die, see below)
         rule = config.cocluster_k
-        k_used = k if rule == "given" else choose_k(W_cls, k, rule=K_RULE_AUTO if rule == "auto" else rule)
-        rows = linkage_row_clusters(W_cls, k_used)
+        if class_distances is not None:
+            rows = _distance_classes(class_distances, k, rule)
+        else:
+            k_used = k if rule == "given" else choose_k(W_cls, k, rule=K_RULE_AUTO if rule == "auto" else rule)
+            rows = linkage_row_clusters(W_cls, k_used)
         sizes = np.bincount(rows, minlength=k)
         cols = assign_inputs(W_cls, rows, k, counts=proportional_counts(sizes, W_cls.shape[1]))
         counts = sizes
@@ -122,10 +130,14 @@ def cocluster_memberships(model: nn.Module, config: Any) -> dict[str, np.ndarray
         # sets a coarse group per node (every fine cluster of the group: m > 1), classes fine
         first = next(j for j, n in enumerate(names) if n != "trunk")  # first node set with memberships
         ws = [model.fc[layers[j]].weight.detach().float().cpu().numpy() for j in range(first, len(layers))]
-        nested = nested_cocluster(ws, k, config.cocluster_coarse)
+        # cocluster_k != "given": k fine groups read off the class dendrogram, the clusters beyond die
+        k_fine = _fine_count(W_cls, k, config.cocluster_k, class_distances)
+        coarse = None if config.cocluster_coarse is None else min(int(config.cocluster_coarse), k_fine)
+        nested = nested_cocluster(ws, k_fine, coarse, class_linkage=_distance_linkage(class_distances))
         rows = nested.assign[-1]
-        members = dict(zip(names[first:], nested.members))
+        members = {name: np.pad(m, ((0, 0), (0, k - k_fine))) for name, m in zip(names[first:], nested.members)}
         assign = dict(zip(names[first:], nested.assign))
+        counts = np.bincount(rows, minlength=k) if k_fine < k else None
     else:
         rows, cols = spectral_cocluster(W_cls, k, seed=int(config.seed))
     if method != "nested":
@@ -163,6 +175,81 @@ def cocluster_memberships(model: nn.Module, config: Any) -> dict[str, np.ndarray
     return assign
 
 
+def _distance_classes(D: np.ndarray, k: int, rule: str) -> np.ndarray:
+    """Class groups of the linkage co-clustering from class distances
+    (:func:`blockout.cocluster.distance_class_groups`)."""
+    from blockout.cocluster import distance_class_groups
+
+    return distance_class_groups(D, k, rule)
+
+
+def _fine_count(W_cls: np.ndarray, k: int, rule: str, D: np.ndarray | None) -> int:
+    """Number of fine groups of the nested co-clustering: ``k``, or with ``rule`` other than ``"given"``
+    read off the class dendrogram of the distances ``D`` (or of the weight rows ``W_cls``), at most ``k``."""
+    from blockout.cocluster import K_RULE_AUTO, choose_k, distance_class_groups
+
+    if rule == "given":
+        return k
+    if D is not None:
+        return int(distance_class_groups(D, k, rule).max()) + 1
+    return choose_k(W_cls, k, rule=K_RULE_AUTO if rule == "auto" else rule)
+
+
+def _distance_linkage(D: np.ndarray | None) -> np.ndarray | None:
+    """The class dendrogram of the nested co-clustering from class distances (None: the weight rows')."""
+    from blockout.cocluster import distance_linkage
+
+    return None if D is None else distance_linkage(D)
+
+
+class ConfusionAccumulator:
+    """Soft confusion sums of the training batches (``cocluster_source confusion``): per label, the
+    sum of the softmax outputs and the number of samples, in float64 on the logits' device.
+
+    Kept in the recipe's ``state_dict`` (as CPU tensors) so that a run resumed mid-epoch continues
+    the sums exactly; summed over the ranks (all-reduce) when read under ``torchrun``.
+    """
+
+    def __init__(self) -> None:
+        self.sums: torch.Tensor | None = None  # (classes, classes)
+        self.counts: torch.Tensor | None = None  # (classes,)
+
+    @torch.no_grad()
+    def add(self, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        p = torch.softmax(logits.detach().double(), dim=1)  # (B, classes)
+        if self.sums is None:
+            c = p.shape[1]
+            self.sums = torch.zeros(c, c, dtype=torch.float64, device=p.device)
+            self.counts = torch.zeros(c, dtype=torch.float64, device=p.device)
+        self.sums = self.sums.to(p.device)
+        self.counts = self.counts.to(p.device)
+        self.sums.index_add_(0, targets, p)
+        self.counts += torch.bincount(targets, minlength=p.shape[1]).double()
+
+    def distances(self) -> np.ndarray:
+        """Class distances (:func:`blockout.cocluster.confusion_distances`) of the sums of every rank."""
+        from blockout.cocluster import confusion_distances, soft_confusion
+
+        if self.sums is None:
+            raise RuntimeError("cocluster_source confusion: no training batch was seen in the epoch before the "
+                               "co-clustering (a run resumed from a checkpoint without the confusion sums?)")
+        sums, counts = self.sums.clone(), self.counts.clone()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(sums)
+            torch.distributed.all_reduce(counts)
+        return confusion_distances(soft_confusion(sums.cpu().numpy(), counts.cpu().numpy()))
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.sums is None:
+            return {}
+        return {"confusion_sums": self.sums.cpu().clone(), "confusion_counts": self.counts.cpu().clone()}
+
+    def load_state_dict(self, state) -> None:
+        if "confusion_sums" in state:
+            self.sums = torch.as_tensor(state["confusion_sums"], dtype=torch.float64).clone()
+            self.counts = torch.as_tensor(state["confusion_counts"], dtype=torch.float64).clone()
+
+
 class CoclusteredStart(Recipe):
     """The co-clustered warm start; ``config`` (a :class:`~blockout.config.TrainConfig`) supplies
     ``cocluster_at``, ``cocluster_anneal_epochs`` and what :func:`cocluster_memberships` reads."""
@@ -173,6 +260,9 @@ class CoclusteredStart(Recipe):
         self.config = config
         self.at = int(config.cocluster_at)
         self.anneal_epochs = int(config.cocluster_anneal_epochs)
+        # the data-driven class affinity: accumulated over the last warm-up epoch only (the network that
+        # is about to be cut), dropped once the co-clustering is done
+        self.confusion = ConfusionAccumulator() if config.cocluster_source == "confusion" else None
 
     @classmethod
     def from_config(cls, config) -> "CoclusteredStart":
@@ -188,11 +278,26 @@ class CoclusteredStart(Recipe):
         model = ctx.model
         model.plain = ctx.epoch < self.at
         if not model.plain and not bool(model.cocluster_done):
-            assign = cocluster_memberships(model, self.config)
+            D = None if self.confusion is None else self.confusion.distances()
+            assign = cocluster_memberships(model, self.config, class_distances=D)
+            if self.confusion is not None:
+                self.confusion = ConfusionAccumulator()  # done: nothing left to save
             if ctx.is_main:
                 sizes = np.bincount(assign["classes"], minlength=model.clusters)
-                ctx.log(f"memberships set from a co-clustering of the weights after {self.at} epoch(s) "
+                what = "weights" if self.confusion is None else "confusion matrix and the weights"
+                ctx.log(f"memberships set from a co-clustering of the {what} after {self.at} epoch(s) "
                         f"(classes per cluster: {sizes.min()}-{sizes.max()})")
+
+    def after_forward(self, ctx: TrainContext, logits: torch.Tensor, targets: torch.Tensor) -> None:
+        if self.confusion is not None and ctx.epoch == self.at - 1 and not bool(ctx.model.cocluster_done):
+            self.confusion.add(logits, targets)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {} if self.confusion is None else self.confusion.state_dict()
+
+    def load_state_dict(self, state) -> None:
+        if self.confusion is not None:
+            self.confusion.load_state_dict(state)
 
     def before_step(self, ctx: TrainContext) -> None:
         if self.anneal_epochs:  # the mask fades in after the co-clustering
