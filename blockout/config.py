@@ -491,9 +491,9 @@ class TrainConfig:
             raise UserError(f"cocluster_at must be at least 1 (or null), got {self.cocluster_at!r}")
         if self.cocluster_at is not None and self.method in BLOCKOUT_METHODS and self.cocluster_at >= self.epochs:
             # the switch happens at the start of epoch cocluster_at + 1: the run would stay a plain network
-            raise UserError(f"cocluster_at={self.cocluster_at} epoch(s) of plain warm-up leave no epoch for the "
-                            f"co-clustering with epochs={self.epochs}: train at least {self.cocluster_at + 1} epochs "
-                            "or lower --cocluster-at")
+            raise UserError(f"the co-clustering comes after cocluster_at={self.cocluster_at} epoch(s) of warm-up, so "
+                            f"with epochs={self.epochs} it never would: train at least {self.cocluster_at + 1} epochs "
+                            "or lower cocluster_at")
         if self.cocluster_anneal_epochs < 0:
             raise UserError(f"cocluster_anneal_epochs must be 0 or more, got {self.cocluster_anneal_epochs!r}")
         if self.cocluster_anneal_epochs and self.cocluster_at is None:

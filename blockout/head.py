@@ -188,11 +188,7 @@ class BlockoutHead(FCStack):
         except UserError as exc:
             raise ValueError(str(exc)) from None
         cfg = self.config
-        if (method in RECIPES or recipe) and cfg.cocluster_at is not None and cfg.cocluster_at >= cfg.epochs:
-            # the whole run would be the plain warm-up: a plain network recorded as a co-clustered one
-            raise ValueError(f"BlockoutHead(method={method!r}, epochs={cfg.epochs}) co-clusters after "
-                             f"cocluster_at={cfg.cocluster_at} epoch(s) of warm-up, so it never would: train at least "
-                             f"{cfg.cocluster_at + 1} epochs or pass recipe={{'cocluster_at': ...}} below epochs")
+        # (a co-clustering at or after the last epoch is refused by TrainConfig: it would never happen)
         self.mask = cfg.mask
         self.mask_scale = float(cfg.mask_scale) if cfg.mask_scale is not None else (
             1.0 / clusters if cfg.mask == "count" else 1.0)

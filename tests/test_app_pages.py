@@ -173,7 +173,7 @@ class TestPages:
         """Regression: a broken sibling sorted first was the default second run (only an error box)."""
         broken = checkpoints / "aaa-broken"
         broken.mkdir()
-        (broken / "run.json").write_text("{ not json")
+        (broken / "run.json").write_text("{ not json")  # raw run.json: a deliberately broken file
         try:
             monkeypatch.setenv("BLOCKOUT_CHECKPOINTS", str(checkpoints))
             monkeypatch.setenv("BLOCKOUT_RUN", str(checkpoints / "demo"))

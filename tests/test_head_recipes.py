@@ -133,7 +133,7 @@ def test_start_epoch_called_once_or_one_based_is_one_clear_error():
     ({"recipe": {"cocluster_method": "magic"}, "method": "hard-cocluster", "epochs": 3}, "cocluster_method"),
     ({"method": "hard-cocluster", "epochs": 0}, "epochs must be a positive integer"),
     # regression: a co-clustering at or after the last epoch never happened, and the run was a plain network
-    ({"method": "hard-cocluster", "epochs": 1}, r"cocluster_at=1 epoch\(s\) of warm-up, so it never would"),
+    ({"method": "hard-cocluster", "epochs": 1}, r"cocluster_at=1 epoch\(s\) of warm-up, so with epochs=1 it never would"),
     ({"method": "hard-cocluster", "epochs": 4, "recipe": {"cocluster_at": 4}}, "train at least 5 epochs"),
 ])
 def test_bad_recipe_arguments(kw, match):

@@ -367,7 +367,7 @@ class TestNestedConfig:
         config = TrainConfig.hard_budgeted(clusters=20, epochs=30)
         assert config.budget_rho == pytest.approx(1 / 20) and config.freeze_after == 15
         assert TrainConfig.hard_cocluster(epochs=9).cocluster_at == 3
-        assert TrainConfig.hard_cocluster(epochs=2, cocluster_at=2).cocluster_at == 2  # explicit wins
+        assert TrainConfig.hard_cocluster(epochs=4, cocluster_at=2).cocluster_at == 2  # explicit wins
         assert EpochShare(2, 3).of(1) == 1 and PerCluster(2.0).of(4) == 0.5
 
     def test_demo_preset_is_the_packaged_demo(self):
