@@ -285,16 +285,30 @@ class BlockoutHead(FCStack):
             self.recipes.before_step(self._ctx)
             self._prepared_step = self._ctx.step
 
-    def extra_loss(self) -> torch.Tensor:
+    def extra_loss(self, logits: torch.Tensor | None = None, targets: torch.Tensor | None = None) -> torch.Tensor:
         """The recipe's terms to add to your loss after the forward pass of a training step (0 without).
 
         Usage balancing of categorical node sets (weighted by ``usage_weight``) and the
         connection budgets' penalties. 0 for the paper's methods (categorical sets asked for in
         ``memberships`` alone: add :meth:`usage_loss` yourself).
+
+        Pass the batch's ``logits`` ``(B, num_classes)`` and labels ``targets`` ``(B,)`` too: a
+        co-clustered start that groups the classes by the warm-up network's confusion
+        (``cocluster_source="confusion"``, the ``hard-cocluster`` default with
+        ``cocluster_method`` ``linkage`` or ``nested``) learns from them during its last warm-up
+        epoch, and stops with a message saying so when it saw none.
         """
+        if (logits is None) != (targets is None):
+            raise ValueError("pass both logits and targets to extra_loss, or neither")
         if not len(self.recipes) or not self.training:
             return torch.zeros(())
         self._before_step()
+        if logits is not None:
+            if not (torch.is_tensor(logits) and torch.is_tensor(targets) and logits.dim() == 2
+                    and logits.shape[1] == self.num_classes and targets.shape == logits.shape[:1]):
+                raise ValueError(f"extra_loss takes logits (B, {self.num_classes}) and integer targets (B,), got "
+                                 f"{tuple(getattr(logits, 'shape', ()))} and {tuple(getattr(targets, 'shape', ()))}")
+            self.recipes.after_forward(self._ctx, logits, targets.long())
         extra = self.recipes.extra_loss(self._ctx)
         return torch.zeros(()) if extra is None else extra
 

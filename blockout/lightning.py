@@ -104,7 +104,7 @@ def _callback_class():
         ``monitor`` improved, ``best``. A :class:`~blockout.head.BlockoutHead` running one of our
         recipes (``hard-cocluster``, ``hard-budgeted``) is driven from here: ``start_epoch`` at
         every epoch start, ``end_step`` after every optimiser step, its epoch metrics into
-        ``metrics.jsonl``; add ``head.extra_loss()`` to the loss of your ``training_step``.
+        ``metrics.jsonl``; add ``head.extra_loss(logits, targets)`` to the loss of your ``training_step``.
 
         Parameters
         ----------

@@ -44,16 +44,17 @@ class Classifier(L.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))
 
-    def _step(self, batch, stage: str) -> torch.Tensor:
+    def _step(self, batch, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch
         logits = self(x)
         loss = nn.functional.cross_entropy(logits, y)
         self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True)
         self.log(f"{stage}_acc", (logits.argmax(1) == y).float().mean(), on_step=False, on_epoch=True)
-        return loss
+        return loss, logits
 
     def training_step(self, batch, batch_idx):
-        return self._step(batch, "train") + self.head.extra_loss()  # a recipe's terms (0 for the paper's methods)
+        loss, logits = self._step(batch, "train")
+        return loss + self.head.extra_loss(logits, batch[1])  # a recipe's terms (0 for the paper's methods)
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, "val")

@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> Path:
             if step % steps_per_epoch == 1 or steps_per_epoch == 1:
                 head.start_epoch((step - 1) // steps_per_epoch)  # a recipe's phases (no-op for the paper's methods)
             logits = model(x)
-            loss = nn.functional.cross_entropy(logits, y) + head.extra_loss()  # a recipe's terms (else 0)
+            loss = nn.functional.cross_entropy(logits, y) + head.extra_loss(logits, y)  # a recipe's terms (else 0)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -233,3 +233,33 @@ def test_run_logger_keeps_the_multipliers_of_every_recipe_head(tmp_path):
     rows = {line.split()[0]: line.split()[1] for line in format_summary(summarize_run(tmp_path / "run")).splitlines()
             if line.startswith("    ") and line.split()[0].startswith(("fine.", "coarse."))}
     assert rows["fine.classes"] == "classes" and rows["coarse.trunk"] == "trunk" and len(rows) == 6
+
+
+def test_confusion_grouping_learns_from_the_batches_extra_loss_sees():
+    """cocluster_source confusion (the preset's with linkage): the head groups the classes by the warm-up's
+    soft confusion of the (logits, targets) passed to extra_loss; without them, one clear error."""
+    kw = dict(hidden=(16,), clusters=2, method="hard-cocluster", epochs=3, recipe={"cocluster_method": "linkage"},
+              log=None)
+    head = BlockoutHead(12, 4, **kw)
+    assert head.config.cocluster_source == "confusion"
+    torch.manual_seed(0)
+    x, y = toy()
+    opt = torch.optim.Adam(head.param_groups(lr=1e-2))
+    for epoch in range(2):
+        head.start_epoch(epoch, steps_per_epoch=4)
+        for idx in torch.arange(len(y)).chunk(4):
+            logits = head(x[idx])
+            loss = nn.functional.cross_entropy(logits, y[idx]) + head.extra_loss(logits, y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            head.end_step()
+    assert bool(head.cocluster_done) and set(head.cocluster_classes.tolist()) <= {0, 1}  # every class assigned
+
+    blind = BlockoutHead(12, 4, **kw)
+    with pytest.raises(RuntimeError, match=r"head.extra_loss\(logits, targets\)"):
+        train(blind, epochs=2, steps=4)  # extra_loss() without the batch: nothing to group by
+    with pytest.raises(ValueError, match="both logits and targets"):
+        blind.extra_loss(torch.zeros(2, 4))
+    with pytest.raises(ValueError, match=r"logits \(B, 4\) and integer targets"):
+        blind.extra_loss(torch.zeros(2, 3), torch.zeros(2))

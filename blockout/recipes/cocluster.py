@@ -232,7 +232,8 @@ class ConfusionAccumulator:
 
         if self.sums is None:
             raise RuntimeError("cocluster_source confusion: no training batch was seen in the epoch before the "
-                               "co-clustering (a run resumed from a checkpoint without the confusion sums?)")
+                               "co-clustering (a BlockoutHead needs the batch's logits and labels: "
+                               "head.extra_loss(logits, targets); or a run resumed without the confusion sums)")
         sums, counts = self.sums.clone(), self.counts.clone()
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.all_reduce(sums)
