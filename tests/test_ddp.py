@@ -57,3 +57,12 @@ class TestTorchrunGloo:
         proc = _torchrun_train(tmp_path, out, "--method", "hard-budgeted")
         assert "memberships frozen after 1 epoch(s)" in proc.stderr
         assert [r["epoch"] for r in rf.read_jsonl(out / rf.METRICS)] == [1, 2]
+
+    def test_confusion_grouping_under_torchrun(self, tmp_path):
+        """The confusion-grouped co-clustering (hard-cocluster with linkage) sums each rank's confusion
+        over both ranks (all-reduce) at the switch and trains on."""
+        out = tmp_path / "ddp"
+        proc = _torchrun_train(tmp_path, out, "--method", "hard-cocluster", "--cocluster-method", "linkage")
+        assert proc.stderr.count("co-clustering of the confusion matrix and the weights after 1 epoch(s)") == 1
+        switched = [r for r in rf.read_jsonl(out / rf.METRICS) if "cocluster_classes" in r]
+        assert [r["epoch"] for r in switched] == [2] and len(switched[0]["cocluster_classes"]) == 6

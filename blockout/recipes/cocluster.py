@@ -274,10 +274,16 @@ class CoclusteredStart(Recipe):
         # the class assignment is kept for the record (ARI right after the co-clustering)
         model.register_buffer("cocluster_done", torch.zeros((), dtype=torch.bool))
         model.register_buffer("cocluster_classes", torch.full((model.num_classes,), -1, dtype=torch.long))
+        self._thetas = [p for p in model.theta_parameters() if p.requires_grad]  # the memberships that learn
 
     def on_epoch_start(self, ctx: TrainContext) -> None:
         model = ctx.model
         model.plain = ctx.epoch < self.at
+        if model.plain or ctx.epoch == self.at:
+            # θ takes no part in the plain warm-up: off while it lasts (DDP would otherwise wait for
+            # its gradient and fail under torchrun), on again from the switch
+            for p in self._thetas:
+                p.requires_grad_(not model.plain)
         if not model.plain and not bool(model.cocluster_done):
             D = None if self.confusion is None else self.confusion.distances()
             assign = cocluster_memberships(model, self.config, class_distances=D)
