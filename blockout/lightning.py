@@ -144,6 +144,7 @@ def _callback_class():
             self._last_snap = -1
             self._validated = False
             self._heads: list = []  # BlockoutHeads with a recipe, found at the start of fit
+            self._paths: dict = {}  # id(head) -> its module path, prefixing its metrics when there are several
             self._recipe_step = 0
 
         @staticmethod
@@ -154,7 +155,9 @@ def _callback_class():
 
         def on_fit_start(self, trainer, pl_module) -> None:  # noqa: D102
             # BlockoutHeads running one of our recipes: their phases follow the Trainer's epochs
-            self._heads = [m for m in pl_module.modules() if isinstance(m, BlockoutHead) and len(m.recipes)]
+            found = [(p, m) for p, m in pl_module.named_modules() if isinstance(m, BlockoutHead) and len(m.recipes)]
+            self._heads = [m for _, m in found]
+            self._paths = {id(m): p for p, m in found}
             for head in self._heads:
                 head._check_epochs = False  # start_epoch comes from here, every epoch
                 if trainer.max_epochs not in (None, -1) and head.config.epochs != trainer.max_epochs:
@@ -211,7 +214,11 @@ def _callback_class():
             values.pop("step", None)
             values.pop("epoch", None)
             for head in self._heads:
-                values.update(head.epoch_metrics())
+                reported = head.epoch_metrics()
+                if len(self._heads) > 1:  # one key per head (both budgets report "multipliers")
+                    path = self._paths[id(head)]
+                    reported = {f"{path}.{k}": v for k, v in reported.items()}
+                values.update(reported)
             self.run_logger.log_metrics(step, epoch=epoch, **values)
             tags = ["last"]
             score = values.get(self.monitor)

@@ -422,6 +422,37 @@ class TestLightning:
         trainer.fit(module, torch.utils.data.DataLoader(Stream(), batch_size=None))
         assert trainer.global_step == 10 and int(module.head.recipe_step) == 10
 
+    def test_two_recipe_heads_report_under_their_own_names(self, tmp_path):
+        """Regression: with two budgeted heads the second head's epoch metrics replaced the first's
+        (both report "multipliers"); several heads report under their module paths."""
+        pytest.importorskip("lightning")
+        from blockout.lightning import BlockoutCallback, lightning_module
+
+        L = lightning_module()
+
+        class Module(L.LightningModule):
+            def __init__(self):
+                super().__init__()
+                self.fine = BlockoutHead(7, 4, hidden=(6,), clusters=2, method="hard-budgeted", epochs=2, log=None)
+                self.coarse = BlockoutHead(7, 2, hidden=(6,), clusters=2, method="hard-budgeted", epochs=2, log=None)
+
+            def training_step(self, batch, _):
+                x, y = batch
+                return (nn.functional.cross_entropy(self.fine(x), y) + nn.functional.cross_entropy(self.coarse(x), y % 2)
+                        + self.fine.extra_loss() + self.coarse.extra_loss())
+
+            def configure_optimizers(self):
+                return torch.optim.Adam(self.parameters(), lr=1e-2)
+
+        loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(16, 7), torch.arange(16) % 4),
+                                             batch_size=8)
+        trainer = L.Trainer(max_epochs=2, callbacks=[BlockoutCallback(tmp_path / "run", class_names=list("abcd"))],
+                            accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                            enable_model_summary=False)
+        trainer.fit(Module(), loader)
+        records = fmt.read_metrics(tmp_path / "run")
+        assert records and all({"fine.multipliers", "coarse.multipliers"} <= set(r) for r in records)
+
     @pytest.mark.parametrize("trainer_kw,match", [
         ({"max_epochs": 3}, r"epochs=4\) but Trainer\(max_epochs=3\): give the head"),
         ({}, r"Trainer\(max_epochs=1000\) \(Lightning's default without max_epochs\)"),
