@@ -274,7 +274,7 @@ def main(argv=None) -> dict:
                        "kinds": {m: [lay["kind"] for lay in net.layers] for m, net in nets.items()},
                        "ops": {m: [[op["kind"] + (f"x{op['groups']}" if op["kind"] == "bmm" else "")
                                     for op in ops] for ops, _ in net._fast_ops] for m, net in nets.items()},
-                       "threaded": {m: net._tiling(x) is not None for m, net in nets.items()},
+                       "threaded": {m: net._threaded_plan(x) is not None for m, net in nets.items()},
                        "max_abs_diff": diff, "bare_bmm_speedup": calib, "bare_bmm_t_speedup": calib_t,
                        "onednn_dense_over_mkl_dense": onednn}
                 for m in fns:

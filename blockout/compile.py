@@ -124,7 +124,7 @@ class CompiledHead(nn.Module):
         self._fast_macs = sum(_op_macs(op) for ops, _ in self._fast_ops for op in ops)  # per sample
         self._share_plans: dict = {}  # threads -> share_plan (or None: not worth splitting)
         self._classes_cache: tuple | None = None
-        # one share of every layer per thread (see _tiling): None = when the call is long enough,
+        # one share of every layer per thread (see _threaded_plan): None = when the call is long enough,
         # True = whenever possible (tests), False = never; not saved (a property of where it runs)
         self.parallel: bool | None = None
 
@@ -212,9 +212,9 @@ class CompiledHead(nn.Module):
     def _forward_fast(self, x: Tensor) -> Tensor:
         batch = x.shape[0]
         weights = self._fast_weights()
-        tiling = self._tiling(x)
-        if tiling is not None:
-            h = self._forward_tiles(x, weights, tiling)
+        shares = self._threaded_plan(x)
+        if shares is not None:
+            h = self._forward_threaded(x, weights, shares)
             if h is not None:
                 return h
         outs, gathered = self._reused_buffers(x)
@@ -240,27 +240,30 @@ class CompiledHead(nn.Module):
         return h.index_select(0, self.out_index)
 
     # -- inference on several single-threaded threads (see blockout.compile_threads)
-    def _tiling(self, x: Tensor):
+    def _threaded_plan(self, x: Tensor):
         """``(plan, threads)`` for this call, or None for the layer-by-layer path.
 
-        With two or more intra-op threads, a call long enough for the hand-over between threads
-        (tens of microseconds) and an available per-thread thread control, every layer's blocks
-        are cut into one share per thread, each thread running its share through the whole stack
-        with one intra-op thread (threads wait for each other only where a share reads rows
-        another share wrote in the layer before).
+        Needs two or more intra-op threads and the per-thread thread control; then, when the call
+        is long enough (or always, with ``parallel = True``), every layer's blocks are cut into one
+        share per thread, each thread running its share through the whole stack with one intra-op
+        thread (threads wait for each other only where a share reads rows another share wrote in
+        the layer before).
         """
         if self.parallel is False or x.device.type != "cpu" or not CONTROL.ok:
             return None
         threads = min(torch.get_num_threads(), 8)
-        if threads < 2 or not (self.parallel or x.shape[0] * self._fast_macs >= 20_000_000):
+        if threads < 2:
+            return None
+        # a short call would spend more on the hand-over between threads (tens of microseconds)
+        if not (self.parallel or x.shape[0] * self._fast_macs >= 20_000_000):
             return None
         if threads not in self._share_plans:
             plan = share_plan(self._fast_ops, threads)
             self._share_plans[threads] = None if plan is None else (plan, threads)
         return self._share_plans[threads]
 
-    def _forward_tiles(self, x: Tensor, weights: list, tiling) -> Tensor | None:
-        plan, threads = tiling
+    def _forward_threaded(self, x: Tensor, weights: list, shares) -> Tensor | None:
+        plan, threads = shares
         batch = x.shape[0]
         key = ("shares", threads, threading.get_ident(), batch, x.dtype, x.device)
         bufs = self._buffers_fast.get(key)

@@ -448,7 +448,7 @@ class TestThreadedPath:
 
     def _threaded(self, net, x):
         net.head.parallel = True
-        assert net.head._tiling(x) is not None, "the threaded path should be taken"
+        assert net.head._threaded_plan(x) is not None, "the threaded path should be taken"
         with torch.no_grad():
             threaded = net(x).clone()
             net.head.parallel = False
@@ -469,11 +469,11 @@ class TestThreadedPath:
             net = compiled_of(plan, layers, sizes[0], prefer_bmm)
             x = torch.randn(7, sizes[0], generator=torch.Generator().manual_seed(trial))
             net.head.parallel = True
-            tiling = net.head._tiling(x) if net.head.layers else None
-            if tiling is None:  # a layer with a single block: nothing to share out
+            shares = net.head._threaded_plan(x) if net.head.layers else None
+            if shares is None:  # a layer with a single block: nothing to share out
                 continue
             taken += 1
-            syncs += any(tiling[0]["sync"])
+            syncs += any(shares[0]["sync"])
             threaded, layerwise, plain = self._threaded(net, x)
             ref = masked_stack(x, layers)
             assert float((threaded - plain).abs().max()) <= 1e-5, (trial, sizes, k)
@@ -499,7 +499,7 @@ class TestThreadedPath:
         net, layers = self._towers(k, n)
         x = torch.randn(33, n)
         net.head.parallel = True
-        plan, threads = net.head._tiling(x)
+        plan, threads = net.head._threaded_plan(x)
         assert threads == 2 and not any(plan["sync"])
         assert [len(p) for p in plan["pieces"][0]] == [1, 1, 1]  # half of each layer's bmm, one piece
         threaded, layerwise, plain = self._threaded(net, x)
@@ -513,7 +513,7 @@ class TestThreadedPath:
             net = compiled_of(plan, layers, 10)
             x = torch.randn(6, 10)
             net.head.parallel = True
-            if not net.head.layers or not net.head.has_const or net.head._tiling(x) is None:
+            if not net.head.layers or not net.head.has_const or net.head._threaded_plan(x) is None:
                 continue
             threaded, _, plain = self._threaded(net, x)
             assert float((threaded - masked_stack(x, layers)).abs().max()) <= 1e-5
@@ -525,7 +525,7 @@ class TestThreadedPath:
         net, layers = self._towers(4, 16)
         net.head.parallel = True
         x = torch.randn(5, 16)
-        assert net.head._tiling(x) is not None
+        assert net.head._threaded_plan(x) is not None
         with POOL.lock:  # another caller holds the workers
             with torch.no_grad():
                 y = net(x)
