@@ -57,6 +57,7 @@ __all__ = [
 
 FORMAT = "blockout-compiled"
 FORMAT_VERSION = 1
+_OP_COST_MACS = 1_000_000  # threaded path: fixed cost of one matrix product, in multiply-adds of the call
 
 
 # ------------------------------------------------------------------------------------------
@@ -122,7 +123,7 @@ class CompiledHead(nn.Module):
         self._fast_cache: tuple | None = None
         self._buffers_fast: dict = {}  # (thread, batch, dtype, device) -> hidden-layer outputs, reused
         self._fast_macs = sum(_op_macs(op) for ops, _ in self._fast_ops for op in ops)  # per sample
-        self._share_plans: dict = {}  # threads -> share_plan (or None: not worth splitting)
+        self._share_plans: dict = {}  # (threads, op cost) -> (share_plan, threads), or None: not split
         self._classes_cache: tuple | None = None
         # one share of every layer per thread (see _threaded_plan): None = when the call is long enough,
         # True = whenever possible (tests), False = never; not saved (a property of where it runs)
@@ -257,10 +258,15 @@ class CompiledHead(nn.Module):
         # a short call would spend more on the hand-over between threads (tens of microseconds)
         if not (self.parallel or x.shape[0] * self._fast_macs >= 20_000_000):
             return None
-        if threads not in self._share_plans:
-            plan = share_plan(self._fast_ops, threads)
-            self._share_plans[threads] = None if plan is None else (plan, threads)
-        return self._share_plans[threads]
+        # a product's fixed cost, in multiply-adds per sample: about 10 microseconds of one core
+        op_cost = _OP_COST_MACS // max(1, x.shape[0])
+        key = (threads, op_cost)
+        if key not in self._share_plans:
+            if len(self._share_plans) >= 16:  # many batch sizes: keep it bounded
+                self._share_plans.clear()
+            plan = share_plan(self._fast_ops, threads, op_cost=op_cost)
+            self._share_plans[key] = None if plan is None else (plan, threads)
+        return self._share_plans[key]
 
     def _forward_threaded(self, x: Tensor, weights: list, shares) -> Tensor | None:
         plan, threads = shares

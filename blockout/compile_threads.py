@@ -169,10 +169,15 @@ def _overlaps(ranges_a: Sequence[Sequence[int]], ranges_b: Sequence[Sequence[int
     return any(a0 < b1 and b0 < a1 for a0, a1 in ranges_a for b0, b1 in ranges_b)
 
 
-def share_plan(fast_ops: Sequence, n_shares: int, max_imbalance: float = 1.5) -> dict[str, Any] | None:
+def share_plan(fast_ops: Sequence, n_shares: int, max_imbalance: float = 1.5,
+               op_cost: int = 0) -> dict[str, Any] | None:
     """Split every layer of the inference plan (``CompiledHead._fast_ops``) into ``n_shares``
-    contiguous shares of about equal multiply-adds; None when a layer has fewer blocks than shares
-    or the best split leaves a share with more than ``max_imbalance`` times its fair part.
+    contiguous shares of about equal cost; None when a layer has fewer blocks than shares or the
+    best split leaves a share with more than ``max_imbalance`` times its fair part.
+
+    The cost of a block is its multiply-adds per sample, plus ``op_cost`` for every separate
+    matrix product (an ``mm`` op, or the first block of a ``bmm`` op): the fixed cost of a call,
+    which makes a share of many small blocks slower than its multiply-adds say.
 
     Returns ``{"pieces": [share][layer] -> [(op index, g0, g1)], "reads": [share][layer] -> row
     ranges, "writes": [share][layer] -> row ranges, "sync": [layer] -> bool, "span": [share] ->
@@ -196,10 +201,10 @@ def share_plan(fast_ops: Sequence, n_shares: int, max_imbalance: float = 1.5) ->
                 g = op["groups"]
                 (a, e), = op["in"]
                 di, do = (e - a) // g, (o1 - o0) // g
-                units += [(i, u, di * do, [[a + u * di, a + (u + 1) * di]], [[o0 + u * do, o0 + (u + 1) * do]])
-                          for u in range(g)]
+                units += [(i, u, di * do + (op_cost if u == 0 else 0), [[a + u * di, a + (u + 1) * di]],
+                           [[o0 + u * do, o0 + (u + 1) * do]]) for u in range(g)]
             else:
-                cost = (o1 - o0) * max(1, sum(e - a for a, e in op["in"]))
+                cost = (o1 - o0) * max(1, sum(e - a for a, e in op["in"])) + op_cost
                 units.append((i, 0, cost, [list(r) for r in op["in"]], [[o0, o1]]))
         if len(units) < n_shares:
             return None
