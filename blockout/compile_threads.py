@@ -36,20 +36,35 @@ __all__ = ["CONTROL", "POOL", "share_plan"]
 
 
 class _ThreadControl:
-    """Set the calling thread's OpenMP and MKL thread counts (``ok`` false where unavailable)."""
+    """Set the calling thread's OpenMP and MKL thread counts (``ok`` false where unavailable; the
+    runtimes are looked up, and checked on a scratch thread, on first use)."""
 
     def __init__(self) -> None:
-        self.ok = False
-        self.why = ""
-        try:
-            self._setup()
-        except Exception as exc:  # noqa: BLE001 - any failure leaves the control off
-            self.ok, self.why = False, f"{type(exc).__name__}: {exc}"
+        self._state: tuple[bool, str] | None = None  # found on first use, not at import
+        self._lock = threading.Lock()
 
-    def _setup(self) -> None:
+    @property
+    def ok(self) -> bool:
+        return self._checked()[0]
+
+    @property
+    def why(self) -> str:
+        """Why the control is unavailable ("" when it is available)."""
+        return self._checked()[1]
+
+    def _checked(self) -> tuple[bool, str]:
+        if self._state is None:
+            with self._lock:
+                if self._state is None:
+                    try:
+                        self._state = self._setup()
+                    except Exception as exc:  # noqa: BLE001 - any failure leaves the control off
+                        self._state = (False, f"{type(exc).__name__}: {exc}")
+        return self._state
+
+    def _setup(self) -> tuple[bool, str]:
         if not torch.backends.mkl.is_available() or "OpenMP" not in torch.__config__.parallel_info():
-            self.why = "PyTorch here is not built with MKL and OpenMP"
-            return
+            return False, "PyTorch here is not built with MKL and OpenMP"
         omp_paths = set()
         with open("/proc/self/maps") as fh:  # the OpenMP runtime PyTorch loaded, not any on the path
             for line in fh:
@@ -58,8 +73,7 @@ class _ThreadControl:
                 if base.startswith(("libgomp", "libiomp5", "libomp")) and ".so" in base:
                     omp_paths.add(os.path.realpath(name))
         if len(omp_paths) != 1:
-            self.why = f"{len(omp_paths)} OpenMP runtimes loaded"
-            return
+            return False, f"{len(omp_paths)} OpenMP runtimes loaded"
         omp = ctypes.CDLL(omp_paths.pop())
         mkl = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"))
         self._omp_set, self._omp_get = omp.omp_set_num_threads, omp.omp_get_max_threads
@@ -73,6 +87,7 @@ class _ThreadControl:
         seen: list = []
 
         def probe() -> None:
+            torch.get_num_threads()  # the thread's first call into torch sets its counts: before ours
             prev = self.set_local(1)
             seen.append((torch.get_num_threads(), self._mkl_get()))
             self.restore(prev)
@@ -80,9 +95,9 @@ class _ThreadControl:
         th = threading.Thread(target=probe)
         th.start()
         th.join()
-        self.ok = seen == [(1, 1)]
-        if not self.ok:
-            self.why = f"setting one thread was not seen by torch ({seen})"
+        if seen != [(1, 1)]:
+            return False, f"setting one thread was not seen by torch ({seen})"
+        return True, ""
 
     def set_local(self, n: int) -> tuple[int, int]:
         """Calling thread: ``n`` OpenMP and MKL threads; returns what :meth:`restore` needs."""
@@ -115,6 +130,9 @@ class _Pool:
         self.done: queue.SimpleQueue = queue.SimpleQueue()
 
     def _worker(self, tasks: queue.SimpleQueue, done: queue.SimpleQueue) -> None:
+        # torch sets a new thread's counts to the process-wide one on the thread's first call into
+        # it: let that happen first, then go down to one
+        torch.get_num_threads()
         CONTROL.set_local(1)
         while True:
             fn = tasks.get()
@@ -176,8 +194,8 @@ def share_plan(fast_ops: Sequence, n_shares: int, max_imbalance: float = 1.5,
     best split leaves a share with more than ``max_imbalance`` times its fair part.
 
     The cost of a block is its multiply-adds per sample, plus ``op_cost`` for every separate
-    matrix product (an ``mm`` op, or the first block of a ``bmm`` op): the fixed cost of a call,
-    which makes a share of many small blocks slower than its multiply-adds say.
+    matrix product (an ``mm`` op; a ``bmm`` op's spread over its blocks): the fixed cost of a
+    call, which makes a share of many small blocks slower than its multiply-adds say.
 
     Returns ``{"pieces": [share][layer] -> [(op index, g0, g1)], "reads": [share][layer] -> row
     ranges, "writes": [share][layer] -> row ranges, "sync": [layer] -> bool, "span": [share] ->
@@ -201,7 +219,7 @@ def share_plan(fast_ops: Sequence, n_shares: int, max_imbalance: float = 1.5,
                 g = op["groups"]
                 (a, e), = op["in"]
                 di, do = (e - a) // g, (o1 - o0) // g
-                units += [(i, u, di * do + (op_cost if u == 0 else 0), [[a + u * di, a + (u + 1) * di]],
+                units += [(i, u, di * do + op_cost // g, [[a + u * di, a + (u + 1) * di]],
                            [[o0 + u * do, o0 + (u + 1) * do]]) for u in range(g)]
             else:
                 cost = (o1 - o0) * max(1, sum(e - a for a, e in op["in"])) + op_cost

@@ -530,3 +530,17 @@ class TestThreadedPath:
             with torch.no_grad():
                 y = net(x)
         assert float((y - masked_stack(x, layers)).abs().max()) <= 1e-5
+
+    def test_every_share_runs_on_one_intra_op_thread(self):
+        # a worker's first call into torch resets its thread count to the process-wide one: the
+        # shares must still run on one thread each, and the caller gets its own count back
+        seen = []
+
+        def share():
+            torch.randn(64, 64).relu_()  # an op first, as a share does
+            seen.append(torch.get_num_threads())
+
+        for _ in range(2):
+            assert POOL.run(share, [share])
+        assert seen == [1, 1, 1, 1]
+        assert torch.get_num_threads() == 2
