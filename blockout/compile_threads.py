@@ -88,7 +88,7 @@ class _ThreadControl:
 
         def probe() -> None:
             torch.get_num_threads()  # the thread's first call into torch sets its counts: before ours
-            prev = self.set_local(1)
+            prev = self._set(1)
             seen.append((torch.get_num_threads(), self._mkl_get()))
             self.restore(prev)
 
@@ -100,7 +100,16 @@ class _ThreadControl:
         return True, ""
 
     def set_local(self, n: int) -> tuple[int, int]:
-        """Calling thread: ``n`` OpenMP and MKL threads; returns what :meth:`restore` needs."""
+        """Calling thread: ``n`` OpenMP and MKL threads; returns what :meth:`restore` needs
+        (only where :attr:`ok`)."""
+        if not self.ok:
+            raise RuntimeError(f"no per-thread thread control here: {self.why}")
+        # torch sets a thread's counts to the process-wide one on the thread's first call into it:
+        # let that happen first (a no-op after), so that it cannot undo ours
+        torch.get_num_threads()
+        return self._set(n)
+
+    def _set(self, n: int) -> tuple[int, int]:
         prev_omp = self._omp_get()
         self._omp_set(n)
         return prev_omp, self._mkl_set(n)
@@ -130,9 +139,6 @@ class _Pool:
         self.done: queue.SimpleQueue = queue.SimpleQueue()
 
     def _worker(self, tasks: queue.SimpleQueue, done: queue.SimpleQueue) -> None:
-        # torch sets a new thread's counts to the process-wide one on the thread's first call into
-        # it: let that happen first, then go down to one
-        torch.get_num_threads()
         CONTROL.set_local(1)
         while True:
             fn = tasks.get()

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import threading
 
 import numpy as np
 import pytest
@@ -540,7 +541,14 @@ class TestThreadedPath:
             torch.randn(64, 64).relu_()  # an op first, as a share does
             seen.append(torch.get_num_threads())
 
+        def fresh_caller():  # a thread whose first call into torch is the threaded run
+            for _ in range(2):
+                assert POOL.run(share, [share])
+
+        th = threading.Thread(target=fresh_caller)
+        th.start()
+        th.join()
         for _ in range(2):
             assert POOL.run(share, [share])
-        assert seen == [1, 1, 1, 1]
+        assert seen == [1] * 8
         assert torch.get_num_threads() == 2
