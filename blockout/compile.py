@@ -122,12 +122,11 @@ class CompiledHead(nn.Module):
         self._fast_ops = _fast_plan(self.layers, bool(structure.get("group_blocks", True)))
         self._fast_cache: tuple | None = None
         self._buffers_fast: dict = {}  # (thread, batch, dtype, device) -> hidden-layer outputs, reused
-        self._fast_macs = sum(_op_macs(op) for ops, _ in self._fast_ops for op in ops)  # per sample
         self._share_plans: dict = {}  # (threads, op cost) -> (share_plan, threads), or None: not split
         self._classes_cache: tuple | None = None
-        # one share of every layer per thread (see _threaded_plan): None = when the call is long enough,
-        # True = whenever possible (tests), False = never; not saved (a property of where it runs)
-        self.parallel: bool | None = None
+        # one share of every layer per thread (see _threaded_plan), opt-in: measured, it does not win
+        # reliably (docs/compile.md); not saved (a property of where the network runs)
+        self.parallel = False
 
     # -- parameters of one block, whatever the layer's kind
     def _block_params(self, j: int, i: int) -> tuple[Tensor, Tensor]:
@@ -244,19 +243,15 @@ class CompiledHead(nn.Module):
     def _threaded_plan(self, x: Tensor):
         """``(plan, threads)`` for this call, or None for the layer-by-layer path.
 
-        Needs two or more intra-op threads and the per-thread thread control; then, when the call
-        is long enough (or always, with ``parallel = True``), every layer's blocks are cut into one
-        share per thread, each thread running its share through the whole stack with one intra-op
-        thread (threads wait for each other only where a share reads rows another share wrote in
-        the layer before).
+        With ``parallel = True``, two or more intra-op threads and the per-thread thread control,
+        every layer's blocks are cut into one share per thread, each thread running its share
+        through the whole stack with one intra-op thread (threads wait for each other only where a
+        share reads rows another share wrote in the layer before).
         """
-        if self.parallel is False or x.device.type != "cpu" or not CONTROL.ok:
+        if not self.parallel or x.device.type != "cpu" or not CONTROL.ok:
             return None
         threads = min(torch.get_num_threads(), 8)
         if threads < 2:
-            return None
-        # a short call would spend more on the hand-over between threads (tens of microseconds)
-        if not (self.parallel or x.shape[0] * self._fast_macs >= 20_000_000):
             return None
         # a product's fixed cost, in multiply-adds per sample: about 10 microseconds of one core
         op_cost = _OP_COST_MACS // max(1, x.shape[0])
@@ -401,13 +396,6 @@ class CompiledNet(nn.Module):
 
 # ------------------------------------------------------------------------------------------
 # the inference layout: blocks of a hidden layer followed by a row of ones (bias as a weight column)
-
-
-def _op_macs(op: Mapping[str, Any]) -> int:
-    """Multiply-adds per sample of one op of the inference plan."""
-    rows = op["out"][1] - op["out"][0]
-    cols = sum(e - a for a, e in op["in"])
-    return rows * cols // op["groups"] if op["kind"] == "bmm" else rows * cols
 
 
 def _padding(ends: Sequence[int]):

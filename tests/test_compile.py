@@ -448,6 +448,7 @@ class TestThreadedPath:
         torch.set_num_threads(1)
 
     def _threaded(self, net, x):
+        assert not CompiledNet(net.structure).head.parallel, "the threaded path is opt-in"
         net.head.parallel = True
         assert net.head._threaded_plan(x) is not None, "the threaded path should be taken"
         with torch.no_grad():
