@@ -10,6 +10,11 @@ thread: the calling thread takes share 0, persistent worker threads the others. 
 each other only where a share reads rows another share wrote in the layer before (never, when the
 branches stay apart through the stack), and once at the end.
 
+Opt-in (``CompiledHead.parallel = True``): when the calling thread has just run multi-threaded
+work of its own (a trunk, the dense stack in the benchmark), its idle OpenMP threads keep spinning
+for a while and the worker of share 1 waits for a core; measured, that made this path slower than
+the layer-by-layer one as often as faster (``docs/compile.md``).
+
 The per-thread thread count is set through the OpenMP runtime and MKL that PyTorch itself loaded
 (``omp_set_num_threads`` acts on the calling thread only; MKL's ``MKL_Set_Num_Threads_Local``
 likewise), not with ``torch.set_num_threads``, which also changes process-wide settings. Where
