@@ -77,10 +77,15 @@ class _ThreadControl:
                 base = os.path.basename(name)
                 if base.startswith(("libgomp", "libiomp5", "libomp")) and ".so" in base:
                     omp_paths.add(os.path.realpath(name))
+        torch_lib = Path(torch.__file__).parent / "lib"
+        # other packages may bring their own runtime: the one shipped with torch is the one it uses
+        own = {p for p in omp_paths if Path(p).parent == torch_lib.resolve()}
+        if len(own) == 1:
+            omp_paths = own
         if len(omp_paths) != 1:
             return False, f"{len(omp_paths)} OpenMP runtimes loaded"
         omp = ctypes.CDLL(omp_paths.pop())
-        mkl = ctypes.CDLL(str(Path(torch.__file__).parent / "lib" / "libtorch_cpu.so"))
+        mkl = ctypes.CDLL(str(torch_lib / "libtorch_cpu.so"))
         self._omp_set, self._omp_get = omp.omp_set_num_threads, omp.omp_get_max_threads
         self._omp_set.argtypes, self._omp_set.restype = [ctypes.c_int], None
         self._omp_get.argtypes, self._omp_get.restype = [], ctypes.c_int
