@@ -15,10 +15,7 @@ its classes back: that cost is included); *unequal* branches draw cluster sizes 
 test time: ``F.linear`` with the cached effective weight ``W ⊙ s·E[M]`` (pre-masked, same
 threads). The compiled side is :class:`blockout.compile.CompiledHead` built from the thresholded
 plan, run under ``torch.no_grad`` (its inference path): ``bmm`` batches runs of equal blocks,
-``loop`` does one matrix product per block. With two or more threads ``bmm-threaded`` times the
-same network with its opt-in threaded path (``head.parallel = True``: one share of every layer
-per thread, each run through the stack single-threaded; :mod:`blockout.compile_threads`); it is
-not a candidate for the row's result. Its output is a transposed ``(B, classes)`` view;
+``loop`` does one matrix product per block. Its output is a transposed ``(B, classes)`` view;
 ``bmm+contiguous`` times ``.contiguous()`` on it as well.
 
 Both sides are timed alternately in one loop (so load from other processes hits both); the
@@ -264,17 +261,12 @@ def main(argv=None) -> dict:
                 fns = {"dense": lambda: masked_stack(x, layers)}
                 fns.update({m: (lambda net=net: net(x)) for m, net in nets.items()})
                 fns["bmm+contiguous"] = lambda net=nets["bmm"]: net(x).contiguous()
-                if args.threads > 1:  # the same network with its opt-in threaded path switched on
-                    threaded = build_compiled(plan, layers, n, {"kind": "identity", "input_shape": [n]}).head.eval()
-                    threaded.parallel = True
-                    fns["bmm-threaded"] = lambda: threaded(x)
                 t = interleaved(fns, args.repeats)
                 row = {"clusters": k, "branches": kind, "live_density": density,
                        "dense_ms": statistics.median(t["dense"]) * 1e3,
                        "kinds": {m: [lay["kind"] for lay in net.layers] for m, net in nets.items()},
                        "ops": {m: [[op["kind"] + (f"x{op['groups']}" if op["kind"] == "bmm" else "")
                                     for op in ops] for ops, _ in net._fast_ops] for m, net in nets.items()},
-                       "threaded_path_taken": (threaded._threaded_plan(x) is not None) if args.threads > 1 else None,
                        "max_abs_diff": diff, "bare_bmm_speedup": calib, "bare_bmm_t_speedup": calib_t,
                        "onednn_dense_over_mkl_dense": onednn}
                 for m in fns:
@@ -294,9 +286,7 @@ def main(argv=None) -> dict:
                 print(f"k={k:2d} {kind:7s} density 1/{1 / density:5.2f}: dense {row['dense_ms']:6.2f} ms, "
                       f"bmm {row['bmm_speedup']:5.2f}x, loop {row['loop_speedup']:5.2f}x -> "
                       f"{row['speedup_over_inverse_density']:.2f} of 1/density (target {row['target']}; "
-                      f"{row['contiguous_speedup_over_inverse_density']:.2f} with .contiguous()"
-                      + (f"; threaded {row['bmm-threaded_speedup'] * density:.2f}" if "bmm-threaded_speedup" in row
-                         else "") + ") "
+                      f"{row['contiguous_speedup_over_inverse_density']:.2f} with .contiguous()) "
                       f"[bare bmm {calib:5.2f}x / {calib_t:5.2f}x; max diff {max(diff.values()):.1e}"
                       + (f"; oneDNN dense {onednn:.2f}x F.linear" if onednn else "") + "]", flush=True)
     imagenet = None if args.no_imagenet else imagenet_compile_time(args.threads)

@@ -45,7 +45,6 @@ from torch.nn import functional as F
 from analysis import runfolder as rf
 from analysis.compile_plan import CompilePlan, LayerPlan, plan_run
 from analysis.threshold import binarize
-from blockout.compile_threads import CONTROL, POOL, share_plan
 from blockout.errors import UserError
 from blockout.functional import count_mask, expected_mask, union_mask
 
@@ -57,7 +56,6 @@ __all__ = [
 
 FORMAT = "blockout-compiled"
 FORMAT_VERSION = 1
-_OP_COST_MACS = 1_000_000  # threaded path: fixed cost of one matrix product, in multiply-adds of the call
 
 
 # ------------------------------------------------------------------------------------------
@@ -122,11 +120,6 @@ class CompiledHead(nn.Module):
         self._fast_ops = _fast_plan(self.layers, bool(structure.get("group_blocks", True)))
         self._fast_cache: tuple | None = None
         self._buffers_fast: dict = {}  # (thread, batch, dtype, device) -> hidden-layer outputs, reused
-        self._share_plans: dict = {}  # (threads, op cost) -> (share_plan, threads), or None: not split
-        self._classes_cache: tuple | None = None
-        # one share of every layer per thread (see _threaded_plan), opt-in: measured, it does not win
-        # reliably (docs/compile.md); not saved (a property of where the network runs)
-        self.parallel = False
 
     # -- parameters of one block, whatever the layer's kind
     def _block_params(self, j: int, i: int) -> tuple[Tensor, Tensor]:
@@ -141,15 +134,16 @@ class CompiledHead(nn.Module):
         if (torch.is_grad_enabled() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
                 or torch.jit.is_tracing()):
             h = self._forward_plain(x)
-            # classes back to their order; removed classes read the zero row, plus their constant
-            if self.has_const:
-                full = torch.cat([h, h.new_zeros(1, batch)], 0).index_select(0, self.out_index) + self.out_const
-            elif self.out_identity:
-                full = h
-            else:
-                full = h.index_select(0, self.out_index)
-            return full.t()
-        return self._forward_fast(x)
+        else:
+            h = self._forward_fast(x)
+        # classes back to their order; removed classes read the zero row, plus their constant
+        if self.has_const:
+            full = torch.cat([h, h.new_zeros(1, batch)], 0).index_select(0, self.out_index) + self.out_const
+        elif self.out_identity:
+            full = h
+        else:
+            full = h.index_select(0, self.out_index)
+        return full.t()
 
     def _forward_plain(self, x: Tensor) -> Tensor:
         batch = x.shape[0]
@@ -212,11 +206,6 @@ class CompiledHead(nn.Module):
     def _forward_fast(self, x: Tensor) -> Tensor:
         batch = x.shape[0]
         weights = self._fast_weights()
-        shares = self._threaded_plan(x)
-        if shares is not None:
-            h = self._forward_threaded(x, weights, shares)
-            if h is not None:
-                return h
         outs, gathered = self._reused_buffers(x)
         # the products read row ranges of the transposed input as (G, rows, B) views: it must be dense
         xg = torch.index_select(x, 1, self.input_index, out=gathered) if self.gather else x.contiguous()
@@ -225,149 +214,32 @@ class CompiledHead(nn.Module):
         for j, (ops, rows) in enumerate(self._fast_ops):
             out = outs[j] if j < len(outs) else h.new_empty(rows, batch)
             for op, (w, b) in zip(ops, weights[j]):
-                _run_op(op, w, b, h, out, batch, 0, 0, op["groups"])
+                o0, o1 = op["out"]
+                if op["kind"] == "bmm":
+                    (a, e), = op["in"]
+                    g = op["groups"]
+                    xin = h[a:e].view(g, (e - a) // g, batch)
+                    dst = out[o0:o1].view(g, (o1 - o0) // g, batch)
+                    if b is None:
+                        torch.bmm(w, xin, out=dst)
+                    else:
+                        torch.baddbmm(b, w, xin, out=dst)
+                elif not op["in"]:  # reads nothing (cannot happen for a kept node; kept for safety)
+                    out[o0:o1].copy_(b.expand(o1 - o0, batch))
+                else:
+                    dst = out[o0:o1]
+                    for r, ((a, e), wr) in enumerate(zip(op["in"], w)):
+                        if r == 0:
+                            if b is None:
+                                torch.mm(wr, h[a:e], out=dst)
+                            else:
+                                torch.addmm(b, wr, h[a:e], out=dst)
+                        else:
+                            dst.addmm_(wr, h[a:e])
             if j < last:
                 out.relu_()
             h = out
-        return self._classes_out(h, batch).t()
-
-    def _classes_out(self, h: Tensor, batch: int) -> Tensor:
-        # classes back to their order; removed classes read the zero row, plus their constant
-        if self.has_const:
-            return torch.cat([h, h.new_zeros(1, batch)], 0).index_select(0, self.out_index) + self.out_const
-        if self.out_identity:
-            return h
-        return h.index_select(0, self.out_index)
-
-    # -- inference on several single-threaded threads (see blockout.compile_threads)
-    def _threaded_plan(self, x: Tensor):
-        """``(plan, threads)`` for this call, or None for the layer-by-layer path.
-
-        With ``parallel = True``, two or more intra-op threads and the per-thread thread control,
-        every layer's blocks are cut into one share per thread, each thread running its share
-        through the whole stack with one intra-op thread (threads wait for each other only where a
-        share reads rows another share wrote in the layer before).
-        """
-        if not self.parallel or x.device.type != "cpu" or not CONTROL.ok:
-            return None
-        threads = min(torch.get_num_threads(), 8)
-        if threads < 2:
-            return None
-        # a product's fixed cost, in multiply-adds per sample: about 10 microseconds of one core
-        op_cost = _OP_COST_MACS // max(1, x.shape[0])
-        key = (threads, op_cost)
-        if key not in self._share_plans:
-            if len(self._share_plans) >= 16:  # many batch sizes: keep it bounded
-                self._share_plans.clear()
-            plan = share_plan(self._fast_ops, threads, op_cost=op_cost)
-            self._share_plans[key] = None if plan is None else (plan, threads)
-        return self._share_plans[key]
-
-    def _forward_threaded(self, x: Tensor, weights: list, shares) -> Tensor | None:
-        plan, threads = shares
-        batch = x.shape[0]
-        key = ("shares", threads, threading.get_ident(), batch, x.dtype, x.device)
-        bufs = self._buffers_fast.get(key)
-        direct = self.out_identity and not self.has_const  # the last layer writes the returned tensor
-        if bufs is None:
-            if len(self._buffers_fast) >= 8:
-                self._buffers_fast.clear()
-            n_outs = len(self._fast_ops) - (1 if direct else 0)
-            outs = [x.new_empty(rows, batch) for _, rows in self._fast_ops[:n_outs]]
-            gathered = [x.new_empty(batch, e - a) for a, e in plan["span"]] if self.gather else None
-            bufs = (outs, gathered)
-            self._buffers_fast[key] = bufs
-        outs, gathered = bufs
-        xc = x if self.gather else x.contiguous()
-        if direct:
-            final = x.new_empty(self.n_out, batch)
-        elif self.has_const:  # live classes get their rows added, the others keep the constant
-            final = self.out_const.expand(self.num_classes, batch).clone()
-        else:
-            final = x.new_empty(self.num_classes, batch)
-        classes = self._fast_classes()
-        barrier = threading.Barrier(threads) if any(plan["sync"]) else None
-        fns = [lambda t=t: self._run_share(t, plan, xc, weights, outs, gathered, final, classes, barrier)
-               for t in range(threads)]
-        if not POOL.run(fns[0], fns[1:]):
-            return None  # the workers serve another caller: this one runs alone
-        return final.t()
-
-    def _run_share(self, t: int, plan: dict, x: Tensor, weights: list, outs: list, gathered, final: Tensor,
-                   classes: Tensor, barrier) -> None:
-        try:
-            batch = x.shape[0]
-            a0, e0 = plan["span"][t]
-            if self.gather:  # this share's input rows only, into its own dense buffer
-                torch.index_select(x, 1, self.input_index[a0:e0], out=gathered[t])
-                h, off = gathered[t].t(), a0
-            else:
-                h, off = x.t(), 0
-            last = len(self._fast_ops) - 1
-            for j, (ops, _) in enumerate(self._fast_ops):
-                if plan["sync"][j]:
-                    barrier.wait()
-                out = outs[j] if j < len(outs) else final
-                for i, g0, g1 in plan["pieces"][t][j]:
-                    w, b = weights[j][i]
-                    _run_op(ops[i], w, b, h, out, batch, off, g0, g1)
-                if j < last:
-                    for w0, w1 in plan["writes"][t][j]:
-                        out[w0:w1].relu_()
-                h, off = out, 0
-            if out is not final:
-                for w0, w1 in plan["writes"][t][last]:
-                    if self.has_const:
-                        final.index_add_(0, classes[w0:w1], out[w0:w1])
-                    else:
-                        final.index_copy_(0, classes[w0:w1], out[w0:w1])
-        except BaseException:
-            if barrier is not None:
-                barrier.abort()  # the other shares stop waiting for this one
-            raise
-
-    def _fast_classes(self) -> Tensor:
-        # the class of every row of the last layer's output (inverse of out_index on the kept classes)
-        key = (self.out_index.data_ptr(), self.out_index._version)
-        if self._classes_cache is None or self._classes_cache[0] != key:
-            pos = self.out_index
-            live = torch.nonzero(pos < self.n_out).flatten()
-            cls = torch.empty(self.n_out, dtype=torch.long)
-            cls[pos[live]] = live
-            self._classes_cache = (key, cls)
-        return self._classes_cache[1]
-
-
-def _run_op(op: Mapping[str, Any], w, b, h: Tensor, out: Tensor, batch: int, off: int, g0: int, g1: int) -> None:
-    """One op of the inference plan (groups ``g0:g1`` of a ``bmm`` op) from ``h`` (rows shifted by
-    ``-off``) into its rows of ``out``."""
-    o0, o1 = op["out"]
-    if op["kind"] == "bmm":
-        (a, e), = op["in"]
-        g = op["groups"]
-        di, do = (e - a) // g, (o1 - o0) // g
-        a, o0 = a + g0 * di - off, o0 + g0 * do
-        n = g1 - g0
-        xin = h[a:a + n * di].view(n, di, batch)
-        dst = out[o0:o0 + n * do].view(n, do, batch)
-        if n < g:
-            w, b = w[g0:g1], None if b is None else b[g0:g1]
-        if b is None:
-            torch.bmm(w, xin, out=dst)
-        else:
-            torch.baddbmm(b, w, xin, out=dst)
-    elif not op["in"]:  # reads nothing (cannot happen for a kept node; kept for safety)
-        out[o0:o1].copy_(b.expand(o1 - o0, batch))
-    else:
-        dst = out[o0:o1]
-        for r, ((a, e), wr) in enumerate(zip(op["in"], w)):
-            if r == 0:
-                if b is None:
-                    torch.mm(wr, h[a - off:e - off], out=dst)
-                else:
-                    torch.addmm(b, wr, h[a - off:e - off], out=dst)
-            else:
-                dst.addmm_(wr, h[a - off:e - off])
+        return h
 
 
 class CompiledNet(nn.Module):

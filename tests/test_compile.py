@@ -2,7 +2,6 @@
 
 import dataclasses
 import json
-import threading
 
 import numpy as np
 import pytest
@@ -15,7 +14,6 @@ from analysis.synthetic import make_synthetic_run
 from analysis.threshold import signature_codes
 from blockout.cli import main
 from blockout.cmd_compile import compile_run
-from blockout.compile_threads import CONTROL, POOL
 from blockout.compile import (CompiledNet, build_compiled, effective_weights, export_compiled, load_compile_inputs,
                               load_compiled, masked_stack, save_compiled)
 from blockout.config import TrainConfig
@@ -434,122 +432,3 @@ class TestInferencePath:
         assert torch.allclose(fast, masked_stack(x, layers), atol=1e-5)
         assert torch.allclose(fast, plain, atol=1e-5)
         assert "layers=[" in repr(net.head)
-
-
-@pytest.mark.skipif(not CONTROL.ok, reason=f"no per-thread thread control here: {CONTROL.why}")
-class TestThreadedPath:
-    """The inference path split into one share of every layer per thread (two intra-op threads):
-    equal to the plain path and the masked model, whatever the hierarchy."""
-
-    @pytest.fixture(autouse=True)
-    def two_threads(self):
-        torch.set_num_threads(2)
-        yield
-        torch.set_num_threads(1)
-
-    def _threaded(self, net, x):
-        assert not CompiledNet(net.structure).head.parallel, "the threaded path is opt-in"
-        net.head.parallel = True
-        assert net.head._threaded_plan(x) is not None, "the threaded path should be taken"
-        with torch.no_grad():
-            threaded = net(x).clone()
-            net.head.parallel = False
-            layerwise = net(x)
-        with torch.enable_grad():
-            plain = net(x).detach()
-        return threaded, layerwise, plain
-
-    @pytest.mark.parametrize("prefer_bmm", [True, False])
-    def test_threaded_equals_plain_on_random_hierarchies(self, prefer_bmm):
-        rng = np.random.default_rng(21)
-        syncs = taken = 0
-        for trial in range(30):
-            k = int(rng.integers(2, 6))
-            sizes = [int(rng.integers(4, 14)) for _ in range(int(rng.integers(2, 6)))]
-            plan, layers = random_stack(rng, sizes, k, rng.uniform(0.15, 0.9), "count", scale=1.0 / k,
-                                        trunk_all=trial % 3 == 0)
-            net = compiled_of(plan, layers, sizes[0], prefer_bmm)
-            x = torch.randn(7, sizes[0], generator=torch.Generator().manual_seed(trial))
-            net.head.parallel = True
-            shares = net.head._threaded_plan(x) if net.head.layers else None
-            if shares is None:  # a layer with a single block: nothing to share out
-                continue
-            taken += 1
-            syncs += any(shares[0]["sync"])
-            threaded, layerwise, plain = self._threaded(net, x)
-            ref = masked_stack(x, layers)
-            assert float((threaded - plain).abs().max()) <= 1e-5, (trial, sizes, k)
-            assert float((threaded - ref).abs().max()) <= 1e-5, (trial, sizes, k)
-            assert float((threaded - layerwise).abs().max()) <= 1e-5, (trial, sizes, k)
-        assert taken >= 10 and syncs >= 1  # shares that read each other's rows were exercised
-
-    @staticmethod
-    def _towers(k, n):
-        # k equal towers, node i in cluster i mod k at every node set
-        C = [np.eye(k, dtype=bool)[np.arange(n) % k] for _ in range(4)]
-        names, lnames = ["s0", "s1", "s2", "s3"], ["fc1", "fc2", "fc3"]
-        rng = np.random.default_rng(k)
-        W = {l: (rng.standard_normal((n, n)).astype(np.float32), rng.standard_normal(n).astype(np.float32))
-             for l in lnames}
-        layers = effective_weights(W, {s: c.astype(np.float32) for s, c in zip(names, C)}, names, lnames,
-                                   {l: ("count", 1.0) for l in lnames}, expected=False)
-        return compiled_of(plan_blocks([signature_codes(c) for c in C], k, names, lnames), layers, n), layers
-
-    @pytest.mark.parametrize("k", [4, 8])
-    def test_equal_towers_need_no_waiting(self, k):
-        n = 8 * k
-        net, layers = self._towers(k, n)
-        x = torch.randn(33, n)
-        net.head.parallel = True
-        plan, threads = net.head._threaded_plan(x)
-        assert threads == 2 and not any(plan["sync"])
-        assert [len(p) for p in plan["pieces"][0]] == [1, 1, 1]  # half of each layer's bmm, one piece
-        threaded, layerwise, plain = self._threaded(net, x)
-        assert float((threaded - masked_stack(x, layers)).abs().max()) <= 1e-5
-        assert float((threaded - plain).abs().max()) <= 1e-5
-
-    def test_dead_classes_keep_their_constant(self):
-        rng = np.random.default_rng(5)
-        for trial in range(40):
-            plan, layers = random_stack(rng, [10, 12, 9], 4, 0.35, trunk_all=False)
-            net = compiled_of(plan, layers, 10)
-            x = torch.randn(6, 10)
-            net.head.parallel = True
-            if not net.head.layers or not net.head.has_const or net.head._threaded_plan(x) is None:
-                continue
-            threaded, _, plain = self._threaded(net, x)
-            assert float((threaded - masked_stack(x, layers)).abs().max()) <= 1e-5
-            assert float((threaded - plain).abs().max()) <= 1e-5
-            return
-        pytest.fail("no random hierarchy with a dead class and two shares")
-
-    def test_busy_workers_mean_the_caller_runs_alone(self):
-        net, layers = self._towers(4, 16)
-        net.head.parallel = True
-        x = torch.randn(5, 16)
-        assert net.head._threaded_plan(x) is not None
-        with POOL.lock:  # another caller holds the workers
-            with torch.no_grad():
-                y = net(x)
-        assert float((y - masked_stack(x, layers)).abs().max()) <= 1e-5
-
-    def test_every_share_runs_on_one_intra_op_thread(self):
-        # a worker's first call into torch resets its thread count to the process-wide one: the
-        # shares must still run on one thread each, and the caller gets its own count back
-        seen = []
-
-        def share():
-            torch.randn(64, 64).relu_()  # an op first, as a share does
-            seen.append(torch.get_num_threads())
-
-        def fresh_caller():  # a thread whose first call into torch is the threaded run
-            for _ in range(2):
-                assert POOL.run(share, [share])
-
-        th = threading.Thread(target=fresh_caller)
-        th.start()
-        th.join()
-        for _ in range(2):
-            assert POOL.run(share, [share])
-        assert seen == [1] * 8
-        assert torch.get_num_threads() == 2
