@@ -184,6 +184,9 @@ def compile_run(run: str | Path, out: str | Path, tau: float = 0.5, step: int | 
         t0 += time.perf_counter() - t_data  # rebuilding the dataset is not compiling
         if data is None:
             acc_note = "accuracy not measured: " + data_note
+    if finetune_epochs and data is None:
+        # refuse before compiling, so that a refused command leaves no half-written OUT behind
+        raise UserError(f"--finetune needs the run's data and trunk ({acc_note})")
     net, thr, exp = compile_run_network(inputs, with_expected=data is not None)
     t_compile = time.perf_counter() - t0
     plan = inputs.plan
@@ -249,8 +252,6 @@ def compile_run(run: str | Path, out: str | Path, tau: float = 0.5, step: int | 
     # ---- fine-tuning
     report["finetune"] = None
     if finetune_epochs:
-        if data is None:
-            raise UserError(f"--finetune needs the run's data and trunk: {acc_note}")
         progress(f"fine-tuning the compiled network for {finetune_epochs} epoch(s)")
         ft = finetune(net, data[0], inputs.run.config, finetune_epochs, seed=seed, progress=progress)
         acc, _ = evaluate({"finetuned": net}, data[1])

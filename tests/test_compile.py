@@ -289,6 +289,14 @@ class TestCommand:
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and match in err
 
+    def test_finetune_without_data_is_refused_before_writing(self, tmp_path, capsys):
+        # regression: the refusal came after compiled.pt, structure.json (and the export) were written
+        run = make_synthetic_run(tmp_path / "r", trunk=8, hidden=(8,), classes=4, clusters=2, groups=1, n_snapshots=2)
+        assert main(["compile", str(run), "-o", str(tmp_path / "o"), "--finetune", "1", "--no-export"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "--finetune needs the run's data" in err
+        assert not (tmp_path / "o").exists()
+
     def test_plain_run_has_nothing_to_compile(self, tmp_path, capsys):
         run = make_synthetic_run(tmp_path / "r", trunk=8, hidden=(8,), classes=4, clusters=2, groups=1, n_snapshots=1)
         rec = fmt.read_run(run)
