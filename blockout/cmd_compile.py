@@ -172,6 +172,10 @@ def compile_run(run: str | Path, out: str | Path, tau: float = 0.5, step: int | 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"-o {out} exists and is not a folder")
+    run_dir = Path(run).resolve()
+    if run_dir.is_dir() and (out.resolve() == run_dir or run_dir in out.resolve().parents):
+        # the output files would land among the run's own files (e.g. in the bundled demo's tracked folder)
+        raise UserError(f"-o {out} is inside the run folder {run}: choose an output folder outside it")
     t0 = time.perf_counter()
     inputs = load_compile_inputs(run, tau, step)
     have_trunk = inputs.trunk_spec is not None

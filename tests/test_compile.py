@@ -289,6 +289,16 @@ class TestCommand:
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and match in err
 
+    @pytest.mark.parametrize("inside", ["", "compiled"])
+    def test_out_inside_the_run_folder_is_refused(self, tmp_path, capsys, inside):
+        # regression: -o RUN (or a folder in it) wrote compiled.pt, compile.json, ... among the run's files
+        run = make_synthetic_run(tmp_path / "r", trunk=8, hidden=(8,), classes=4, clusters=2, groups=1, n_snapshots=2)
+        before = sorted(p.name for p in run.iterdir())
+        assert main(["compile", str(run), "-o", str(run / inside) if inside else str(run), "--no-export"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "inside the run folder" in err
+        assert sorted(p.name for p in run.iterdir()) == before
+
     def test_finetune_without_data_is_refused_before_writing(self, tmp_path, capsys):
         # regression: the refusal came after compiled.pt, structure.json (and the export) were written
         run = make_synthetic_run(tmp_path / "r", trunk=8, hidden=(8,), classes=4, clusters=2, groups=1, n_snapshots=2)
