@@ -198,7 +198,8 @@ class RecipeConfig:
     cocluster_k: str = _opt("given", "number of class groups of the linkage co-clustering (fine groups of the "
                             "nested one): given = --clusters; "
                             "gap / silhouette = read off the class dendrogram (largest gap between merge heights / "
-                            "best mean silhouette), at most --clusters, the unused clusters left empty (dead); "
+                            "best mean silhouette), at most --clusters (nested with --cocluster-coarse N: at least N + 1), "
+                            "the unused clusters left empty (dead); "
                             "auto = the rule that measured best on that dendrogram (silhouette on the weights, gap "
                             "on the confusion)", ("given", "auto", "gap", "silhouette"))
     cocluster_source: str = _opt("weights", "what the linkage / nested co-clustering groups the classes by: the "
