@@ -179,7 +179,8 @@ class RecipeConfig:
                                     "probable clusters; Bernoulli: P >= 0.5) and fine-tune the weights for the rest")
     cocluster_at: int | None = _opt(None, "co-clustered warm start (ours): for this many epochs the Blockout "
                                     "layers act as plain FC layers (theta untrained); then every membership is set "
-                                    "from a balanced spectral co-clustering of the weights (null: off)")
+                                    "from a co-clustering of the class layer (--cocluster-method, "
+                                    "--cocluster-source) (null: off)")
     cocluster_anneal_epochs: int = _opt(0, "after the co-clustering, fade the mask in over this many epochs: each "
                                         "Blockout layer uses W * (a + (1 - a) M) with a falling linearly from 1 to 0 "
                                         "per step (0: the one-step switch)")
