@@ -216,7 +216,7 @@ class TestTraining:
         torch.save(state, state_path)
         assert resume_config(tmp_path / "old").cocluster_source == "weights"
 
-    def test_nested_fine_count_chosen_above_the_given_coarse_count(self, hier, tmp_path):
+    def test_nested_fine_count_chosen_above_the_given_coarse_count(self, hier, tmp_path, capsys):
         # regression: the gap picks 5 fine groups here, and --cocluster-coarse 5 was silently capped at
         # that count (5 coarse = 5 fine: one level of branches, not the asked-for split); the fine
         # count is now searched from coarse + 1 up
@@ -224,6 +224,8 @@ class TestTraining:
                             cocluster_k="gap", cocluster_coarse=5)
         assert train(cfg).status == "finished"
         assert rf.read_jsonl(tmp_path / "run" / rf.METRICS)[2]["cocluster_k"] == 6
+        out = capsys.readouterr()
+        assert "(6 of 6 clusters chosen (gap), classes per cluster" in out.out + out.err  # the log says k
 
     def test_nested_with_a_chosen_fine_count_leaves_the_rest_dead(self, hier, tmp_path, monkeypatch):
         # force 3 fine groups of a capacity of 5: clusters 3-4 get no class and no node in any set

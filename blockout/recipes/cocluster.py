@@ -297,8 +297,11 @@ class CoclusteredStart(Recipe):
             if ctx.is_main:
                 sizes = np.bincount(assign["classes"], minlength=model.clusters)
                 what = "weights" if self.confusion is None else "confusion matrix and the weights"
+                # with a chosen k the number of groups is the news (empty clusters make the range start at 0)
+                chosen = ("" if self.config.cocluster_k == "given" else
+                          f"{int((sizes > 0).sum())} of {model.clusters} clusters chosen ({self.config.cocluster_k}), ")
                 ctx.log(f"memberships set from a co-clustering of the {what} after {self.at} epoch(s) "
-                        f"(classes per cluster: {sizes.min()}-{sizes.max()})")
+                        f"({chosen}classes per cluster: {sizes.min()}-{sizes.max()})")
 
     def after_forward(self, ctx: TrainContext, logits: torch.Tensor, targets: torch.Tensor) -> None:
         if self.confusion is not None and ctx.epoch == self.at - 1 and not bool(ctx.model.cocluster_done):
