@@ -37,6 +37,12 @@ def test_page_shows_and_builds(planted, monkeypatch):
     at.switch_page("views/branch_tree.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert any(m.label == "multiply-adds / example" for m in at.metric)
+    # regression: the page's depth counted the class leaves (3 here) where Overview and inspect say 2
+    from analysis.graphs import branch_tree
+    from analysis.verdict import branch_depth
+
+    depth = branch_depth(branch_tree(load_run(planted), 0.5))
+    assert depth == 2 and next(m.value for m in at.metric if m.label == "tree depth") == str(depth)
     at.button(key="cp_build").click().run()
     assert not at.exception, [e.value for e in at.exception]
     captions = " ".join(c.value for c in at.caption)
