@@ -501,6 +501,16 @@ class TrainConfig:
         if self.cocluster_anneal_epochs and self.cocluster_at is None:
             raise UserError(f"cocluster_anneal_epochs={self.cocluster_anneal_epochs!r} needs cocluster_at "
                             "(the mask fades in after the co-clustering)")
+        if self.cocluster_at is None:
+            # without the warm start these options would be silently ignored (e.g. --method hard-learned
+            # --cocluster-method linkage trained the paper's method as if they were not given)
+            unused = [f"{name}={value!r}" for name, value, default in (
+                ("cocluster_method", self.cocluster_method, "spectral"), ("cocluster_k", self.cocluster_k, "given"),
+                ("cocluster_source", self.cocluster_source, "weights"), ("cocluster_coarse", self.cocluster_coarse, None))
+                if value != default]
+            if unused:
+                raise UserError(f"{', '.join(unused)} act(s) at the co-clustered start: it needs cocluster_at "
+                                "(or --method hard-cocluster, which sets it)")
         if self.cocluster_k != "given" and self.cocluster_method not in ("linkage", "nested"):
             raise UserError(f"cocluster_k={self.cocluster_k!r} reads the number of groups off the class dendrogram: "
                             f"it needs cocluster_method 'linkage' (or 'nested'), got {self.cocluster_method!r}")

@@ -146,8 +146,13 @@ class TestTraining:
             c = TrainConfig.from_dict({"method": "hard-cocluster", "cocluster_method": method, "depth": 2,
                                        "cocluster_source": "weights"})
             assert c.cocluster_source == "weights"
-        assert TrainConfig.from_dict({"method": "hard-learned", "cocluster_method": "linkage"}).cocluster_source \
-            == "weights"  # the plain default outside the preset
+        assert TrainConfig.from_dict({"method": "hard-learned", "cocluster_method": "linkage", "cocluster_at": 1}
+                                     ).cocluster_source == "weights"  # the plain default outside the preset
+        # regression: without cocluster_at the co-clustering options were silently ignored
+        for extra in ({"cocluster_method": "linkage"}, {"cocluster_method": "nested", "cocluster_k": "auto"},
+                      {"cocluster_method": "linkage", "cocluster_source": "confusion"}):
+            with pytest.raises(UserError, match="it needs cocluster_at"):
+                TrainConfig.from_dict({"method": "hard-learned", **extra})
         cfg = TrainConfig.from_dict({"method": "hard-cocluster", "cocluster_method": "nested", "depth": 2,
                                      "cocluster_source": "confusion"})
         assert cfg.cocluster_source == "confusion"
