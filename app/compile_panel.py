@@ -19,11 +19,11 @@ from analysis.compile_plan import plan_run
 from analysis.errors import UserError
 
 
-
 def macs_delta(before: int, after: int) -> str:
     """The multiply-adds metric's delta: ``"3.20× fewer"``, or, with nothing live left (a τ above every
     P, a run stopped before its memberships formed), no ratio (it printed "1000000000000.00× fewer")."""
     return f"{before / after:.2f}× fewer" if after > 0 else "no live connection left"
+
 
 def compile_summary(run, tau: float, step=None) -> dict:
     """The plan summary at ``tau`` plus what the run offers for building (pure; no torch).
