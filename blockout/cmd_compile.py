@@ -172,6 +172,10 @@ def compile_run(run: str | Path, out: str | Path, tau: float = 0.5, step: int | 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise UserError(f"-o {out} exists and is not a folder")
+    run_dir = Path(run).resolve()
+    if run_dir.is_dir() and (out.resolve() == run_dir or run_dir in out.resolve().parents):
+        # the output files would land among the run's own files (e.g. in the bundled demo's tracked folder)
+        raise UserError(f"-o {out} is inside the run folder {run}: choose an output folder outside it")
     t0 = time.perf_counter()
     inputs = load_compile_inputs(run, tau, step)
     have_trunk = inputs.trunk_spec is not None
@@ -184,6 +188,9 @@ def compile_run(run: str | Path, out: str | Path, tau: float = 0.5, step: int | 
         t0 += time.perf_counter() - t_data  # rebuilding the dataset is not compiling
         if data is None:
             acc_note = "accuracy not measured: " + data_note
+    if finetune_epochs and data is None:
+        # refuse before compiling, so that a refused command leaves no half-written OUT behind
+        raise UserError(f"--finetune needs the run's data and trunk ({acc_note})")
     net, thr, exp = compile_run_network(inputs, with_expected=data is not None)
     t_compile = time.perf_counter() - t0
     plan = inputs.plan
@@ -249,8 +256,6 @@ def compile_run(run: str | Path, out: str | Path, tau: float = 0.5, step: int | 
     # ---- fine-tuning
     report["finetune"] = None
     if finetune_epochs:
-        if data is None:
-            raise UserError(f"--finetune needs the run's data and trunk: {acc_note}")
         progress(f"fine-tuning the compiled network for {finetune_epochs} epoch(s)")
         ft = finetune(net, data[0], inputs.run.config, finetune_epochs, seed=seed, progress=progress)
         acc, _ = evaluate({"finetuned": net}, data[1])
@@ -286,8 +291,10 @@ def format_report(r: dict) -> str:
     else:  # its weights are not in the run folder: not counted, never shown as a 0-parameter trunk
         fc += "; the trunk is not included (its weights are not in the run folder)"
     lines.append(fc)
+    # nothing live (e.g. a run stopped before its memberships formed): no ratio to print ("1e12x fewer")
+    fewer = f"{1 / m['fc_ratio']:.2f}x fewer" if m["fc_ratio"] > 0 else "no live connection left"
     lines.append(f"multiply-adds per example (FC stack): {_n(m['fc_before'])} -> {_n(m['fc_after'])} "
-                 f"({m['fc_ratio']:.1%}, {1 / max(m['fc_ratio'], 1e-12):.2f}x fewer)")
+                 f"({m['fc_ratio']:.1%}, {fewer})")
     lines.append(f"{'layer':<12} {'in->out':>12} {'live density':>13} {'kept in->out':>14} {'blocks':>7} {'kind':>7}")
     kinds = {s["layer"]: s["kind"] for s in r["structure"]}
     for lay in r["layers"]:

@@ -625,13 +625,13 @@ def distance_linkage(D: np.ndarray) -> np.ndarray:
     return sch.linkage(squareform(D, checks=False), method="average")
 
 
-def distance_class_groups(D: np.ndarray, k_max: int, rule: str = "given") -> np.ndarray:
+def distance_class_groups(D: np.ndarray, k_max: int, rule: str = "given", k_min: int = 2) -> np.ndarray:
     """Class groups of the average-linkage dendrogram of distances ``D`` (n, n), e.g. :func:`confusion_distances`.
 
     ``rule`` ``"given"`` cuts into exactly ``k_max`` groups; ``"gap"`` / ``"silhouette"`` read the
-    number off the dendrogram (:func:`gap_k`, :func:`silhouette_k`; at most ``k_max``), ``"auto"``
-    is :data:`K_RULE_AUTO_CONFUSION`. Groups are numbered by first appearance in row order, so the
-    clusters beyond the chosen number stay empty. Deterministic.
+    number off the dendrogram (:func:`gap_k`, :func:`silhouette_k`; between ``k_min`` and ``k_max``),
+    ``"auto"`` is :data:`K_RULE_AUTO_CONFUSION`. Groups are numbered by first appearance in row order,
+    so the clusters beyond the chosen number stay empty. Deterministic.
 
     >>> C = np.kron(np.eye(3), np.full((2, 2), .3)) + .4 * np.eye(6)  # 3 pairs confused within
     >>> distance_class_groups(confusion_distances(C), 5, "gap").tolist()
@@ -648,10 +648,11 @@ def distance_class_groups(D: np.ndarray, k_max: int, rule: str = "given") -> np.
     if n < 3 or k_max == 1:
         return np.zeros(n, dtype=np.int64) if k_max == 1 else np.arange(n, dtype=np.int64)
     Z = distance_linkage(D)
-    if rule == "given":
+    k_min = max(2, int(k_min))
+    if rule == "given" or k_min >= k_max:
         k = k_max
     elif rule == "gap":
-        k = gap_k(Z[:, 2], k_max)
+        k = gap_k(Z[:, 2], k_max, k_min)
     else:
-        k = silhouette_k(D, Z, min(k_max, n - 1)) if k_max > 2 else 2
+        k = silhouette_k(D, Z, min(k_max, n - 1), k_min) if k_min <= min(k_max, n - 1) else k_max
     return _cut(Z, k)

@@ -179,7 +179,8 @@ class RecipeConfig:
                                     "probable clusters; Bernoulli: P >= 0.5) and fine-tune the weights for the rest")
     cocluster_at: int | None = _opt(None, "co-clustered warm start (ours): for this many epochs the Blockout "
                                     "layers act as plain FC layers (theta untrained); then every membership is set "
-                                    "from a balanced spectral co-clustering of the weights (null: off)")
+                                    "from a co-clustering of the class layer (--cocluster-method, "
+                                    "--cocluster-source) (null: off)")
     cocluster_anneal_epochs: int = _opt(0, "after the co-clustering, fade the mask in over this many epochs: each "
                                         "Blockout layer uses W * (a + (1 - a) M) with a falling linearly from 1 to 0 "
                                         "per step (0: the one-step switch)")
@@ -198,7 +199,8 @@ class RecipeConfig:
     cocluster_k: str = _opt("given", "number of class groups of the linkage co-clustering (fine groups of the "
                             "nested one): given = --clusters; "
                             "gap / silhouette = read off the class dendrogram (largest gap between merge heights / "
-                            "best mean silhouette), at most --clusters, the unused clusters left empty (dead); "
+                            "best mean silhouette), at most --clusters (nested with --cocluster-coarse N: at least N + 1), "
+                            "the unused clusters left empty (dead); "
                             "auto = the rule that measured best on that dendrogram (silhouette on the weights, gap "
                             "on the confusion)", ("given", "auto", "gap", "silhouette"))
     cocluster_source: str = _opt("weights", "what the linkage / nested co-clustering groups the classes by: the "
@@ -499,6 +501,16 @@ class TrainConfig:
         if self.cocluster_anneal_epochs and self.cocluster_at is None:
             raise UserError(f"cocluster_anneal_epochs={self.cocluster_anneal_epochs!r} needs cocluster_at "
                             "(the mask fades in after the co-clustering)")
+        if self.cocluster_at is None:
+            # without the warm start these options would be silently ignored (e.g. --method hard-learned
+            # --cocluster-method linkage trained the paper's method as if they were not given)
+            unused = [f"{name}={value!r}" for name, value, default in (
+                ("cocluster_method", self.cocluster_method, "spectral"), ("cocluster_k", self.cocluster_k, "given"),
+                ("cocluster_source", self.cocluster_source, "weights"), ("cocluster_coarse", self.cocluster_coarse, None))
+                if value != default]
+            if unused:
+                raise UserError(f"{', '.join(unused)} act(s) at the co-clustered start: it needs cocluster_at "
+                                "(or --method hard-cocluster, which sets it)")
         if self.cocluster_k != "given" and self.cocluster_method not in ("linkage", "nested"):
             raise UserError(f"cocluster_k={self.cocluster_k!r} reads the number of groups off the class dendrogram: "
                             f"it needs cocluster_method 'linkage' (or 'nested'), got {self.cocluster_method!r}")

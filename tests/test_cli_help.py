@@ -65,6 +65,10 @@ def test_train_help_grouped_with_each_default_once():
     assert total == len(TrainConfig.field_names())
     # the regressions: help texts that name their own default got a second "(default: None)"
     assert "(default: None)" not in help_text("train")
+    # regression: --cocluster-at still described the round-2 co-clustering ("balanced spectral"),
+    # whatever --cocluster-method was
+    at = flags["our emergence options"]["--cocluster-at"]
+    assert "spectral" not in at and "--cocluster-method" in at
     out = flags["run"]["--out"]
     assert "checkpoints/<dataset>-<method>-s<seed>" in out
 

@@ -51,6 +51,15 @@ class TestConfusionMath:
         assert adjusted_rand_score(truth, distance_class_groups(D, 9)) == 1.0  # k given
         assert distance_class_groups(D, 12, "auto").tolist() == distance_class_groups(D, 12, K_RULE_AUTO_CONFUSION).tolist()
 
+    def test_chosen_count_respects_a_lower_bound(self):
+        # 2 blocks of 3 confused pairs each: the gap picks the 2 blocks, silhouette the 6 pairs
+        C = np.kron(np.eye(2), np.full((6, 6), .1)) + np.kron(np.eye(6), np.full((2, 2), .05)) + .3 * np.eye(12)
+        D = confusion_distances(C)
+        assert distance_class_groups(D, 8, "gap").max() + 1 == 2
+        assert distance_class_groups(D, 8, "gap", k_min=3).max() + 1 == 6  # the next gap above 3 groups
+        assert distance_class_groups(D, 8, "silhouette", k_min=7).max() + 1 >= 7
+        assert distance_class_groups(D, 3, "gap", k_min=5).max() + 1 == 3  # never above k_max
+
     def test_distances_are_a_metric_matrix(self):
         sums, counts, _ = planted_confusion(0, noise=1.0)
         counts[4] = 0.0  # a class without samples: a zero row, only the others' confusion into it counts
@@ -137,8 +146,13 @@ class TestTraining:
             c = TrainConfig.from_dict({"method": "hard-cocluster", "cocluster_method": method, "depth": 2,
                                        "cocluster_source": "weights"})
             assert c.cocluster_source == "weights"
-        assert TrainConfig.from_dict({"method": "hard-learned", "cocluster_method": "linkage"}).cocluster_source \
-            == "weights"  # the plain default outside the preset
+        assert TrainConfig.from_dict({"method": "hard-learned", "cocluster_method": "linkage", "cocluster_at": 1}
+                                     ).cocluster_source == "weights"  # the plain default outside the preset
+        # regression: without cocluster_at the co-clustering options were silently ignored
+        for extra in ({"cocluster_method": "linkage"}, {"cocluster_method": "nested", "cocluster_k": "auto"},
+                      {"cocluster_method": "linkage", "cocluster_source": "confusion"}):
+            with pytest.raises(UserError, match="it needs cocluster_at"):
+                TrainConfig.from_dict({"method": "hard-learned", **extra})
         cfg = TrainConfig.from_dict({"method": "hard-cocluster", "cocluster_method": "nested", "depth": 2,
                                      "cocluster_source": "confusion"})
         assert cfg.cocluster_source == "confusion"
@@ -207,11 +221,22 @@ class TestTraining:
         torch.save(state, state_path)
         assert resume_config(tmp_path / "old").cocluster_source == "weights"
 
+    def test_nested_fine_count_chosen_above_the_given_coarse_count(self, hier, tmp_path, capsys):
+        # regression: the gap picks 5 fine groups here, and --cocluster-coarse 5 was silently capped at
+        # that count (5 coarse = 5 fine: one level of branches, not the asked-for split); the fine
+        # count is now searched from coarse + 1 up
+        cfg = confusion_run(hier, tmp_path / "run", clusters=6, depth=2, cocluster_method="nested",
+                            cocluster_k="gap", cocluster_coarse=5)
+        assert train(cfg).status == "finished"
+        assert rf.read_jsonl(tmp_path / "run" / rf.METRICS)[2]["cocluster_k"] == 6
+        out = capsys.readouterr()
+        assert "(6 of 6 clusters chosen (gap), classes per cluster" in out.out + out.err  # the log says k
+
     def test_nested_with_a_chosen_fine_count_leaves_the_rest_dead(self, hier, tmp_path, monkeypatch):
         # force 3 fine groups of a capacity of 5: clusters 3-4 get no class and no node in any set
         import blockout.recipes.cocluster as rc
 
-        monkeypatch.setattr(rc, "_fine_count", lambda W, k, rule, D: 3)
+        monkeypatch.setattr(rc, "_fine_count", lambda W, k, rule, D, k_min=2: 3)
         seen = {}
 
         def record(step, model):

@@ -289,6 +289,31 @@ class TestCommand:
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and match in err
 
+    @pytest.mark.parametrize("inside", ["", "compiled"])
+    def test_out_inside_the_run_folder_is_refused(self, tmp_path, capsys, inside):
+        # regression: -o RUN (or a folder in it) wrote compiled.pt, compile.json, ... among the run's files
+        run = make_synthetic_run(tmp_path / "r", trunk=8, hidden=(8,), classes=4, clusters=2, groups=1, n_snapshots=2)
+        before = sorted(p.name for p in run.iterdir())
+        assert main(["compile", str(run), "-o", str(run / inside) if inside else str(run), "--no-export"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "inside the run folder" in err
+        assert sorted(p.name for p in run.iterdir()) == before
+
+    def test_finetune_without_data_is_refused_before_writing(self, tmp_path, capsys):
+        # regression: the refusal came after compiled.pt, structure.json (and the export) were written
+        run = make_synthetic_run(tmp_path / "r", trunk=8, hidden=(8,), classes=4, clusters=2, groups=1, n_snapshots=2)
+        assert main(["compile", str(run), "-o", str(tmp_path / "o"), "--finetune", "1", "--no-export"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "--finetune needs the run's data" in err
+        assert not (tmp_path / "o").exists()
+
+    def test_everything_dead_prints_no_ratio(self, tmp_path, capsys):
+        # regression: a τ above every P printed "48,960 -> 0 (0.0%, 1000000000000.00x fewer)"
+        run = make_synthetic_run(tmp_path / "r", trunk=8, hidden=(8,), classes=4, clusters=2, groups=1, n_snapshots=2)
+        assert main(["compile", str(run), "-o", str(tmp_path / "o"), "--threshold", "1", "--no-export"]) == 0
+        line = next(l for l in capsys.readouterr().out.splitlines() if l.startswith("multiply-adds"))
+        assert line.endswith("-> 0 (0.0%, no live connection left)"), line
+
     def test_plain_run_has_nothing_to_compile(self, tmp_path, capsys):
         run = make_synthetic_run(tmp_path / "r", trunk=8, hidden=(8,), classes=4, clusters=2, groups=1, n_snapshots=1)
         rec = fmt.read_run(run)

@@ -7,7 +7,7 @@ from streamlit.testing.v1 import AppTest
 
 from analysis.run import load_run
 from analysis.synthetic import make_synthetic_run
-from app.compile_panel import compile_summary, layer_rows
+from app.compile_panel import compile_summary, layer_rows, macs_delta
 
 HOME = str(Path(__file__).resolve().parents[1] / "app" / "Home.py")
 
@@ -37,7 +37,18 @@ def test_page_shows_and_builds(planted, monkeypatch):
     at.switch_page("views/branch_tree.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert any(m.label == "multiply-adds / example" for m in at.metric)
+    # regression: the page's depth counted the class leaves (3 here) where Overview and inspect say 2
+    from analysis.graphs import branch_tree
+    from analysis.verdict import branch_depth
+
+    depth = branch_depth(branch_tree(load_run(planted), 0.5))
+    assert depth == 2 and next(m.value for m in at.metric if m.label == "tree depth") == str(depth)
     at.button(key="cp_build").click().run()
     assert not at.exception, [e.value for e in at.exception]
     captions = " ".join(c.value for c in at.caption)
     assert "accuracy not measured" in captions and "Largest |compiled − thresholded|" in captions
+
+
+def test_macs_delta_without_live_connections():
+    assert macs_delta(1000, 250) == "4.00× fewer"
+    assert macs_delta(1000, 0) == "no live connection left"  # regression: "1000000000000.00× fewer"

@@ -3,6 +3,7 @@
 import streamlit as st
 
 from analysis.errors import UserError
+from analysis.verdict import branch_depth
 from app import cache, state
 from app.figures import sankey_figure, sunburst_figure, tree_figure
 
@@ -28,7 +29,8 @@ blocks = [v for v, d in tree.nodes(data=True) if d.get("kind") == "block"]
 leaves_dead = [v for v, d in tree.nodes(data=True) if d.get("kind") == "class" and d.get("dead")]
 c = st.columns(3)
 c[0].metric("branches", len(blocks))
-c[1].metric("tree depth", max((d.get("depth", 0) for _, d in tree.nodes(data=True)), default=0))
+# the verdict's depth (Overview, inspect): live branch levels below the stem, class leaves not counted
+c[1].metric("tree depth", branch_depth(tree))
 c[2].metric("classes in no cluster", len(leaves_dead))
 
 if not blocks:

@@ -131,7 +131,11 @@ def cocluster_memberships(model: nn.Module, config: Any,
         first = next(j for j, n in enumerate(names) if n != "trunk")  # first node set with memberships
         ws = [model.fc[layers[j]].weight.detach().float().cpu().numpy() for j in range(first, len(layers))]
         # cocluster_k != "given": k fine groups read off the class dendrogram, the clusters beyond die
-        k_fine = _fine_count(W_cls, k, config.cocluster_k, class_distances)
+        # a given coarse count bounds the chosen fine count from below (more fine groups than coarse
+        # ones, as far as k allows): capping the coarse count at a smaller fine count would silently
+        # give one level of branches instead of the asked-for split
+        k_min = 2 if config.cocluster_coarse is None else min(int(config.cocluster_coarse) + 1, k)
+        k_fine = _fine_count(W_cls, k, config.cocluster_k, class_distances, k_min=k_min)
         coarse = None if config.cocluster_coarse is None else min(int(config.cocluster_coarse), k_fine)
         nested = nested_cocluster(ws, k_fine, coarse, class_linkage=_distance_linkage(class_distances))
         rows = nested.assign[-1]
@@ -183,16 +187,17 @@ def _distance_classes(D: np.ndarray, k: int, rule: str) -> np.ndarray:
     return distance_class_groups(D, k, rule)
 
 
-def _fine_count(W_cls: np.ndarray, k: int, rule: str, D: np.ndarray | None) -> int:
+def _fine_count(W_cls: np.ndarray, k: int, rule: str, D: np.ndarray | None, k_min: int = 2) -> int:
     """Number of fine groups of the nested co-clustering: ``k``, or with ``rule`` other than ``"given"``
-    read off the class dendrogram of the distances ``D`` (or of the weight rows ``W_cls``), at most ``k``."""
+    read off the class dendrogram of the distances ``D`` (or of the weight rows ``W_cls``), between
+    ``k_min`` and ``k``."""
     from blockout.cocluster import K_RULE_AUTO, choose_k, distance_class_groups
 
     if rule == "given":
         return k
     if D is not None:
-        return int(distance_class_groups(D, k, rule).max()) + 1
-    return choose_k(W_cls, k, rule=K_RULE_AUTO if rule == "auto" else rule)
+        return int(distance_class_groups(D, k, rule, k_min=k_min).max()) + 1
+    return choose_k(W_cls, k, rule=K_RULE_AUTO if rule == "auto" else rule, k_min=k_min)
 
 
 def _distance_linkage(D: np.ndarray | None) -> np.ndarray | None:
@@ -292,8 +297,11 @@ class CoclusteredStart(Recipe):
             if ctx.is_main:
                 sizes = np.bincount(assign["classes"], minlength=model.clusters)
                 what = "weights" if self.confusion is None else "confusion matrix and the weights"
+                # with a chosen k the number of groups is the news (empty clusters make the range start at 0)
+                chosen = ("" if self.config.cocluster_k == "given" else
+                          f"{int((sizes > 0).sum())} of {model.clusters} clusters chosen ({self.config.cocluster_k}), ")
                 ctx.log(f"memberships set from a co-clustering of the {what} after {self.at} epoch(s) "
-                        f"(classes per cluster: {sizes.min()}-{sizes.max()})")
+                        f"({chosen}classes per cluster: {sizes.min()}-{sizes.max()})")
 
     def after_forward(self, ctx: TrainContext, logits: torch.Tensor, targets: torch.Tensor) -> None:
         if self.confusion is not None and ctx.epoch == self.at - 1 and not bool(ctx.model.cocluster_done):
