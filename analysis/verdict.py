@@ -392,6 +392,32 @@ def tree_phrase(depth: int | None, k_used: int | None, k: int | None) -> str:
     return f" Branch tree depth {depth} ({shape}); the classes use {k_used} of {k} clusters."
 
 
+def warmup_flag(config, metrics, step: int | None) -> str | None:
+    """The flag sentence when the snapshot at ``step`` lies in a co-clustered start's plain warm-up.
+
+    During the first ``cocluster_at`` epochs the memberships are unused and still at their random
+    start, so branches, trees and agreement computed from them describe nothing the run chose.
+    ``metrics`` are the run's ``metrics.jsonl`` records (the last epoch recorded at or before
+    ``step`` decides); None when the run has no co-clustered start or nothing tells.
+
+    >>> warmup_flag({"method": "hard-cocluster", "cocluster_at": 10}, [{"step": 40, "epoch": 1}], 40)
+    'Flag: at this step the run is still in its plain warm-up (1 of 10 epochs): the memberships are not set yet (the co-clustering comes at the start of epoch 11).'
+    >>> warmup_flag({"method": "hard-cocluster", "cocluster_at": 1}, [{"step": 40, "epoch": 1}], 50) is None
+    True
+    """
+    at = (config or {}).get("cocluster_at")
+    if isinstance(at, bool) or not isinstance(at, int) or step is None:
+        return None
+    recs = [(r["step"], r["epoch"]) for r in metrics or []
+            if all(isinstance(r.get(k), int) and not isinstance(r.get(k), bool) for k in ("step", "epoch"))]
+    end = next((st for st, ep in recs if ep == at), None)  # the last step of the warm-up, once recorded
+    if (step > end) if end is not None else max((ep for _, ep in recs), default=0) > at:
+        return None
+    done = max((ep for st, ep in recs if st <= step), default=0)  # epochs finished at the snapshot
+    return (f"Flag: at this step the run is still in its plain warm-up ({done} of {at} epochs): the memberships "
+            f"are not set yet (the co-clustering comes at the start of epoch {at + 1}).")
+
+
 def below_weights_flag(ag: AgreementVerdict | None) -> str | None:
     """The flag sentence when the memberships agree with the reference less than the weights do.
 
@@ -444,4 +470,8 @@ def run_verdict(run, report=None, threshold: float = 0.5, step: int | None = Non
     flags = [flag] if flag else []
     if flag:
         s2 += " " + flag
+    warm = warmup_flag(run.config, run.metrics, used) if run.node_sets else None
+    if warm:
+        flags.insert(0, warm)
+        s1 += " " + warm
     return Verdict(sets, ag, [s1, s2], threshold, used, formed, agree, depth, k_used, k, flags)

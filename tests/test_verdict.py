@@ -383,3 +383,15 @@ def test_overview_shows_the_flag_as_a_warning(drifted, tmp_path, monkeypatch):
     assert len(flags) == 1 and "less than the run's own weights do (ARI" in flags[0]
     shown = " ".join(el.value for el in at.main if el.type == "markdown")
     assert "Flag:" not in shown and "Do the memberships group" in shown  # said once, in its box
+
+
+def test_a_snapshot_in_the_warm_up_is_flagged():
+    """Regression: a co-clustered run read inside its plain warm-up (or stopped there) got a verdict on
+    memberships that were still the random start, with nothing saying so."""
+    run = load_run(DEMO)  # hard-cocluster, cocluster_at = 10 epochs of 40 steps
+    for step in (40, 400):  # after epoch 1, and the warm-up's last step (the switch comes after it)
+        v = run_verdict(run, step=step)
+        assert v.flags and v.flags[0].startswith("Flag: at this step the run is still in its plain warm-up")
+        assert f"({step // 40} of 10 epochs)" in v.sentences[0]
+    assert not any("warm-up" in f for f in run_verdict(run, step=440).flags)  # the epoch after the switch
+    assert not any("warm-up" in f for f in run_verdict(run).flags)
