@@ -160,16 +160,22 @@ def test_recipe_options_on_a_paper_method():
     assert modes == [{"soft"}, {"hard"}]
 
 
+def trained_and_reloaded(method, epochs, logs):
+    """A 4-epoch recipe head trained ``epochs`` epochs, saved and loaded (weights_only) into a fresh one."""
+    make = lambda: BlockoutHead(12, 4, hidden=(16,), clusters=2, method=method, epochs=4,  # noqa: E731
+                                log=logs.append)
+    buf = io.BytesIO()
+    torch.save(train(make(), epochs=epochs, steps=4).state_dict(), buf)
+    buf.seek(0)
+    again = make()
+    again.load_state_dict(torch.load(buf, weights_only=True))
+    return again
+
+
 def test_a_reloaded_head_resumes_its_schedule(tmp_path):
     """state_dict carries the step and the co-clustering flag: reloaded, the head neither repeats nor skips it."""
     logs = []
-    head = train(BlockoutHead(12, 4, hidden=(16,), clusters=2, method="hard-cocluster", epochs=4, log=logs.append),
-                 epochs=2, steps=4)
-    buf = io.BytesIO()
-    torch.save(head.state_dict(), buf)
-    buf.seek(0)
-    again = BlockoutHead(12, 4, hidden=(16,), clusters=2, method="hard-cocluster", epochs=4, log=logs.append)
-    again.load_state_dict(torch.load(buf, weights_only=True))
+    again = trained_and_reloaded("hard-cocluster", 2, logs)
     assert int(again.recipe_step) == 8 and bool(again.cocluster_done)
     probs = again.node_set_probs()["classes"]
     again.start_epoch(2, steps_per_epoch=4)
@@ -180,13 +186,7 @@ def test_a_reloaded_head_resumes_its_schedule(tmp_path):
 def test_a_reloaded_budgeted_head_freezes_again_without_announcing_it():
     """Regression: a head reloaded after its freeze logged "memberships frozen" a second time."""
     logs = []
-    head = train(BlockoutHead(12, 4, hidden=(16,), clusters=2, method="hard-budgeted", epochs=4, log=logs.append),
-                 epochs=3, steps=4)
-    buf = io.BytesIO()
-    torch.save(head.state_dict(), buf)
-    buf.seek(0)
-    again = BlockoutHead(12, 4, hidden=(16,), clusters=2, method="hard-budgeted", epochs=4, log=logs.append)
-    again.load_state_dict(torch.load(buf, weights_only=True))
+    again = trained_and_reloaded("hard-budgeted", 3, logs)
     probs = again.node_set_probs()
     again.start_epoch(3, steps_per_epoch=4)
     assert sum("frozen" in line for line in logs) == 1
