@@ -7,6 +7,8 @@ so the training loop reads the same either way.
 
 from __future__ import annotations
 
+import gc
+
 import os
 from dataclasses import dataclass
 
@@ -97,6 +99,9 @@ def cleanup(info: DistInfo, failed: bool = False) -> None:
     ``failed``: this rank is leaving on an error (a peer may be dead): no barrier, whose own
     error would hide the first one."""
     if info.enabled and tdist.is_initialized():
+        # DistributedDataParallel wrappers left in reference cycles would otherwise be destroyed
+        # after the process group, at interpreter exit, and abort the process the same way
+        gc.collect()
         try:
             if not failed:
                 tdist.barrier()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import math
 import random
 import signal
@@ -516,6 +517,12 @@ class _Session:
         if not self.info.enabled or trainable == self._trainable:
             return
         self._trainable = trainable
+        if self.ddp_model is not self.model:
+            # the old wrapper's reducer holds autograd hooks on the parameters: collect it now, on
+            # every rank alike, not whenever the garbage collector gets to it (its hooks would
+            # launch all-reduces of their own on one rank and not on the other)
+            self.ddp_model = self.model
+            gc.collect()
         self.ddp_model = nn.parallel.DistributedDataParallel(
             self.model, device_ids=[self.info.device.index] if self.info.device.type == "cuda" else None)
 
