@@ -296,7 +296,8 @@ class BlockoutHead(FCStack):
         co-clustered start that groups the classes by the warm-up network's confusion
         (``cocluster_source="confusion"``, the ``hard-cocluster`` default with
         ``cocluster_method`` ``linkage`` or ``nested``) learns from them during its last warm-up
-        epoch, and stops with a message saying so when it saw none.
+        epoch, and stops with a message saying so when it saw none. Those sums are not part of the
+        head's ``state_dict``: reload a head before its last warm-up epoch or after the switch.
         """
         if (logits is None) != (targets is None):
             raise ValueError("pass both logits and targets to extra_loss, or neither")
