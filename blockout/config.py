@@ -193,8 +193,8 @@ class RecipeConfig:
                                  "nodes in one fine cluster each, every earlier hidden node in all the fine clusters "
                                  "of one coarse group, so branches split again (needs --depth 2 or more; hidden "
                                  "memberships Bernoulli)", ("spectral", "signed", "linkage", "nested"))
-    cocluster_coarse: int | None = _opt(None, "with --cocluster-method nested: the number of coarse groups, 1 to "
-                                        "clusters (null: chosen from the class dendrogram, the widest gap between "
+    cocluster_coarse: int | None = _opt(None, "with --cocluster-method nested: the number of coarse groups, 2 to "
+                                        "clusters-1 (fewer or more leave one level of branches; null: chosen from the class dendrogram, the widest gap between "
                                         "its merge heights among cuts into 2 to clusters-1 groups)")
     cocluster_k: str = _opt("given", "number of class groups of the linkage co-clustering (fine groups of the "
                             "nested one): given = --clusters; "
@@ -522,9 +522,10 @@ class TrainConfig:
         if self.cocluster_source != "weights" and self.cocluster_method not in ("linkage", "nested"):
             raise UserError(f"cocluster_source={self.cocluster_source!r} groups the classes by a dendrogram: it needs "
                             f"cocluster_method 'linkage' or 'nested', got {self.cocluster_method!r}")
-        if self.cocluster_coarse is not None and not 1 <= self.cocluster_coarse <= self.clusters:
-            raise UserError(f"cocluster_coarse must be in [1, clusters={self.clusters}] (or null), "
-                            f"got {self.cocluster_coarse!r}")
+        if self.cocluster_coarse is not None and not 2 <= self.cocluster_coarse < self.clusters:
+            # one coarse group, or one per cluster, is a single level of branches: no second split
+            raise UserError(f"cocluster_coarse must be in [2, clusters - 1 = {self.clusters - 1}] (or null) for two "
+                            f"levels of branches, got {self.cocluster_coarse!r}")
         if self.cocluster_coarse is not None and self.cocluster_method != "nested":
             raise UserError(f"cocluster_coarse={self.cocluster_coarse!r} needs cocluster_method nested "
                             f"(got {self.cocluster_method!r})")

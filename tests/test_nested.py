@@ -198,6 +198,10 @@ class TestConfig:
         with pytest.raises(UserError, match="cocluster_coarse must be in"):
             TrainConfig.from_dict({"method": "hard-cocluster", "cocluster_method": "nested", "cocluster_coarse": 7,
                                    "clusters": 6})
+        for coarse in (1, 6):  # regression: accepted, but one level of branches only
+            with pytest.raises(UserError, match=r"cocluster_coarse must be in \[2, clusters - 1 = 5\]"):
+                TrainConfig.from_dict({"method": "hard-cocluster", "cocluster_method": "nested",
+                                       "cocluster_coarse": coarse, "clusters": 6, "depth": 2})
 
 
 def test_tiny_nested_run_has_depth_two(tmp_path):
