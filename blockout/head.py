@@ -148,16 +148,7 @@ class BlockoutHead(FCStack):
                 raise ValueError(f"{label} must be a positive integer or None, got {value!r}")
         if any(isinstance(h, bool) or not isinstance(h, int) or h < 1 for h in hidden):
             raise ValueError(f"hidden must be a sequence of positive integers, got {hidden!r}")
-        if mask not in (None, "count", "union"):
-            raise ValueError(f"mask must be 'count' or 'union', got {mask!r}")
-        if trunk_clusters not in ("all", "learned"):
-            raise ValueError(f"trunk_clusters must be 'all' or 'learned', got {trunk_clusters!r}")
-        for label, value in (("dropout", dropout), ("mask_scale", mask_scale)):
-            if (value is not None or label == "dropout") and (
-                    isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
-                raise ValueError(f"{label} must be a number, got {value!r}")
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        # mask, mask_scale, trunk_clusters and dropout are checked by TrainConfig below, like every option
         if log is not None and not callable(log):
             raise ValueError(f"log must be a function taking a message (or None), got {log!r}")
         for label, given, known in (("membership", memberships, MEMBERSHIP_DEFAULTS),
@@ -178,9 +169,9 @@ class BlockoutHead(FCStack):
         self.hidden = () if method == "baseline" else hidden
         # the method's options, ours overridden by the caller's, validated in one place (TrainConfig)
         model = {"method": method, "clusters": clusters, "depth": len(self.hidden), "trunk_clusters": trunk_clusters,
-                 "dropout": float(dropout), **({"nodes": max(self.hidden)} if self.hidden else {}),
+                 "dropout": dropout, **({"nodes": max(self.hidden)} if self.hidden else {}),
                  **({"mask": mask} if mask is not None else {}),
-                 **({"mask_scale": float(mask_scale)} if mask_scale is not None else {})}
+                 **({"mask_scale": mask_scale} if mask_scale is not None else {})}
         try:
             self.config = TrainConfig.from_dict({**model, **(memberships or {}), **(recipe or {}), "seed": seed,
                                                  **({"epochs": epochs} if epochs is not None else {})},
@@ -193,7 +184,7 @@ class BlockoutHead(FCStack):
         self.mask_scale = float(cfg.mask_scale) if cfg.mask_scale is not None else (
             1.0 / clusters if cfg.mask == "count" else 1.0)
         self.trunk_clusters = trunk_clusters
-        self.dropout_p = float(dropout) if method == "dropout" else 0.0
+        self.dropout_p = float(cfg.dropout) if method == "dropout" else 0.0
         self.membership_options = {k: getattr(cfg, k) for k in MEMBERSHIP_DEFAULTS}
         depth = len(self.hidden)
         self.set_sizes = [in_features, *self.hidden, num_classes]
