@@ -143,8 +143,7 @@ def _callback_class():
             self._best: float | None = None
             self._last_snap = -1
             self._validated = False
-            self._heads: list = []  # BlockoutHeads with a recipe, found at the start of fit
-            self._paths: dict = {}  # id(head) -> its module path, prefixing its metrics when there are several
+            self._heads: list = []  # (module path, BlockoutHead) of the heads with a recipe, found at fit start
             self._recipe_step = 0
 
         @staticmethod
@@ -155,10 +154,9 @@ def _callback_class():
 
         def on_fit_start(self, trainer, pl_module) -> None:  # noqa: D102
             # BlockoutHeads running one of our recipes: their phases follow the Trainer's epochs
-            found = [(p, m) for p, m in pl_module.named_modules() if isinstance(m, BlockoutHead) and len(m.recipes)]
-            self._heads = [m for _, m in found]
-            self._paths = {id(m): p for p, m in found}
-            for head in self._heads:
+            self._heads = [(p, m) for p, m in pl_module.named_modules()
+                           if isinstance(m, BlockoutHead) and len(m.recipes)]
+            for _, head in self._heads:
                 head._check_epochs = False  # start_epoch comes from here, every epoch
                 if trainer.max_epochs not in (None, -1) and head.config.epochs != trainer.max_epochs:
                     # Lightning trains 1000 epochs when given neither max_epochs nor max_steps
@@ -185,14 +183,14 @@ def _callback_class():
             self._recipe_step = int(trainer.global_step)
 
         def on_train_epoch_start(self, trainer, pl_module) -> None:  # noqa: D102
-            for head in self._heads:
+            for _, head in self._heads:
                 head.start_epoch(int(trainer.current_epoch), steps_per_epoch=self._steps_per_epoch(trainer),
                                  optimizer=trainer.optimizers[0] if trainer.optimizers else None)
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: D102
             step = int(trainer.global_step)
             if step != self._recipe_step:  # an optimiser step happened (not on every batch when accumulating)
-                for head in self._heads:
+                for _, head in self._heads:
                     head.end_step()
                 self._recipe_step = step
             if self.run_logger is not None and step > 0 and step % self.every == 0 and step != self._last_snap:
@@ -213,10 +211,9 @@ def _callback_class():
             self._validated = False
             values.pop("step", None)
             values.pop("epoch", None)
-            for head in self._heads:
+            for path, head in self._heads:
                 reported = head.epoch_metrics()
                 if len(self._heads) > 1:  # one key per head (both budgets report "multipliers")
-                    path = self._paths[id(head)]
                     reported = {f"{path}.{k}": v for k, v in reported.items()}
                 values.update(reported)
             self.run_logger.log_metrics(step, epoch=epoch, **values)
