@@ -194,8 +194,9 @@ class RecipeConfig:
                                  "of one coarse group, so branches split again (needs --depth 2 or more; hidden "
                                  "memberships Bernoulli)", ("spectral", "signed", "linkage", "nested"))
     cocluster_coarse: int | None = _opt(None, "with --cocluster-method nested: the number of coarse groups, 2 to "
-                                        "clusters-1 (fewer or more leave one level of branches; null: chosen from the class dendrogram, the widest gap between "
-                                        "its merge heights among cuts into 2 to clusters-1 groups)")
+                                        "clusters-1 (fewer or more leave one level of branches; null: chosen from "
+                                        "the class dendrogram, the widest gap between its merge heights among cuts "
+                                        "into 2 to clusters-1 groups)")
     cocluster_k: str = _opt("given", "number of class groups of the linkage co-clustering (fine groups of the "
                             "nested one): given = --clusters; "
                             "gap / silhouette = read off the class dendrogram (largest gap between merge heights / "
@@ -302,16 +303,35 @@ class PerCluster:
         return self.value / int(clusters)
 
 
+@dataclass(frozen=True)
+class PerCoclusterMethod:
+    """A value that depends on ``cocluster_method``: ``default``, or the value ``by_method`` gives it.
+
+    >>> v = PerCoclusterMethod("weights", (("linkage", "confusion"), ("nested", "confusion")))
+    >>> v.of("signed"), v.of("nested")
+    ('weights', 'confusion')
+    """
+
+    default: Any
+    by_method: tuple[tuple[str, Any], ...] = ()
+
+    def of(self, method: str) -> Any:
+        return dict(self.by_method).get(method, self.default)
+
+
+#: nested hidden nodes sit in several clusters (m > 1): Bernoulli memberships with the nested method
+_HIDDEN_FOR_NESTED = (("nested", "bernoulli"),)
+
 #: Option values of each recipe (docs/emergence.md explains them; explicit options win). Values
-#: that depend on other options are typed: :class:`PerCluster` (of ``clusters``) and
-#: :class:`EpochShare` (of ``epochs``).
+#: that depend on other options are typed: :class:`PerCluster` (of ``clusters``),
+#: :class:`EpochShare` (of ``epochs``) and :class:`PerCoclusterMethod` (of ``cocluster_method``).
 METHOD_PRESETS: dict[str, dict[str, Any]] = {
     # the prototype study's recipe (docs/method.md), reproduced in the real trainer: union mask, every hidden node in
     # exactly one cluster (hard Gumbel, noisy-tower start, usage balancing), Bernoulli classes under
     # a per-class budget rho = 1/k, then memberships frozen (dead classes rescued) and weights fine-tuned
     "hard-budgeted": {
-        "mask": "union", "mask_scale": 1.0, "hidden_membership": "categorical", "membership_m": 1,
-        "membership_init_scale": 3.0, "membership_init_noise": 3.0, "usage_weight": 1.0,
+        "mask": "union", "mask_scale": 1.0, "hidden_membership": PerCoclusterMethod("categorical", _HIDDEN_FOR_NESTED),
+        "membership_m": 1, "membership_init_scale": 3.0, "membership_init_noise": 3.0, "usage_weight": 1.0,
         "class_membership": "bernoulli", "budget_rho": PerCluster(), "budget_layers": "classifier",
         "budget_scope": "row", "budget_step": 0.05, "budget_max_step": 0.01, "freeze_after": EpochShare(1, 2),
         "rescue_dead": "on", "theta_lr_mult": 10.0, "fanin_init": "on",
@@ -324,16 +344,16 @@ METHOD_PRESETS: dict[str, dict[str, Any]] = {
     # not 0.01, and no freeze, so off-branch connections survive at a reduced rate: +23 points of
     # accuracy at the same membership ARI (round 3: class P 0.01, frozen at two thirds)
     "hard-cocluster": {
-        "mask": "union", "mask_scale": 1.0, "hidden_membership": "categorical", "membership_m": 1,
-        "membership_init_scale": 0.0, "membership_init_noise": 0.0, "usage_weight": 1.0,
+        "mask": "union", "mask_scale": 1.0, "hidden_membership": PerCoclusterMethod("categorical", _HIDDEN_FOR_NESTED),
+        "membership_m": 1, "membership_init_scale": 0.0, "membership_init_noise": 0.0, "usage_weight": 1.0,
         "class_membership": "bernoulli", "cocluster_at": EpochShare(1, 3), "freeze_after": None, "rescue_dead": "on",
         "cocluster_method": "signed", "cocluster_scale": 8.0, "cocluster_class_high": 0.95,
         "cocluster_class_low": 0.15, "cocluster_rescale": "none", "theta_lr_mult": 10.0,
-        # with the dendrogram methods (linkage, nested) the preset groups the classes by the warm-up
-        # network's soft confusion matrix instead (TrainConfig.from_dict): round 5 measured its memberships
-        # above the weight rows' on every unbalanced planted seed and at the fine level of every two-level
-        # seed, at about the same accuracy (docs/emergence.md)
-        "cocluster_source": "weights",
+        # with the dendrogram methods (linkage, nested) the classes are grouped by the warm-up network's
+        # soft confusion matrix: round 5 measured its memberships above the weight rows' on every
+        # unbalanced planted seed and at the fine level of every two-level seed, at about the same
+        # accuracy (docs/emergence.md)
+        "cocluster_source": PerCoclusterMethod("weights", (("linkage", "confusion"), ("nested", "confusion"))),
     },
 }
 
@@ -343,9 +363,13 @@ def _resolve_preset(preset: Mapping[str, Any], data: Mapping[str, Any]) -> dict[
 
     >>> _resolve_preset({"budget_rho": PerCluster(), "freeze_after": EpochShare(1, 2)}, {"clusters": 20, "epochs": 30})
     {'budget_rho': 0.05, 'freeze_after': 15}
+    >>> _resolve_preset({"cocluster_source": PerCoclusterMethod("weights", (("nested", "confusion"),))},
+    ...                 {"cocluster_method": "nested"})
+    {'cocluster_source': 'confusion'}
     """
     k = int(data.get("clusters", _DEFAULTS["clusters"]))
     epochs = int(data.get("epochs", _DEFAULTS["epochs"]))
+    method = data.get("cocluster_method", preset.get("cocluster_method", _DEFAULTS["cocluster_method"]))
     out = {}
     for key, value in preset.items():
         if key in data:
@@ -354,6 +378,8 @@ def _resolve_preset(preset: Mapping[str, Any], data: Mapping[str, Any]) -> dict[
             value = value.of(k)
         elif isinstance(value, EpochShare):
             value = value.of(epochs)
+        elif isinstance(value, PerCoclusterMethod):
+            value = value.of(method)
         out[key] = value
     return out
 
@@ -581,10 +607,6 @@ class TrainConfig:
             raise UserError(f"{source}: unknown option(s) {', '.join(unknown)} "
                             f"(known: {', '.join(sorted(known))})")
         preset = _resolve_preset(METHOD_PRESETS.get(data.get("method"), {}), data)
-        if data.get("cocluster_method") == "nested" and "hidden_membership" in preset:
-            preset["hidden_membership"] = "bernoulli"  # nested hidden nodes sit in several clusters (m > 1)
-        if data.get("cocluster_method") in ("linkage", "nested") and "cocluster_source" in preset:
-            preset["cocluster_source"] = "confusion"  # see the hard-cocluster preset
         return cls(**{**preset, **data})
 
     @classmethod

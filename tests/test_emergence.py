@@ -196,7 +196,7 @@ import numpy as np  # noqa: E402
 from analysis import runfolder as rf  # noqa: E402
 from analysis.run import load_run  # noqa: E402
 from blockout.checkpoint import load_train_state  # noqa: E402
-from blockout.config import METHOD_PRESETS, METHODS, EpochShare, PerCluster, TrainConfig  # noqa: E402
+from blockout.config import METHOD_PRESETS, METHODS, EpochShare, PerCluster, PerCoclusterMethod, TrainConfig  # noqa: E402
 from blockout.membership import CategoricalClusters  # noqa: E402
 from blockout.models import build_model  # noqa: E402
 from blockout.train import train  # noqa: E402
@@ -218,10 +218,10 @@ class TestRecipeConfig:
     def test_recipe_fills_in_its_preset(self):
         cfg = TrainConfig.from_dict({"method": "hard-budgeted", "clusters": 20, "epochs": 30})
         for key, value in METHOD_PRESETS["hard-budgeted"].items():
-            if not isinstance(value, (PerCluster, EpochShare)):  # typed: they depend on clusters / epochs
+            if not isinstance(value, (PerCluster, EpochShare, PerCoclusterMethod)):  # typed: depend on other options
                 assert getattr(cfg, key) == value, key
         # the values that depend on other options
-        assert cfg.budget_rho == pytest.approx(1 / 20) and cfg.freeze_after == 15
+        assert cfg.budget_rho == pytest.approx(1 / 20) and cfg.freeze_after == 15 and cfg.hidden_membership == "categorical"
 
     def test_explicit_options_win_over_the_preset(self):
         cfg = TrainConfig.from_dict({"method": "hard-budgeted", "soft_epochs": 2, "class_membership": "bernoulli"})

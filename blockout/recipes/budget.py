@@ -50,8 +50,6 @@ def attach_budgets(model: nn.Module, config: Any) -> None:
             anneal_end=config.budget_anneal_end, name=lname)
 
 
-
-
 def row_densities(model: nn.Module) -> dict[str, torch.Tensor]:
     """Expected live density of every row of every budgeted layer (differentiable in the rows)."""
     budgets = model.budgets
