@@ -8,7 +8,6 @@ so the training loop reads the same either way.
 from __future__ import annotations
 
 import gc
-
 import os
 from dataclasses import dataclass
 

@@ -96,11 +96,12 @@ def cocluster_memberships(model: nn.Module, config: Any,
     in every node set (no node is ever sampled into them). With ``class_distances`` (classes, classes),
     e.g. :func:`blockout.cocluster.confusion_distances` (``cocluster_source confusion``), ``linkage``
     and ``nested`` cut the average-linkage dendrogram of those distances instead of the weight rows'
-    (:func:`_distance_classes`); the hidden nodes are still assigned from the weights. Returns
+    (:func:`blockout.cocluster.distance_class_groups`); the hidden nodes are still assigned from the weights. Returns
     ``{node set: assignment (n,)}``.
     """
-    from blockout.cocluster import (K_RULE_AUTO, assign_inputs, choose_k, linkage_row_clusters, nested_cocluster,
-                                    proportional_counts, signed_row_clusters, spectral_cocluster)
+    from blockout.cocluster import (K_RULE_AUTO, assign_inputs, choose_k, distance_class_groups, distance_linkage,
+                                    linkage_row_clusters, nested_cocluster, proportional_counts, signed_row_clusters,
+                                    spectral_cocluster)
 
     k = model.clusters
     names, layers = model.set_names, model.layer_names
@@ -118,7 +119,7 @@ def cocluster_memberships(model: nn.Module, config: Any,
         # the clusters beyond it get no classes and no nodes (they die, see below)
         rule = config.cocluster_k
         if class_distances is not None:
-            rows = _distance_classes(class_distances, k, rule)
+            rows = distance_class_groups(class_distances, k, rule)
         else:
             k_used = k if rule == "given" else choose_k(W_cls, k, rule=K_RULE_AUTO if rule == "auto" else rule)
             rows = linkage_row_clusters(W_cls, k_used)
@@ -137,7 +138,8 @@ def cocluster_memberships(model: nn.Module, config: Any,
         k_min = 2 if config.cocluster_coarse is None else min(int(config.cocluster_coarse) + 1, k)
         k_fine = _fine_count(W_cls, k, config.cocluster_k, class_distances, k_min=k_min)
         coarse = None if config.cocluster_coarse is None else min(int(config.cocluster_coarse), k_fine)
-        nested = nested_cocluster(ws, k_fine, coarse, class_linkage=_distance_linkage(class_distances))
+        class_linkage = None if class_distances is None else distance_linkage(class_distances)
+        nested = nested_cocluster(ws, k_fine, coarse, class_linkage=class_linkage)
         rows = nested.assign[-1]
         members = {name: np.pad(m, ((0, 0), (0, k - k_fine))) for name, m in zip(names[first:], nested.members)}
         assign = dict(zip(names[first:], nested.assign))
@@ -179,14 +181,6 @@ def cocluster_memberships(model: nn.Module, config: Any,
     return assign
 
 
-def _distance_classes(D: np.ndarray, k: int, rule: str) -> np.ndarray:
-    """Class groups of the linkage co-clustering from class distances
-    (:func:`blockout.cocluster.distance_class_groups`)."""
-    from blockout.cocluster import distance_class_groups
-
-    return distance_class_groups(D, k, rule)
-
-
 def _fine_count(W_cls: np.ndarray, k: int, rule: str, D: np.ndarray | None, k_min: int = 2) -> int:
     """Number of fine groups of the nested co-clustering: ``k``, or with ``rule`` other than ``"given"``
     read off the class dendrogram of the distances ``D`` (or of the weight rows ``W_cls``), between
@@ -198,13 +192,6 @@ def _fine_count(W_cls: np.ndarray, k: int, rule: str, D: np.ndarray | None, k_mi
     if D is not None:
         return int(distance_class_groups(D, k, rule, k_min=k_min).max()) + 1
     return choose_k(W_cls, k, rule=K_RULE_AUTO if rule == "auto" else rule, k_min=k_min)
-
-
-def _distance_linkage(D: np.ndarray | None) -> np.ndarray | None:
-    """The class dendrogram of the nested co-clustering from class distances (None: the weight rows')."""
-    from blockout.cocluster import distance_linkage
-
-    return None if D is None else distance_linkage(D)
 
 
 class ConfusionAccumulator:
