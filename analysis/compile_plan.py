@@ -39,7 +39,8 @@ import numpy as np
 from analysis.errors import UserError
 from analysis.threshold import code_clusters, signature_codes, binarize
 
-__all__ = ["Block", "LayerPlan", "CompilePlan", "plan_blocks", "plan_run", "group_order", "live_connections"]
+__all__ = ["Block", "LayerPlan", "CompilePlan", "plan_blocks", "plan_run", "group_order", "live_connections",
+           "macs_reduction"]
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,16 @@ class CompilePlan:
             "branches": [{"sets": b["sets"], "nodes": b["nodes"], "classes": [name(c) for c in b["classes"]]}
                          for b in self.branches],
         }
+
+
+def macs_reduction(before: int, after: int, times: str = "×") -> str:
+    """How many times fewer multiply-adds, as text; with nothing live left (a τ above every P, a run
+    stopped before its memberships formed) there is no ratio to give.
+
+    >>> macs_reduction(1000, 250), macs_reduction(1000, 250, "x"), macs_reduction(1000, 0)
+    ('4.00× fewer', '4.00x fewer', 'no live connection left')
+    """
+    return f"{before / after:.2f}{times} fewer" if after > 0 else "no live connection left"
 
 
 def _low_bit(code: int) -> int:

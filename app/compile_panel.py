@@ -15,14 +15,8 @@ from pathlib import Path
 import streamlit as st
 
 from analysis import runfolder as rf
-from analysis.compile_plan import plan_run
+from analysis.compile_plan import macs_reduction, plan_run
 from analysis.errors import UserError
-
-
-def macs_delta(before: int, after: int) -> str:
-    """The multiply-adds metric's delta: ``"3.20× fewer"``, or, with nothing live left (a τ above every
-    P, a run stopped before its memberships formed), no ratio (it printed "1000000000000.00× fewer")."""
-    return f"{before / after:.2f}× fewer" if after > 0 else "no live connection left"
 
 
 def compile_summary(run, tau: float, step=None) -> dict:
@@ -84,7 +78,7 @@ def show_compile_panel(ctx) -> None:
     c = st.columns(3)
     c[0].metric("FC parameters", f"{pa:,}", delta=f"{pa - pb:+,} ({pa / max(1, pb):.0%} of {pb:,})",
                 delta_color="inverse")
-    c[1].metric("multiply-adds / example", f"{ma:,}", delta=macs_delta(mb, ma), delta_color="off")
+    c[1].metric("multiply-adds / example", f"{ma:,}", delta=macs_reduction(mb, ma), delta_color="off")
     c[2].metric("branches below the trunk", len(s["branches"]))
     st.dataframe(layer_rows(s), hide_index=True)
     if s["const_classes"]:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from torch import nn
 
 from analysis import runfolder as rf
+from analysis.compile_plan import macs_reduction
 from blockout.errors import UserError
 
 #: Largest |compiled - thresholded| logit difference accepted as "the same outputs" (float32).
@@ -291,8 +292,7 @@ def format_report(r: dict) -> str:
     else:  # its weights are not in the run folder: not counted, never shown as a 0-parameter trunk
         fc += "; the trunk is not included (its weights are not in the run folder)"
     lines.append(fc)
-    # nothing live (e.g. a run stopped before its memberships formed): no ratio to print ("1e12x fewer")
-    fewer = f"{1 / m['fc_ratio']:.2f}x fewer" if m["fc_ratio"] > 0 else "no live connection left"
+    fewer = macs_reduction(m["fc_before"], m["fc_after"], "x")
     lines.append(f"multiply-adds per example (FC stack): {_n(m['fc_before'])} -> {_n(m['fc_after'])} "
                  f"({m['fc_ratio']:.1%}, {fewer})")
     lines.append(f"{'layer':<12} {'in->out':>12} {'live density':>13} {'kept in->out':>14} {'blocks':>7} {'kind':>7}")

@@ -7,7 +7,8 @@ from streamlit.testing.v1 import AppTest
 
 from analysis.run import load_run
 from analysis.synthetic import make_synthetic_run
-from app.compile_panel import compile_summary, layer_rows, macs_delta
+from analysis.compile_plan import macs_reduction
+from app.compile_panel import compile_summary, layer_rows
 
 HOME = str(Path(__file__).resolve().parents[1] / "app" / "Home.py")
 
@@ -49,6 +50,6 @@ def test_page_shows_and_builds(planted, monkeypatch):
     assert "accuracy not measured" in captions and "Largest |compiled − thresholded|" in captions
 
 
-def test_macs_delta_without_live_connections():
-    assert macs_delta(1000, 250) == "4.00× fewer"
-    assert macs_delta(1000, 0) == "no live connection left"  # regression: "1000000000000.00× fewer"
+def test_macs_reduction_without_live_connections():
+    assert macs_reduction(1000, 250) == "4.00× fewer"
+    assert macs_reduction(1000, 0) == "no live connection left"  # regression: "1000000000000.00× fewer"
