@@ -32,8 +32,9 @@ from blockout.errors import UserError
 from blockout.exitcodes import EXIT_INTERRUPTED, EXIT_USER_ERROR
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (``blockout train: error: ...``) and exit code 2."""
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse with one-line errors (``blockout train: error: ...``) and exit code 2 (also the
+    examples' parser)."""
 
     def error(self, message: str) -> typing.NoReturn:
         self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -91,7 +92,7 @@ def _limit(text: str) -> tuple[str, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="blockout",
+    parser = OneLineErrorParser(prog="blockout",
                      description="Blockout (Murdock et al., CVPR 2016): train networks whose FC layers learn "
                                  "their own block (branch) structure, and inspect the hierarchy they learn.")
     from blockout import __version__
@@ -101,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="raise a size limit on what is read from files (repeatable; same as its "
                              "BLOCKOUT_MAX_* variable), e.g. --limit max_nodes=50000000; names: "
                              + ", ".join(_limit_names()))
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineErrorParser)
     sub.required = True
     for add in COMMANDS:
         add(sub)

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from blockout import BlockoutHead, RunLogger
-from toy_data import (CLASSES, DATASET, ExampleParser, batches, count, default_steps, evaluate, make_splits,
-                      run_main)
+from blockout.cli import OneLineErrorParser  # a bad option: one line, exit 2
+from toy_data import CLASSES, DATASET, batches, count, default_steps, evaluate, make_splits, run_main
 
 
 class BasicBlock(nn.Module):
@@ -74,7 +74,7 @@ def train_steps(model, optimizer, data, steps):
 
 
 def main(argv: list[str] | None = None) -> Path:
-    parser = ExampleParser(description=__doc__.splitlines()[0])
+    parser = OneLineErrorParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="checkpoints/example-convert", help="run folder to write (new or empty)")
     parser.add_argument("--steps", type=count(1), default=default_steps(400),
                         help="fine-tuning steps with the Blockout head")

@@ -20,11 +20,12 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from blockout import BlockoutHead
+from blockout.cli import OneLineErrorParser  # a bad option: one line, exit 2
 from blockout.errors import UserError
 from blockout.head import HEAD_METHODS
 from blockout.lightning import BlockoutCallback, lightning_module
 from plain_loop import SmallCNN
-from toy_data import CLASSES, DATASET, ExampleParser, count, default_steps, make_splits, run_main
+from toy_data import CLASSES, DATASET, count, default_steps, make_splits, run_main
 
 L = lightning_module()  # lightning.pytorch (or pytorch_lightning when only that is installed)
 
@@ -64,7 +65,7 @@ class Classifier(L.LightningModule):
 
 
 def main(argv: list[str] | None = None) -> Path:
-    parser = ExampleParser(description=__doc__.splitlines()[0])
+    parser = OneLineErrorParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="checkpoints/example-lightning", help="run folder to write (new or empty)")
     parser.add_argument("--steps", type=count(1), default=default_steps(600), help="training steps")
     parser.add_argument("--method", default="hard-learned", choices=HEAD_METHODS, metavar="METHOD",

@@ -18,10 +18,10 @@ import torch
 from torch import nn
 
 from blockout import BlockoutHead, RunLogger  # Blockout
+from blockout.cli import OneLineErrorParser  # a bad option: one line, exit 2
 from blockout.errors import UserError
 from blockout.head import HEAD_METHODS
-from toy_data import (CLASSES, DATASET, ExampleParser, batches, count, default_steps, evaluate, make_splits,
-                      run_main)
+from toy_data import CLASSES, DATASET, batches, count, default_steps, evaluate, make_splits, run_main
 
 
 class SmallCNN(nn.Module):
@@ -40,7 +40,7 @@ class SmallCNN(nn.Module):
 
 
 def main(argv: list[str] | None = None) -> Path:
-    parser = ExampleParser(description=__doc__.splitlines()[0])
+    parser = OneLineErrorParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="checkpoints/example-plain", help="run folder to write (new or empty)")
     parser.add_argument("--steps", type=count(1), default=default_steps(600), help="training steps")
     parser.add_argument("--method", default="hard-learned", choices=HEAD_METHODS, metavar="METHOD",
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> Path:
         running = []
         for step in range(1, args.steps + 1):
             x, y = next(data)
-            if step % steps_per_epoch == 1 or steps_per_epoch == 1:
+            if (step - 1) % steps_per_epoch == 0:
                 head.start_epoch((step - 1) // steps_per_epoch)  # a recipe's phases (no-op for the paper's methods)
             logits = model(x)
             loss = nn.functional.cross_entropy(logits, y) + head.extra_loss(logits, y)  # a recipe's terms (else 0)

@@ -65,13 +65,6 @@ def evaluate(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[
     return torch.nn.functional.cross_entropy(logits, y).item(), (logits.argmax(1) == y).float().mean().item()
 
 
-class ExampleParser(argparse.ArgumentParser):
-    """The examples' argument parser: a bad option is one line on stderr and exit code 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
 def count(low: int):
     """argparse type: a whole number >= ``low``."""
 

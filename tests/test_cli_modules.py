@@ -24,8 +24,8 @@ def _command(module: str) -> str:
 
 
 def _fresh_subparsers():
-    parser = cli._Parser(prog="blockout")
-    return parser, parser.add_subparsers(dest="command", parser_class=cli._Parser)
+    parser = cli.OneLineErrorParser(prog="blockout")
+    return parser, parser.add_subparsers(dest="command", parser_class=cli.OneLineErrorParser)
 
 
 def test_the_command_modules_are_found():
