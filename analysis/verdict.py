@@ -466,12 +466,12 @@ def run_verdict(run, report=None, threshold: float = 0.5, step: int | None = Non
     used = None if not run.steps else (int(step) if step is not None else int(run.steps[-1]))
     depth, k_used, k = _tree_shape(run, threshold, step)
     s1 += tree_phrase(depth, k_used, k)
-    flag = below_weights_flag(ag)
-    flags = [flag] if flag else []
+    warm = warmup_flag(run.config, run.metrics, used) if run.node_sets else None
+    # memberships not set yet lose nothing to the weights: the warm-up flag says why they are empty
+    flag = None if warm else below_weights_flag(ag)
+    flags = [f for f in (warm, flag) if f]
+    if warm:
+        s1 += " " + warm
     if flag:
         s2 += " " + flag
-    warm = warmup_flag(run.config, run.metrics, used) if run.node_sets else None
-    if warm:
-        flags.insert(0, warm)
-        s1 += " " + warm
     return Verdict(sets, ag, [s1, s2], threshold, used, formed, agree, depth, k_used, k, flags)

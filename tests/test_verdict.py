@@ -394,4 +394,7 @@ def test_a_snapshot_in_the_warm_up_is_flagged():
         assert v.flags and v.flags[0].startswith("Flag: at this step the run is still in its plain warm-up")
         assert f"({step // 40} of 10 epochs)" in v.sentences[0]
     assert not any("warm-up" in f for f in run_verdict(run, step=440).flags)  # the epoch after the switch
+    # with the comparison run, the warm-up flag stands alone: random memberships "below the weights" says nothing
+    warm = run_verdict(run, compare_run(run, step=40, permutations=999, seed=0), step=40)  # as the Overview
+    assert len(warm.flags) == 1 and "less than the run's own weights" not in warm.sentences[1]
     assert not any("warm-up" in f for f in run_verdict(run).flags)
